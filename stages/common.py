@@ -1,0 +1,92 @@
+"""Shared plumbing for the command-line stages: options, logging, error handling.
+
+Every stage is thin: parse options, load the config, set up logging, call one library
+function. A :class:`~mouse_pipeline.errors.PipelineError` becomes one line on stderr and
+exit code 2; anything else is a bug: exit 1 (``--debug`` shows the traceback for both).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+# Quiet TensorFlow's C++ start-up chatter before anything imports it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from mouse_pipeline.config import Config, load_config  # noqa: E402
+from mouse_pipeline.errors import PipelineError  # noqa: E402
+
+EXIT_USER_ERROR = 2
+EXIT_BUG = 1
+
+
+def setup_logging(verbose: bool, debug: bool) -> None:
+    """INFO (or DEBUG) to stderr with a short format; TensorFlow's Python logger kept quiet."""
+    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+    logging.getLogger("mouse_pipeline").setLevel(logging.DEBUG if debug else logging.INFO)
+    for noisy in ("tensorflow", "absl", "h5py", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--config FILE`` and repeatable ``--set KEY=VALUE``."""
+    func = click.option(
+        "--set", "overrides", multiple=True, metavar="KEY=VALUE",
+        help="Override a config value: dotted key, YAML value (repeatable), "
+             "e.g. --set extract.batch_size=64",
+    )(func)
+    func = click.option(
+        "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+        default=None, help="YAML config file (defaults: configs/default.yaml's values).",
+    )(func)
+    return func
+
+
+def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--debug`` (tracebacks, debug logs) and ``--quiet`` (no progress bars, warnings only)."""
+    func = click.option("--quiet", is_flag=True, help="No progress bars; warnings and errors only.")(func)
+    func = click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")(func)
+    return func
+
+
+def get_config(config_path: Path | None, overrides: tuple[str, ...]) -> Config:
+    """Load the config named on the command line (errors surface as PipelineError)."""
+    return load_config(config_path, list(overrides))
+
+
+def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a command body: set up logging, map errors to exit codes and one-line messages."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = kwargs.get("debug", False)
+        quiet = kwargs.get("quiet", False)
+        setup_logging(verbose=not quiet, debug=debug)
+        try:
+            return func(*args, **kwargs)
+        except PipelineError as exc:
+            if debug:
+                raise
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_USER_ERROR)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
+            raise
+        except Exception as exc:  # a bug: say so, point at --debug, exit 1
+            if debug:
+                raise
+            click.echo(f"unexpected error ({type(exc).__name__}): {exc}. "
+                       "Re-run with --debug for the traceback and report it.", err=True)
+            sys.exit(EXIT_BUG)
+
+    return wrapper
