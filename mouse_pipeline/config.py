@@ -102,7 +102,7 @@ class TCNConfig:
     kernel_size: int = _f(3, min=2)
     dilations: tuple[int, ...] = (1, 2, 4, 8)
     stacks: int = _f(1, min=1, max=4)
-    norm: Literal["none", "batch", "layer", "weight"] = "none"
+    norm: Literal["none", "batch", "layer"] = "none"
     causal: bool = False
     dropout: float = _f(0.1, min=0.0, max=0.9)
 
