@@ -1,0 +1,240 @@
+"""Label readers: every format to the canonical matrix, and clear errors on bad files."""
+
+import logging
+
+import numpy as np
+import pytest
+
+from mouse_pipeline.annotations import Labels, check_length, read_labels, write_labels_csv
+from mouse_pipeline.errors import ConfigError, InputError
+
+THESIS_MAP = {"rearing_mig": "mid_rearing", "rearing_paret": "wall_rearing"}
+BEHAVIORS = ("grooming", "mid_rearing", "wall_rearing")
+
+
+def bouts(column):
+    d = np.diff(np.concatenate([[0], column, [0]]))
+    return int((d == 1).sum())
+
+
+def thesis_like(n=600, seed=0):
+    """A matrix with the thesis file's structure (bouts of known count and size)."""
+    m = np.zeros((n, 3), dtype=np.int8)
+    m[10:60, 0] = 1
+    m[200:290, 0] = 1
+    m[100:109, 1] = 1
+    for start in range(300, 580, 40):
+        m[start : start + 12, 2] = 1
+    return m
+
+
+def write(path, text, encoding="utf-8"):
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def test_thesis_reads_with_column_map(tmp_path):
+    m = thesis_like()
+    lines = ["grooming,rearing_mig,rearing_paret"] + [",".join(map(str, r)) for r in m]
+    path = write(tmp_path / "v.csv", "\n".join(lines) + "\n")
+    labels = read_labels(path, "thesis", BEHAVIORS, columns=THESIS_MAP)
+    assert labels.behaviors == BEHAVIORS
+    assert labels.matrix.dtype == np.int8
+    assert labels.n_frames == 600
+    np.testing.assert_array_equal(labels.matrix, m)
+    assert [int(c.sum()) for c in labels.matrix.T] == [140, 9, 84]
+    assert [bouts(c) for c in labels.matrix.T] == [2, 1, 7]
+    assert labels.source == path
+
+
+def test_thesis_reorders_and_ignores_extra_columns(tmp_path, caplog):
+    path = write(tmp_path / "v.csv", "a,b,c\n1,0,0\n0,1,-1\n")
+    with caplog.at_level(logging.DEBUG, logger="mouse_pipeline.annotations"):
+        labels = read_labels(path, "thesis", ["c", "a"])
+    np.testing.assert_array_equal(labels.matrix, [[0, 1], [-1, 0]])
+    assert "'b'" in caplog.text
+
+
+def test_thesis_pandas_index_bom_crlf_trailing_blank(tmp_path):
+    text = ",grooming,rearing\r\n0,1,0\r\n1,0,1\r\n\r\n\r\n"
+    path = write(tmp_path / "v.csv", text, encoding="utf-8-sig")
+    labels = read_labels(path, "thesis", ["grooming", "rearing"])
+    np.testing.assert_array_equal(labels.matrix, [[1, 0], [0, 1]])
+
+
+def test_thesis_tab_separated(tmp_path):
+    path = write(tmp_path / "v.tsv", "a\tb\n1\t0\n")
+    np.testing.assert_array_equal(read_labels(path, "thesis", ["b", "a"]).matrix, [[0, 1]])
+
+
+@pytest.mark.parametrize("bad", ["2", "0.5", "x", "NaN", ""])
+def test_thesis_bad_value_names_row_and_column(tmp_path, bad):
+    path = write(tmp_path / "v.csv", f"a,b\n0,0\n1,{bad}\n0,0\n")
+    with pytest.raises(InputError, match=r"v\.csv, data row 2 \(line 3\), column 'b'") as err:
+        read_labels(path, "thesis", ["a", "b"])
+    assert "\n" not in str(err.value)
+
+
+def test_thesis_ragged_row(tmp_path):
+    path = write(tmp_path / "v.csv", "a,b\n0,0\n1\n")
+    with pytest.raises(InputError, match="data row 2 .line 3.: 1 cells"):
+        read_labels(path, "thesis", ["a", "b"])
+
+
+def test_missing_behaviour_lists_columns_found(tmp_path):
+    path = write(tmp_path / "v.csv", "grooming,rearing_mig\n0,0\n")
+    with pytest.raises(
+        InputError,
+        match=r"lacks behaviour\(s\) \['wall_rearing'\].*"
+        r"\['grooming', 'rearing_mig'\]",
+    ):
+        read_labels(path, "thesis", BEHAVIORS, columns=THESIS_MAP)
+
+
+def test_missing_file_and_unknown_format(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        read_labels(tmp_path / "nope.csv", "thesis", ["a"])
+    path = write(tmp_path / "v.csv", "a\n0\n")
+    with pytest.raises(ConfigError, match="unknown label format 'xls'"):
+        read_labels(path, "xls", ["a"])
+
+
+def test_deepethogram_drops_background_keeps_unlabelled(tmp_path):
+    text = ",background,face_groom,rear\n0,1,0,0\n1,0,1,0\n2,-1,-1,-1\n3,0,0,1\n"
+    path = write(tmp_path / "deg.csv", text)
+    labels = read_labels(
+        path, "deepethogram", ["rear", "grooming"], columns={"face_groom": "grooming"}
+    )
+    np.testing.assert_array_equal(labels.matrix, [[0, 0], [0, 1], [-1, -1], [1, 0]])
+
+
+def test_deepethogram_index_must_be_consecutive(tmp_path):
+    path = write(tmp_path / "deg.csv", ",background,a\n0,1,0\n2,0,1\n")
+    with pytest.raises(InputError, match="data row 2 .line 3.: frame index 2 follows 0"):
+        read_labels(path, "deepethogram", ["a"])
+
+
+BORIS_EVENTS = """Observation id,obs1
+Observation date,2022-01-01
+Description,
+Time offset (s),0.000
+
+Time,Media file path,Total length,FPS,Subject,Behavior,Behavioral category,Comment,Status
+0.3,v.mp4,2,10,,grooming,,,START
+0.6,v.mp4,2,10,,grooming,,,STOP
+0.5,v.mp4,2,10,,sniff,,,POINT
+1.0,v.mp4,2,10,,rearing,,,START
+1.25,v.mp4,2,10,,rearing,,,STOP
+1.7,v.mp4,2,10,,grooming,,,START
+2.0,v.mp4,2,10,,grooming,,,STOP
+"""
+
+
+def test_boris_events_half_open_bouts(tmp_path):
+    path = write(tmp_path / "events.csv", BORIS_EVENTS)
+    labels = read_labels(path, "boris_events", ["grooming", "rearing"], fps=10, n_frames=20)
+    expected = np.zeros((20, 2), dtype=np.int8)
+    expected[3:6, 0] = 1  # 0.3 <= i/10 < 0.6
+    expected[17:20, 0] = 1
+    expected[10:13, 1] = 1  # 1.0 <= i/10 < 1.25 -> frames 10, 11, 12
+    np.testing.assert_array_equal(labels.matrix, expected)
+
+
+def test_boris_events_behavior_type_column_and_absent_behaviour(tmp_path, caplog):
+    text = "Subject,Behavior,Behavior type,Time\nm,groom,START,0.0\nm,groom,STOP,0.2\n"
+    path = write(tmp_path / "events.csv", text)
+    with caplog.at_level(logging.WARNING):
+        labels = read_labels(
+            path,
+            "boris_events",
+            ["grooming", "rearing"],
+            columns={"groom": "grooming"},
+            fps=10,
+            n_frames=4,
+        )
+    np.testing.assert_array_equal(labels.matrix, [[1, 0], [1, 0], [0, 0], [0, 0]])
+    assert "no bout of 'rearing'" in caplog.text and "['groom']" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("rows", "match"),
+    [
+        (
+            "0.1,a,START\n0.2,a,START\n0.3,a,STOP\n",
+            "line 3: START of 'a' while the START at line 2",
+        ),
+        ("0.1,a,STOP\n", "line 2: STOP of 'a' without a START"),
+        ("0.1,a,START\n", "line 2: START of 'a' has no STOP"),
+        ("0.5,a,START\n0.1,a,STOP\n", "line 3: STOP of 'a' at 0.1 s is before"),
+        ("abc,a,START\n", "line 2, column 'Time': bad time 'abc'"),
+    ],
+)
+def test_boris_events_unmatched(tmp_path, rows, match):
+    path = write(tmp_path / "events.csv", "Time,Behavior,Status\n" + rows)
+    with pytest.raises(InputError, match=match):
+        read_labels(path, "boris_events", ["a"], fps=10, n_frames=10)
+
+
+def test_boris_needs_fps_and_n_frames_and_header(tmp_path):
+    path = write(tmp_path / "events.csv", "Time,Behavior,Status\n")
+    with pytest.raises(ConfigError, match="needs the video's fps"):
+        read_labels(path, "boris_events", ["a"], n_frames=10)
+    with pytest.raises(InputError, match="needs the video's frame count"):
+        read_labels(path, "boris_events", ["a"], fps=10)
+    other = write(tmp_path / "other.csv", "a,b\n0,1\n")
+    with pytest.raises(InputError, match="no header row with columns"):
+        read_labels(other, "boris_events", ["a"], fps=10, n_frames=10)
+
+
+def test_boris_bout_past_video_end(tmp_path):
+    path = write(tmp_path / "events.csv", "Time,Behavior,Status\n5.0,a,START\n6.0,a,STOP\n")
+    with pytest.raises(InputError, match="frame 50, past the video's 20 frames"):
+        read_labels(path, "boris_events", ["a"], fps=10, n_frames=20)
+
+
+def test_boris_aggregated(tmp_path):
+    text = (
+        "Observation id,Subject,Behavior,Behavior type,Start (s),Stop (s),Duration (s)\n"
+        "o,m,rearing,STATE,0.0,0.35,0.35\n"
+        "o,m,sniff,POINT,0.5,NA,NA\n"
+        "o,m,rearing,STATE,1.1,9.9,8.8\n"
+    )
+    path = write(tmp_path / "agg.csv", text)
+    labels = read_labels(path, "boris_aggregated", ["rearing"], fps=10, n_frames=15)
+    expected = np.zeros(15, dtype=np.int8)
+    expected[0:4] = 1  # 0, 0.1, 0.2, 0.3 < 0.35
+    expected[11:15] = 1  # clipped at the video end
+    np.testing.assert_array_equal(labels.matrix[:, 0], expected)
+
+
+def test_check_length(tmp_path, caplog):
+    labels = Labels(("a",), np.ones((10, 1), dtype=np.int8), tmp_path / "v.csv")
+    assert check_length(labels, 10, 0, "v") is labels
+    with caplog.at_level(logging.WARNING):
+        padded = check_length(labels, 12, 2, "v")
+    assert padded.matrix[:, 0].tolist() == [1] * 10 + [-1, -1]
+    assert "10 frames, video has 12" in caplog.text
+    assert check_length(labels, 8, 2, "v").n_frames == 8
+    with pytest.raises(
+        InputError,
+        match=r"v\.csv have 10 frames but video 'v' has 13 .*"
+        r"data\.max_frame_mismatch=2",
+    ):
+        check_length(labels, 13, 2, "v")
+
+
+def test_write_read_round_trip(tmp_path):
+    m = thesis_like()
+    m[5:8, 1] = -1
+    labels = Labels(BEHAVIORS, m)
+    write_labels_csv(tmp_path / "out.csv", labels)
+    back = read_labels(tmp_path / "out.csv", "thesis", BEHAVIORS)
+    np.testing.assert_array_equal(back.matrix, m)
+
+
+def test_labels_validates_shape_and_values():
+    with pytest.raises(ValueError, match="shape"):
+        Labels(("a", "b"), np.zeros((3, 1)))
+    with pytest.raises(ValueError, match="-1, 0 or 1"):
+        Labels(("a",), np.full((3, 1), 2))
+    assert Labels(("a",), np.zeros((3, 1), dtype=int)).matrix.dtype == np.int8

@@ -1,0 +1,135 @@
+"""Windows over sequences, lazy window index, and stitching without boundary artefacts."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mouse_pipeline.errors import ConfigError
+from mouse_pipeline.sequences.windows import (
+    WindowIndex,
+    boundary_jump_ratio,
+    make_windows,
+    predict_windows_plan,
+    stitch,
+    window_starts,
+)
+
+
+def test_window_starts_examples():
+    assert window_starts(10, 4, 4).tolist() == [0, 4, 8]
+    assert window_starts(8, 4, 4).tolist() == [0, 4]
+    assert window_starts(3, 4, 2).tolist() == [0]
+    assert window_starts(0, 4, 2).tolist() == []
+    assert predict_windows_plan(20, 8).tolist() == [0, 2, 4, 6, 8, 10, 12]
+
+
+@given(n=st.integers(1, 400), length=st.integers(1, 64), data=st.data())
+def test_window_starts_cover_every_frame(n, length, data):
+    stride = data.draw(st.integers(1, length))
+    starts = window_starts(n, length, stride)
+    covered = np.zeros(n, dtype=bool)
+    for s in starts:
+        covered[s : s + length] = True
+    assert covered.all()
+    assert starts[-1] < n and (len(starts) == 1 or starts[-2] + length < n)
+
+
+@pytest.mark.parametrize(("length", "stride"), [(0, 1), (4, 0), (4, 5)])
+def test_window_args_checked(length, stride):
+    with pytest.raises(ConfigError, match="stride"):
+        window_starts(10, length, stride)
+
+
+def test_make_windows_values_and_padding():
+    x = np.arange(11 * 2, dtype=np.float64).reshape(11, 2)
+    y = np.zeros((11, 1), dtype=np.int8)
+    y[3] = 1
+    y[4] = -1
+    xw, yw = make_windows(x, y, length=4, stride=3)  # starts 0, 3, 6, 9
+    assert xw.shape == (4, 4, 2) and yw.shape == (4, 4, 1)
+    assert xw.dtype == np.float32 and yw.dtype == np.float32
+    np.testing.assert_array_equal(xw[1], x[3:7])
+    np.testing.assert_array_equal(xw[3, :2], x[9:11])
+    np.testing.assert_array_equal(xw[3, 2:], np.repeat(x[10:11], 2, axis=0))  # edge padding
+    assert yw[1, :, 0].tolist() == [1, -1, 0, 0]
+    assert yw[3, :, 0].tolist() == [0, 0, -1, -1]
+    assert not xw.flags.writeable  # strided view: shared memory, no copy per window
+    xz, _ = make_windows(x, None, length=4, stride=3, pad="zero")
+    assert xz[3, 2:].sum() == 0
+
+
+def test_make_windows_empty_video():
+    xw, yw = make_windows(np.zeros((0, 3)), np.zeros((0, 2), dtype=np.int8), 5, 5)
+    assert xw.shape == (0, 5, 3) and yw.shape == (0, 5, 2)
+
+
+def test_window_index_matches_make_windows():
+    rng = np.random.default_rng(0)
+    xs = {"a": rng.normal(size=(23, 3)), "b": rng.normal(size=(9, 3))}
+    ys = {v: rng.integers(-1, 2, size=(len(x), 2)).astype(np.int8) for v, x in xs.items()}
+    index = WindowIndex({v: len(x) for v, x in xs.items()}, length=8, stride=4)
+    assert len(index) == 5 + 2  # a: 0 4 8 12 16; b: 0 4
+    assert index[0] == ("a", 0) and index[4] == ("a", 16) and index[6] == ("b", 4)
+    order = np.array([6, 4, 0])
+    xb, yb = index.gather(xs, ys, order)
+    xa, ya = make_windows(xs["a"], ys["a"], 8, 4)
+    xb_b, yb_b = make_windows(xs["b"], ys["b"], 8, 4)
+    np.testing.assert_array_equal(xb, np.stack([xb_b[1], xa[4], xa[0]]))
+    np.testing.assert_array_equal(yb, np.stack([yb_b[1], ya[4], ya[0]]))
+    positional = WindowIndex([23, 9], length=8, stride=4)
+    assert positional[5] == (1, 0)
+    assert list(positional) == [(0, 0), (0, 4), (0, 8), (0, 12), (0, 16), (1, 0), (1, 4)]
+
+
+def test_stitch_recovers_consistent_predictions():
+    rng = np.random.default_rng(1)
+    truth = rng.random((50, 2))
+    starts = predict_windows_plan(50, 12)
+    padded = np.concatenate([truth, np.full((12, 2), 9.0)])  # padding values are dropped
+    windows = np.stack([padded[s : s + 12] for s in starts])
+    for weights in ("hann", "uniform"):
+        np.testing.assert_allclose(stitch(windows, starts, 50, weights), truth, atol=1e-6)
+
+
+def test_stitch_weights_window_centres():
+    starts = np.array([0, 2])
+    probs = np.zeros((2, 4, 1))
+    probs[1] = 1.0
+    out = stitch(probs, starts, 6)[:, 0]
+    # frame 2 is the edge of window 1 (small weight) and the centre of window 0
+    assert out[2] < 0.2 and out[3] > 0.8 and out[0] == 0 and out[5] == 1
+
+
+def test_stitch_rejects_uncovered_frames():
+    with pytest.raises(ValueError, match="uncovered"):
+        stitch(np.zeros((1, 4, 1)), np.array([0]), 6)
+
+
+def test_boundary_jump_ratio_hand_computed():
+    p = np.array([0.0, 0.1, 0.2, 0.8, 0.9, 1.0])
+    # window starts 0 and 3, length 3: boundary step t=2 (t+1=3); others 0.1 each
+    assert boundary_jump_ratio(p, np.array([0, 3]), 3) == pytest.approx(0.6 / 0.1)
+    assert np.isnan(boundary_jump_ratio(np.zeros(6), np.array([0, 3]), 3))
+
+
+def test_stitching_removes_window_boundary_jumps():
+    """Per-window offsets: naive concatenation jumps at boundaries, stitching does not."""
+    n, length = 1200, 100
+    signal = 0.5 + 0.3 * np.sin(2 * np.pi * np.arange(n + length) / 250)
+    rng = np.random.default_rng(0)
+
+    def model(starts):  # a model whose output depends on where its window starts
+        offsets = rng.uniform(-0.15, 0.15, size=len(starts))
+        return np.stack([signal[s : s + length] + o for s, o in zip(starts, offsets, strict=True)])[
+            ..., None
+        ]
+
+    naive_starts = window_starts(n, length, length)
+    naive = stitch(model(naive_starts), naive_starts, n, "uniform")
+    assert boundary_jump_ratio(naive, naive_starts, length) > 5
+
+    starts = predict_windows_plan(n, length)  # stride = length // 4
+    assert starts[1] == length // 4
+    stitched = stitch(model(starts), starts, n)
+    assert boundary_jump_ratio(stitched, starts, length) < 1.5
