@@ -361,7 +361,7 @@ def _convert(tp: Any, value: Any, key: str, source: str, meta: Any = None) -> An
             return tuple(_convert(args[0], v, f"{key}[{i}]", source) for i, v in enumerate(value))
         if len(value) != len(args):
             raise bad()
-        return tuple(_convert(a, v, f"{key}[{i}]", source) for i, (a, v) in enumerate(zip(args, value)))
+        return tuple(_convert(a, v, f"{key}[{i}]", source) for i, (a, v) in enumerate(zip(args, value, strict=False)))
     if origin is dict:
         if not isinstance(value, dict):
             raise bad()

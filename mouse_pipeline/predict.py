@@ -1,0 +1,213 @@
+"""Label new videos with a trained run's final model (``mouse-pipeline predict``).
+
+For every video: extract embeddings with the run's backbone and settings (reusing the
+run's cache when up to date), apply the final model(s) trained with ``train --final``,
+post-process with the thresholds and bout parameters chosen on validation videos, and
+write into the output folder:
+
+``<stem>_predictions.csv``
+    ``frame, time_s``, then ``p_<behaviour>`` probabilities, then ``<behaviour>`` 0/1
+    after post-processing.
+``<stem>_bouts.csv``
+    ``behavior, start_frame, end_frame, start_s, end_s, duration_s`` (end frame
+    inclusive; ``end_s`` is the end of the last frame), one row per bout of the 0/1 columns.
+``<stem>_ethogram.png``
+    The bouts over time.
+``summary.csv``
+    Per video and behaviour: bout count, total seconds, percent of time, latency to the
+    first bout and mean bout seconds.
+
+Every file is written beside its final name and renamed into place.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from .config import Config, config_from_dict
+from .dataset import find_videos
+from .errors import InputError, RunError
+from .features.store import cache_path, read_attrs, read_embeddings, sanitize_id
+from .metrics import bouts_from_binary
+from .plots import ethogram_figure, save_png
+from .postprocess import apply as apply_postprocess
+from .scoring import write_rows_csv
+
+log = logging.getLogger(__name__)
+
+BOUT_COLUMNS = ["behavior", "start_frame", "end_frame", "start_s", "end_s", "duration_s"]
+
+
+@dataclass(frozen=True)
+class FinalModel:
+    """The final model of one backbone x sequence-model combination of a run."""
+
+    backbone: str
+    kind: str
+    folder: Path
+    behaviors: tuple[str, ...]
+    thresholds: tuple[float, ...]
+    max_gap: tuple[int, ...]
+    min_len: tuple[int, ...]
+    window: int
+    inference_stride: int
+
+
+def load_run_config(run: Path) -> Config:
+    """The resolved config a run was trained with."""
+    path = Path(run) / "config.yaml"
+    if not path.is_file():
+        raise RunError(f"{run}: not a run folder (no config.yaml); pass the folder `mouse-pipeline train` wrote")
+    return config_from_dict(yaml.safe_load(path.read_text(encoding="utf-8")), str(path))
+
+
+def _model_score(run: Path, backbone: str, kind: str) -> float:
+    """Mean cross-validated PR-AUC from metrics.json (written by report), NaN if absent."""
+    metrics = run / "metrics.json"
+    if not metrics.is_file():
+        return math.nan
+    rows = json.loads(metrics.read_text(encoding="utf-8")).get("pooled", [])
+    vals = [r["pr_auc"] for r in rows if r.get("model") == f"{backbone}/{kind}"
+            and r.get("stage") == "raw" and r.get("pr_auc") is not None]
+    return float(np.nanmean(vals)) if vals else math.nan
+
+
+def choose_final(run: Path, cfg: Config, model_name: str | None) -> FinalModel:
+    """The final model named ``backbone/model``, or the best by cross-validated PR-AUC."""
+    combos = [(b, m) for b in cfg.extract.backbones for m in cfg.train.models]
+    if model_name:
+        backbone, _, kind = model_name.partition("/")
+        if (backbone, kind) not in combos:
+            names = ", ".join(f"{b}/{m}" for b, m in combos)
+            raise RunError(f"--model {model_name!r}: not trained in {run}; choose one of {names}")
+    elif len(combos) == 1:
+        backbone, kind = combos[0]
+    else:
+        scores = {c: _model_score(run, *c) for c in combos}
+        if all(math.isnan(s) for s in scores.values()):
+            names = ", ".join(f"{b}/{m}" for b, m in combos)
+            raise RunError(f"{run}: several models ({names}); run `mouse-pipeline report --run {run}` "
+                           "first so the best can be chosen, or pass --model backbone/model")
+        backbone, kind = max(scores, key=lambda c: -np.inf if math.isnan(scores[c]) else scores[c])
+        log.info("using %s/%s, the best by cross-validated PR-AUC (%.3f)", backbone, kind, scores[(backbone, kind)])
+    folder = run / backbone / kind / "final"
+    if not (folder / "fold.json").is_file():
+        raise RunError(f"{run}: no final model for {backbone}/{kind}; train it with "
+                       f"`mouse-pipeline train --config {run / 'config.yaml'} --run {run} --final` "
+                       "(finished folds are kept)")
+    post = json.loads((folder / "postprocess.json").read_text(encoding="utf-8"))
+    meta = json.loads((folder / "fold.json").read_text(encoding="utf-8"))
+    behaviors = tuple(cfg.data.behaviors)
+    return FinalModel(backbone, kind, folder, behaviors,
+                      tuple(post[b]["threshold"] for b in behaviors),
+                      tuple(post[b]["max_gap"] for b in behaviors),
+                      tuple(post[b]["min_len"] for b in behaviors),
+                      int(meta["window"]), int(meta["inference_stride"]))
+
+
+def final_probabilities(final: FinalModel, emb: np.ndarray) -> np.ndarray:
+    """Per-frame probabilities (n_frames, n_behaviours) of the final model(s)."""
+    from .sequences.models import load_model
+    from .sequences.training import predict_video
+
+    out = np.zeros((emb.shape[0], len(final.behaviors)), np.float32)
+    if (final.folder / "model.keras").is_file():
+        out[:] = predict_video(load_model(final.folder / "model.keras"), emb, final.window, final.inference_stride)
+    else:
+        for j, b in enumerate(final.behaviors):
+            model = load_model(final.folder / f"model_{b}.keras")
+            out[:, j] = predict_video(model, emb, final.window, final.inference_stride)[:, 0]
+    return out
+
+
+def bouts_table(binary: np.ndarray, behaviors: tuple[str, ...], fps: float) -> list[dict]:
+    """One row per bout of each behaviour's 0/1 column (end frame inclusive)."""
+    rows = []
+    for j, b in enumerate(behaviors):
+        for s, e in bouts_from_binary(binary[:, j]):
+            rows.append({"behavior": b, "start_frame": s, "end_frame": e,
+                         "start_s": round(s / fps, 4), "end_s": round((e + 1) / fps, 4),
+                         "duration_s": round((e - s + 1) / fps, 4)})
+    return rows
+
+
+def summary_rows(video: str, binary: np.ndarray, behaviors: tuple[str, ...], fps: float) -> list[dict]:
+    """Per behaviour: bout count, total seconds, percent of time, latency, mean bout seconds."""
+    rows = []
+    n = binary.shape[0]
+    for j, b in enumerate(behaviors):
+        bouts = bouts_from_binary(binary[:, j])
+        frames = int(binary[:, j].sum())
+        rows.append({"video": video, "behavior": b, "bout_count": len(bouts),
+                     "total_s": round(frames / fps, 4),
+                     "percent_time": round(100.0 * frames / n, 4) if n else math.nan,
+                     "latency_s": round(bouts[0][0] / fps, 4) if bouts else math.nan,
+                     "mean_bout_s": round(frames / fps / len(bouts), 4) if bouts else math.nan})
+    return rows
+
+
+def write_predictions_csv(path: Path, probs: np.ndarray, binary: np.ndarray,
+                          behaviors: tuple[str, ...], fps: float) -> None:
+    """``frame, time_s, p_<b>..., <b>...`` (written beside, then renamed)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["frame", "time_s", *(f"p_{b}" for b in behaviors), *behaviors])
+        for i in range(probs.shape[0]):
+            w.writerow([i, f"{i / fps:.4f}", *(f"{p:.5f}" for p in probs[i]), *binary[i].tolist()])
+    tmp.replace(path)
+
+
+def _resolve_videos(videos: list[Path]) -> list[Path]:
+    paths: list[Path] = []
+    for v in videos:
+        paths.extend(find_videos(v))
+    stems: dict[str, Path] = {}
+    for p in paths:
+        vid = sanitize_id(p.stem)
+        if vid in stems and stems[vid] != p:
+            raise InputError(f"{p}: same name as {stems[vid]}; outputs would collide, rename one")
+        stems[vid] = p
+    return list(stems.values())
+
+
+def predict_videos(run_dir: str | Path, videos: list[Path], out: str | Path,
+                   model_name: str | None = None, progress: bool = True) -> list[Path]:
+    """Predict every video and write the per-video files and ``summary.csv``; return their CSVs."""
+    from .features.extract import extract
+
+    run, out = Path(run_dir), Path(out)
+    cfg = load_run_config(run)
+    final = choose_final(run, cfg, model_name)
+    paths = _resolve_videos(videos)
+    out.mkdir(parents=True, exist_ok=True)
+    written, summary = [], []
+    for path in paths:
+        vcfg = cfg.replace(**{"data.videos": str(path), "data.labels": None,
+                              "extract.backbones": [final.backbone]})
+        extract(vcfg, progress=progress)
+        vid = sanitize_id(path.stem)
+        cfile = cache_path(cfg.extract.cache, final.backbone, vid)
+        emb = np.asarray(read_embeddings(cfile, expected_backbone=final.backbone), np.float32)
+        fps = float(cfg.data.fps or read_attrs(cfile)["fps"])
+        probs = final_probabilities(final, emb)
+        binary = apply_postprocess(probs, final.thresholds, final.max_gap, final.min_len)
+        target = out / f"{vid}_predictions.csv"
+        write_predictions_csv(target, probs, binary, final.behaviors, fps)
+        write_rows_csv(out / f"{vid}_bouts.csv", bouts_table(binary, final.behaviors, fps), BOUT_COLUMNS)
+        tracks = [(b, binary[:, j], j) for j, b in enumerate(final.behaviors)]
+        save_png(ethogram_figure(tracks, fps, f"{vid}: predicted bouts ({final.backbone}/{final.kind})"),
+                 out / f"{vid}_ethogram.png")
+        summary.extend(summary_rows(vid, binary, final.behaviors, fps))
+        written.append(target)
+        log.info("%s: %d frames predicted -> %s", vid, probs.shape[0], target)
+    write_rows_csv(out / "summary.csv", summary)
+    return written

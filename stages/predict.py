@@ -1,0 +1,77 @@
+"""``mouse-pipeline predict`` and ``score``: outputs for new videos, and scoring any predictions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from stages.common import common_options, handle_errors
+
+
+@click.command("predict")
+@click.option("--run", "run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              required=True, help="Run folder trained with --final.")
+@click.option("--videos", type=click.Path(path_type=Path), multiple=True, required=True,
+              help="Video files or folders (repeatable).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for the per-video CSVs, ethograms and summary.csv.")
+@click.option("--model", "model_name", default=None,
+              help="Which trained model to use, as backbone/model (default: the best by "
+                   "cross-validated PR-AUC, or the only one).")
+@common_options
+@handle_errors
+def predict_command(run_dir, videos, out, model_name, debug, quiet):
+    """Label new videos with a run's final model: per-frame CSV, bouts CSV, ethogram, summary.
+
+    Extracts embeddings first (reusing the run's cache when up to date).
+
+    \b
+    Examples:
+      mouse-pipeline predict --run demo_out/run --videos new_videos/ --out predictions/
+    """
+    from mouse_pipeline.predict import predict_videos
+
+    written = predict_videos(run_dir, list(videos), out, model_name=model_name, progress=not quiet)
+    click.echo(f"predictions for {len(written)} video(s) in {out} (summary: {out / 'summary.csv'})")
+
+
+@click.command("score")
+@click.option("--labels", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="Label file (per-frame CSV, thesis layout unless --label-format says otherwise).")
+@click.option("--predictions", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              required=True, help="Per-frame predictions CSV (probabilities or 0/1 columns).")
+@click.option("--columns", default=None,
+              help="behaviour=column,... mapping prediction columns to behaviours, "
+                   "e.g. grooming=g_prediction,mid_rearing=mr_prediction")
+@click.option("--label-columns", default=None,
+              help="column=behaviour,... renaming label file columns, e.g. rearing_mig=mid_rearing")
+@click.option("--label-format", type=click.Choice(["thesis", "deepethogram"]), default="thesis",
+              show_default=True)
+@click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Threshold for probability columns.")
+@click.option("--csv", "csv_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the metrics table as CSV.")
+@common_options
+@handle_errors
+def score_command(labels, predictions, columns, label_columns, label_format, threshold, csv_out,
+                  debug, quiet):
+    """Score any per-frame predictions file against labels (another tool, a second annotator).
+
+    \b
+    Examples:
+      mouse-pipeline score --labels HD_ChR2_510A.csv --predictions results.csv \\
+        --label-columns rearing_mig=mid_rearing,rearing_paret=wall_rearing \\
+        --columns grooming=g_prediction,mid_rearing=mr_prediction,wall_rearing=wr_prediction
+    """
+    from mouse_pipeline.scoring import format_table, score_files
+
+    rows = score_files(labels, predictions, columns=columns, label_columns=label_columns,
+                       label_format=label_format, threshold=threshold, csv_out=csv_out)
+    click.echo(format_table(rows))
+    if csv_out:
+        click.echo(f"written {csv_out}")
+
+
+if __name__ == "__main__":
+    predict_command()

@@ -1,0 +1,146 @@
+"""Sequence models and the training loop on embeddings with planted structure (no video)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score
+
+from mouse_pipeline.annotations import Labels
+from mouse_pipeline.config import load_config
+from mouse_pipeline.dataset import VideoData
+from mouse_pipeline.errors import ConfigError
+from mouse_pipeline.sequences.models import (
+    MaskedWeightedBCE,
+    build_model,
+    check_window,
+    load_model,
+    positive_weights,
+    save_model,
+    tcn_receptive_field,
+)
+from mouse_pipeline.sequences.training import WindowSequence, fit_head, predict_video, search_trials
+from mouse_pipeline.sequences.windows import boundary_jump_ratio, window_starts
+
+DIM = 16
+
+
+def planted_video(rng, n=400, vid="v"):
+    """Two behaviours: one visible in single frames, one only as a temporal oscillation."""
+    y = np.zeros((n, 2), np.int8)
+    for k, (bout, gap) in enumerate(((25, 60), (40, 90))):
+        t = int(rng.integers(5, 40))
+        while t < n:
+            y[t:t + bout, k] = 1
+            t += bout + gap + int(rng.integers(0, 30))
+    x = rng.normal(0, 1, (n, DIM)).astype(np.float32)
+    x[:, 0] += 2.5 * y[:, 0]                                   # per-frame cue
+    phase = np.where(np.arange(n) % 4 < 2, 1.0, -1.0)
+    x[:, 1] += 2.0 * phase * y[:, 1]                           # alternating sign: temporal cue
+    y[:3] = -1                                                 # a few unlabelled frames
+    return VideoData(vid, x, Labels(("a", "b"), y), 10.0, Path(f"{vid}.h5"))
+
+
+@pytest.fixture(scope="module")
+def tcfg():
+    return load_config(None, [
+        "train.window.length=32", "train.window.stride=8", "train.epochs=12", "train.patience=4",
+        "train.batch_size=16", "train.learning_rate=0.005", "train.lstm.units=16",
+        "train.tcn.filters=16", "train.tcn.dilations=[1, 2, 4]"]).train
+
+
+def test_masked_loss_ignores_unlabelled_and_padding():
+    loss = MaskedWeightedBCE(pos_weight=[1.0])
+    y = np.array([[[1.0], [0.0], [-1.0]]], np.float32)
+    p = np.array([[[0.8], [0.3], [0.999]]], np.float32)
+    expected = -(np.log(0.8) + np.log(0.7)) / 2
+    assert float(loss(y, p)) == pytest.approx(expected, rel=1e-5)
+    weighted = MaskedWeightedBCE(pos_weight=[3.0])
+    assert float(weighted(y, p)) == pytest.approx(-(3 * np.log(0.8) + np.log(0.7)) / 2, rel=1e-5)
+
+
+def test_positive_weights_from_training_labels():
+    y = np.array([[1, 0], [0, 0], [0, -1], [0, 1]], np.int8)
+    assert positive_weights([y]).tolist() == [3.0, 2.0]
+
+
+@pytest.mark.parametrize("kind", ["lstm", "tcn"])
+def test_save_reload_gives_identical_predictions(tmp_path, tcfg, kind):
+    rng = np.random.default_rng(0)
+    model = build_model(kind, tcfg, DIM, 2, np.zeros(DIM), np.ones(DIM), np.array([2.0, 3.0]))
+    x = rng.normal(size=(3, 32, DIM)).astype(np.float32)
+    y = (rng.random((3, 32, 2)) > 0.8).astype(np.float32)
+    model.fit(x, y, epochs=1, verbose=0)
+    save_model(model, tmp_path / "m.keras")
+    again = load_model(tmp_path / "m.keras")
+    np.testing.assert_array_equal(np.asarray(again(x)), np.asarray(model(x)))
+    # the time axis is open: a longer sequence runs too
+    assert np.asarray(again(rng.normal(size=(1, 50, DIM)).astype(np.float32))).shape == (1, 50, 2)
+
+
+def test_tcn_refuses_window_shorter_than_receptive_field(tcfg):
+    cfg = load_config(None, ["train.window.length=16", "train.window.stride=8",
+                              "train.tcn.dilations=[1, 2, 4, 8]"]).train
+    assert tcn_receptive_field(cfg) == 61
+    with pytest.raises(ConfigError, match=r"train\.window\.length \(16\) is shorter than the TCN's receptive field \(61 frames\)"):
+        check_window("tcn", cfg)
+    check_window("lstm", cfg)  # LSTMs have no receptive field to respect
+
+
+def test_receptive_field_matches_keras_tcn(tcfg):
+    model = build_model("tcn", tcfg, DIM, 2, np.zeros(DIM), np.ones(DIM), np.ones(2))
+    assert model.get_layer("tcn").receptive_field == tcn_receptive_field(tcfg)
+
+
+def test_window_sequence_pads_with_masked_targets():
+    x = [np.arange(10, dtype=np.float32)[:, None]]
+    y = [np.ones((10, 1), np.float32)]
+    seq = WindowSequence(x, y, length=8, stride=4, batch_size=8, seed=0, shuffle=False)
+    xb, yb = seq[0]
+    starts = [int(v) for v in xb[:, 0, 0]]
+    assert starts == [0, 4, 8][: len(starts)]
+    last = starts.index(8) if 8 in starts else None
+    if last is not None:
+        assert yb[last, :2, 0].tolist() == [1, 1] and (yb[last, 2:, 0] == -1).all()
+        assert (xb[last, 2:, 0] == 0).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["lstm", "tcn"])
+def test_model_learns_planted_structure_far_above_prevalence(tcfg, kind):
+    rng = np.random.default_rng(1)
+    train = [planted_video(rng, vid=f"t{i}") for i in range(4)]
+    val = [planted_video(rng, vid="val")]
+    test = planted_video(rng, vid="test")
+    res = fit_head(kind, tcfg, train, val, [0, 1], seed=3, label=kind, progress=False)
+    probs = predict_video(res.model, test.embeddings, tcfg.window.length, 8)
+    for k in range(2):
+        keep = test.labels.matrix[:, k] >= 0
+        yk = test.labels.matrix[keep, k]
+        ap = average_precision_score(yk, probs[keep, k])
+        prevalence = yk.mean()
+        assert ap > max(0.6, 2.5 * prevalence), (kind, k, ap, prevalence)
+    # stitched predictions do not jump where windows start
+    starts = window_starts(test.n_frames, tcfg.window.length, 8)
+    assert boundary_jump_ratio(probs, starts, tcfg.window.length) <= 1.5
+
+
+def test_fit_is_repeatable_with_a_seed(tcfg):
+    rng = np.random.default_rng(2)
+    train = [planted_video(rng, n=120, vid=f"t{i}") for i in range(2)]
+    val = [planted_video(rng, n=120, vid="val")]
+    cfg = load_config(None, ["train.window.length=32", "train.window.stride=16", "train.epochs=2",
+                             "train.lstm.units=8"]).train
+    a = fit_head("lstm", cfg, train, val, [0, 1], seed=7, label="a", progress=False)
+    b = fit_head("lstm", cfg, train, val, [0, 1], seed=7, label="b", progress=False)
+    x = val[0].embeddings
+    np.testing.assert_array_equal(predict_video(a.model, x, 32, 8), predict_video(b.model, x, 32, 8))
+
+
+def test_search_trials_grid_and_random():
+    cfg = load_config(None, ["train.search.space={window.length: [32, 64], lstm.units: [8, 16, 32]}"])
+    grid = search_trials(cfg)
+    assert len(grid) == 6 and {"window.length": 32, "lstm.units": 8} in grid
+    rnd = search_trials(cfg.replace(**{"train.search.method": "random", "train.search.n_trials": 3}))
+    assert len(rnd) == 3 and all(t in grid for t in rnd)
+    assert search_trials(load_config(None)) == [{}]
