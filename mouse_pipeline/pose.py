@@ -1,17 +1,29 @@
-"""DeepLabCut pose files -> per-frame crop centres.
+"""DeepLabCut pose files: one body part's track, cleaned, as crop centres.
 
-DeepLabCut writes CSVs with three header rows (``scorer``, ``bodyparts``, ``coords``) and
-the frame index (or an image path) as the first column; its analysis output has coords
-``x, y, likelihood`` per body part, its labelled-data files only ``x, y``. Points below
-the likelihood threshold (or missing) are replaced by linear interpolation in time, with
-the nearest valid value at the ends. DeepLabCut's ``.h5`` output is a pandas table whose
-column names are stored pickled; it is not unpickled here (see :func:`read_dlc`).
+Layouts read
+------------
+*Analysis CSV* (``analyze_videos(..., save_as_csv=True)``): three header rows whose first
+cells are ``scorer``, ``bodyparts`` and ``coords``; then one row per frame, the first
+column the frame index (0, 1, 2, ...), then ``x, y, likelihood`` per body part.
+
+*Labelled-data CSV* (``CollectedData_<scorer>.csv``): the same three header rows but only
+``x, y`` per body part, and an index of image paths (one column, or three in newer
+DeepLabCut versions). Every labelled point counts as valid; empty cells are missing.
+
+Multi-animal files (a fourth header row ``individuals``) are rejected with a message.
+DeepLabCut's ``.h5`` files store their column names pickled by pandas; this module never
+unpickles, so it asks for the CSV export instead (see :func:`read_dlc`).
+
+Points whose likelihood is below ``min_likelihood`` (or missing) are replaced by linear
+interpolation over time; before the first and after the last valid point the nearest
+valid value is held.
 """
 
 from __future__ import annotations
 
 import csv
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -20,113 +32,206 @@ from .errors import InputError
 
 log = logging.getLogger(__name__)
 
-
-def find_pose_file(folder: str | Path, stem: str) -> Path:
-    """The DeepLabCut file of a video: ``<folder>/<stem>*.csv`` (or ``.h5``), exactly one.
-
-    DeepLabCut appends its scorer to the video name (``m3v1DLC_resnet50_...csv``), so files
-    are matched by prefix; an exact ``<stem>.csv`` wins over longer names.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"{folder}: pose folder does not exist; set data.crop.pose")
-    for suffix in (".csv", ".h5"):
-        exact = folder / f"{stem}{suffix}"
-        if exact.is_file():
-            return exact
-    matches = sorted(p for p in folder.iterdir()
-                     if p.is_file() and p.name.startswith(stem) and p.suffix in (".csv", ".h5")
-                     and p.name[len(stem):len(stem) + 3] == "DLC")
-    csvs = [p for p in matches if p.suffix == ".csv"]
-    chosen = csvs or matches
-    if not chosen:
-        raise InputError(f"{folder}: no DeepLabCut file for video {stem!r} (expected {stem}.csv or "
-                         f"{stem}DLC_....csv)")
-    if len(chosen) > 1:
-        raise InputError(f"{folder}: several DeepLabCut files for video {stem!r}: "
-                         f"{', '.join(p.name for p in chosen)}; keep one")
-    return chosen[0]
+_HEADER = ("scorer", "bodyparts", "coords")
+_COORDS = ("x", "y", "likelihood")
+_INT = re.compile(r"^\s*\d+\s*$")
 
 
 def read_dlc(path: str | Path, bodypart: str, min_likelihood: float = 0.6) -> np.ndarray:
-    """Per-frame (x, y) of one body part, low-likelihood points interpolated.
+    """Read one body part's (x, y) track from a DeepLabCut file, low-confidence points filled.
 
     Parameters
     ----------
     path
-        DeepLabCut CSV (analysis output or labelled data).
+        DeepLabCut analysis CSV, labelled-data CSV, or ``.h5`` (see below).
     bodypart
-        Body part name, e.g. ``midbody``.
+        Name of the body part, e.g. ``"midbody"``.
     min_likelihood
-        Points below this likelihood are treated as missing.
+        Points with a likelihood below this (or none) are interpolated over time.
 
     Returns
     -------
-    numpy.ndarray
-        ``(n_frames, 2)`` float64.
+    np.ndarray
+        ``(T, 2)`` float64 array of x, y in pixels, one row per frame, without NaN.
+
+    Raises
+    ------
+    InputError
+        The file is missing or not a single-animal DeepLabCut layout, the body part is
+        absent, a cell is not a number, or no point reaches ``min_likelihood``. A ``.h5``
+        file always raises: its column names can only be read by unpickling, so the
+        message asks for the CSV export.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: pose file does not exist")
-    if path.suffix.lower() == ".h5":
-        raise InputError(f"{path}: DeepLabCut .h5 files store their column names pickled, which "
-                         "this tool does not unpickle; export CSV with DeepLabCut's "
-                         "analyze_videos(..., save_as_csv=True) and point data.crop.pose at it")
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.reader(fh))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read pose file ({exc})") from None
-    if len(rows) < 4 or [r[0].strip().lower() if r else "" for r in rows[:3]] != ["scorer", "bodyparts", "coords"]:
-        if len(rows) >= 4 and rows[1] and rows[1][0].strip().lower() == "individuals":
-            raise InputError(f"{path}: multi-animal DeepLabCut file (has an 'individuals' row); "
-                             "only single-animal files are supported")
-        raise InputError(f"{path}: not a DeepLabCut CSV: expected three header rows starting "
-                         "with scorer, bodyparts, coords")
-    parts = [c.strip() for c in rows[1]]
-    coords = [c.strip() for c in rows[2]]
-    cols = {coords[i]: i for i in range(1, len(parts)) if parts[i] == bodypart}
-    if "x" not in cols or "y" not in cols:
-        present = sorted({p for p in parts[1:] if p})
-        raise InputError(f"{path}: no body part {bodypart!r}; present: {', '.join(present)} "
-                         "(set data.crop.bodypart)")
-    data = rows[3:]
-    xy = np.full((len(data), 2), np.nan)
-    like = np.ones(len(data))
-    for i, row in enumerate(data):
-        if not row or all(not c.strip() for c in row):
-            raise InputError(f"{path}: line {i + 4} is empty")
-        try:
-            for j, key in enumerate(("x", "y")):
-                cell = row[cols[key]].strip() if cols[key] < len(row) else ""
-                xy[i, j] = float(cell) if cell else np.nan
-            if "likelihood" in cols:
-                cell = row[cols["likelihood"]].strip() if cols["likelihood"] < len(row) else ""
-                like[i] = float(cell) if cell else np.nan
-        except ValueError:
-            raise InputError(f"{path}: line {i + 4}: non-numeric value for {bodypart!r}") from None
-    valid = np.isfinite(xy).all(axis=1) & (np.nan_to_num(like, nan=-1.0) >= min_likelihood)
+    if not 0.0 <= min_likelihood <= 1.0:
+        raise ValueError(f"min_likelihood must be within [0, 1], got {min_likelihood}")
+    if not path.exists():
+        raise InputError(f"{path}: pose file does not exist; check data.crop.pose")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, expected a DeepLabCut .csv file")
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        _reject_h5(path)
+    xy, likelihood = _read_csv(path, bodypart)
+    valid = np.isfinite(xy).all(axis=1)
+    if likelihood is not None:
+        with np.errstate(invalid="ignore"):
+            valid &= likelihood >= min_likelihood
     if not valid.any():
-        raise InputError(f"{path}: every {bodypart!r} point is below likelihood {min_likelihood} "
-                         "(data.crop.min_likelihood) or missing; check the pose file")
-    if not valid.all():
-        log.info("%s: %d of %d %s points below likelihood %.2f interpolated", path.name,
-                 int((~valid).sum()), len(valid), bodypart, min_likelihood)
-    t = np.arange(len(data))
+        best = np.nanmax(likelihood) if likelihood is not None and np.isfinite(likelihood).any() else None
+        detail = f"the highest likelihood is {best:.3g}" if best is not None else "no point has coordinates"
+        raise InputError(f"{path}: no point of {bodypart!r} reaches likelihood {min_likelihood} "
+                         f"({detail}); lower data.crop.min_likelihood or choose another body part")
+    n_bad = int((~valid).sum())
+    if n_bad:
+        log.info("%s: %d of %d points of %r below likelihood %s, interpolated",
+                 path.name, n_bad, len(valid), bodypart, min_likelihood)
+    t = np.arange(len(xy))
     out = np.empty_like(xy)
-    for j in range(2):
-        out[:, j] = np.interp(t, t[valid], xy[valid, j])
+    for k in range(2):
+        out[:, k] = np.interp(t, t[valid], xy[valid, k])
     return out
 
 
-def write_dlc_csv(path: str | Path, points: dict[str, np.ndarray], scorer: str = "mouse-pipeline") -> None:
-    """Write DeepLabCut's analysis CSV layout: ``points[name]`` is (T, 3) x, y, likelihood."""
+def write_dlc_csv(path: str | Path, points: dict[str, np.ndarray],
+                  scorer: str = "mouse-pipeline") -> None:
+    """Write body-part tracks as a DeepLabCut analysis CSV (x, y, likelihood per part).
+
+    Parameters
+    ----------
+    path
+        Output file.
+    points
+        Body part name -> ``(T, 3)`` array of x, y, likelihood; every part the same T.
+        NaN is written as an empty cell, as pandas does.
+    scorer
+        Written in the ``scorer`` header row.
+    """
     names = list(points)
-    n = len(next(iter(points.values())))
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["scorer"] + [scorer] * 3 * len(names))
-        w.writerow(["bodyparts"] + [p for p in names for _ in range(3)])
-        w.writerow(["coords"] + ["x", "y", "likelihood"] * len(names))
-        for i in range(n):
-            w.writerow([i] + [f"{v:.3f}" for p in names for v in points[p][i]])
+    if not names:
+        raise ValueError("points is empty: give at least one body part")
+    arrays = [np.asarray(points[n], dtype=float) for n in names]
+    for name, arr in zip(names, arrays, strict=True):
+        if arr.ndim != 2 or arr.shape[1] != 3 or arr.shape[0] != arrays[0].shape[0]:
+            raise ValueError(f"points[{name!r}] must have shape ({arrays[0].shape[0]}, 3), "
+                             f"got {arr.shape}")
+    table = np.concatenate(arrays, axis=1)
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(["scorer"] + [scorer] * (3 * len(names)))
+        w.writerow(["bodyparts"] + [n for n in names for _ in range(3)])
+        w.writerow(["coords"] + list(_COORDS) * len(names))
+        for i, row in enumerate(table):
+            w.writerow([i] + ["" if np.isnan(v) else f"{v:.4f}" for v in row])
+
+
+def find_pose_file(folder: str | Path, video_id: str) -> Path:
+    """The DeepLabCut file of a video in ``folder``: ``<id>.csv`` or ``<id>DLC*.csv`` (or .h5).
+
+    Raises
+    ------
+    InputError
+        No file, or several, match the video.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: pose folder does not exist; check data.crop.pose")
+    found = []
+    for ext in (".csv", ".h5"):
+        exact = folder / f"{video_id}{ext}"
+        found += [exact] if exact.is_file() else sorted(folder.glob(f"{video_id}DLC*{ext}"))
+        if found:
+            break
+    if not found:
+        raise InputError(f"{folder}: no pose file for video {video_id!r} (expected "
+                         f"{video_id}.csv or {video_id}DLC*.csv); run DeepLabCut on it or "
+                         "set data.crop.mode")
+    if len(found) > 1:
+        raise InputError(f"{folder}: several pose files for video {video_id!r} "
+                         f"({', '.join(p.name for p in found)}); keep one")
+    return found[0]
+
+
+def _read_csv(path: Path, bodypart: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """x, y (T, 2) and likelihood (T,) or None of one body part, NaN where a cell is empty."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.reader(fh))
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: is not a text file; expected a DeepLabCut CSV") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the pose file ({exc.strerror}); fix its "
+                         "permissions") from None
+    first = [(r[0].strip() if r else "") for r in rows[:4]]
+    if len(first) > 1 and first[0] == "scorer" and first[1] == "individuals":
+        raise InputError(f"{path}: is a multi-animal DeepLabCut file ('individuals' header "
+                         "row); only single-animal files are supported")
+    if tuple(first[:3]) != _HEADER:
+        raise InputError(f"{path}: not a DeepLabCut CSV: expected the first cells of the first "
+                         f"three rows to be 'scorer', 'bodyparts', 'coords', got {first[:3]}")
+    parts, coords = rows[1], rows[2]
+    n_index = 1
+    while n_index < len(coords) and coords[n_index].strip() == "":
+        n_index += 1
+    bad = [c for c in coords[n_index:] if c.strip() not in _COORDS]
+    if bad or n_index == len(coords):
+        raise InputError(f"{path}: not a DeepLabCut CSV: the 'coords' row must hold x, y "
+                         f"(and likelihood) per body part, got {coords[n_index:n_index + 6]}")
+    columns = {(parts[j].strip(), coords[j].strip()): j for j in range(n_index, len(coords))
+               if j < len(parts)}
+    if (bodypart, "x") not in columns or (bodypart, "y") not in columns:
+        present = list(dict.fromkeys(p for p, _ in columns))
+        raise InputError(f"{path}: body part {bodypart!r} not found; the file has: "
+                         f"{', '.join(present)}; set data.crop.bodypart")
+    wanted = [columns[(bodypart, "x")], columns[(bodypart, "y")]]
+    has_likelihood = (bodypart, "likelihood") in columns
+    if has_likelihood:
+        wanted.append(columns[(bodypart, "likelihood")])
+    body = rows[3:]
+    while body and not any(c.strip() for c in body[-1]):
+        body.pop()
+    if not body:
+        raise InputError(f"{path}: has the DeepLabCut header but no data rows")
+    values = np.empty((len(body), len(wanted)))
+    index_is_int = n_index == 1
+    for i, row in enumerate(body):
+        line = i + 4
+        if len(row) <= max(wanted):
+            raise InputError(f"{path}: row {line} has {len(row)} cells, the header has "
+                             f"{len(coords)}; the file is truncated or malformed")
+        index_is_int = index_is_int and bool(_INT.match(row[0]))
+        for k, j in enumerate(wanted):
+            cell = row[j].strip()
+            if cell == "" or cell.lower() == "nan":
+                values[i, k] = np.nan
+                continue
+            try:
+                values[i, k] = float(cell)
+            except ValueError:
+                raise InputError(f"{path}: row {line}: {cell!r} in column {bodypart}/"
+                                 f"{coords[j].strip()} is not a number") from None
+    if index_is_int:
+        frames = np.array([int(r[0]) for r in body])
+        wrong = np.flatnonzero(frames != np.arange(len(body)))
+        if wrong.size:
+            i = int(wrong[0])
+            raise InputError(f"{path}: frame index is not 0, 1, 2, ...: row {i + 4} has "
+                             f"{frames[i]}, expected {i}; export the whole video from DeepLabCut")
+    return values[:, :2], (values[:, 2] if has_likelihood else None)
+
+
+def _reject_h5(path: Path) -> None:
+    """Explain why a DeepLabCut .h5 cannot be read here, naming the CSV export to use."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as fh:
+            is_dlc = "df_with_missing" in fh
+    except OSError:
+        raise InputError(f"{path}: is not an HDF5 file; expected a DeepLabCut .csv or .h5 "
+                         "pose file") from None
+    if not is_dlc:
+        raise InputError(f"{path}: is not a DeepLabCut .h5 file (no 'df_with_missing' table); "
+                         "give the DeepLabCut CSV instead")
+    raise InputError(f"{path}: DeepLabCut .h5 files keep their column names pickled, which "
+                     "this reader does not load; export CSV with deeplabcut.analyze_videos(..., "
+                     "save_as_csv=True) or deeplabcut.analyze_videos_converth5_to_csv(folder)")

@@ -57,8 +57,10 @@ def _plan(rng: np.random.Generator, n: int, fps: float, size: int, wall: float, 
     th = rng.uniform(0, 2 * math.pi)
     speed = size * 0.22 / fps  # px per frame
     t = 0
+    # every behaviour once, in random order, then at random: short videos still show all
+    first = [_ACTIONS[i] for i in rng.permutation(len(_ACTIONS))]
     while t < n:
-        action = _ACTIONS[rng.choice(len(_ACTIONS), p=_ACTION_P)]
+        action = first.pop() if first else _ACTIONS[rng.choice(len(_ACTIONS), p=_ACTION_P)]
         if action == "wall_rear":
             side = rng.integers(4)
             along = rng.uniform(lo, hi)

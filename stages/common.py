@@ -31,7 +31,7 @@ def setup_logging(verbose: bool, debug: bool) -> None:
     """INFO (or DEBUG) to stderr with a short format; TensorFlow's Python logger kept quiet."""
     level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
-    logging.getLogger("mouse_pipeline").setLevel(logging.DEBUG if debug else logging.INFO)
+    logging.getLogger("mouse_pipeline").setLevel(level)
     for noisy in ("tensorflow", "absl", "h5py", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 

@@ -4,7 +4,6 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
-os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")  # tests never use a GPU, even where one exists
 
 import pytest  # noqa: E402
 from click.testing import CliRunner  # noqa: E402

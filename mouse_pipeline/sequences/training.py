@@ -258,7 +258,7 @@ def train_fold(cfg: Config, kind: str, by_id: dict[str, VideoData], fold: Fold, 
         check_window(kind, tcfg)
         heads = []
         for h, outputs in enumerate(_heads_for(cfg)):
-            seed = cfg.train.seed + 1000 * fold.index + 100 * t + h
+            seed = cfg.train.seed + 1000 * (fold.index + 1) + 100 * t + h  # final fold: index -1
             tag = f"{label} trial {t + 1}/{len(trials)}" + (
                 f" [{cfg.data.behaviors[outputs[0]]}]" if len(outputs) == 1 else "")
             heads.append(fit_head(kind, tcfg, train, val, outputs, seed, tag, progress))

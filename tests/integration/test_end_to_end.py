@@ -25,8 +25,8 @@ def pipeline(tmp_path_factory):
         assert result.exit_code == 0, result.output
         return result
 
-    cli("synth", "--out", root / "data", "--videos", 4, "--frames", 160, "--size", 64, "--seed", 3)
-    cli("synth", "--out", root / "new", "--videos", 1, "--frames", 90, "--size", 64, "--seed", 4)
+    cli("synth", "--out", root / "data", "--videos", 4, "--frames", 160, "--size", 64, "--fps", 5, "--seed", 3)
+    cli("synth", "--out", root / "new", "--videos", 1, "--frames", 90, "--size", 64, "--fps", 5, "--seed", 4)
     sets = ["--set", f"data.videos={root / 'data' / 'videos'}",
             "--set", f"data.labels={root / 'data' / 'labels'}",
             "--set", f"extract.cache={root / 'cache'}",
