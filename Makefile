@@ -34,7 +34,7 @@ lint: setup
 # leave-one-video-out training and evaluation, and one unseen video for predict.
 demo: setup
 	$(MP) synth --out demo_out/data --videos 6 --frames 900 --size 128 --seed 1
-	$(MP) synth --out demo_out/data_new --videos 1 --frames 600 --size 128 --seed 2
+	$(MP) synth --out demo_out/data_new --videos 1 --frames 600 --size 128 --seed 2 --prefix new
 	$(MP) extract --config configs/demo.yaml
 	$(MP) train --config configs/demo.yaml --final
 	$(MP) report --run demo_out/run

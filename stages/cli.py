@@ -31,9 +31,10 @@ def main():
 @click.option("--size", type=click.IntRange(32, 2048), default=128, help="Frame side in pixels.")
 @click.option("--fps", type=click.FloatRange(0.1, 1000, min_open=False), default=10.0, help="Frames per second.")
 @click.option("--seed", type=int, default=0, help="Random seed (same seed, same data).")
+@click.option("--prefix", default="mouse", help="Video ids are PREFIX_000, PREFIX_001, ...")
 @common_options
 @handle_errors
-def synth_command(out, n_videos, n_frames, size, fps, seed, debug, quiet):
+def synth_command(out, n_videos, n_frames, size, fps, seed, prefix, debug, quiet):
     """Write a deterministic synthetic dataset: videos, per-frame labels and DLC pose.
 
     \b
@@ -42,7 +43,8 @@ def synth_command(out, n_videos, n_frames, size, fps, seed, debug, quiet):
     """
     from mouse_pipeline.synthetic import generate_dataset
 
-    ids = generate_dataset(out, n_videos=n_videos, n_frames=n_frames, size=size, fps=fps, seed=seed)
+    ids = generate_dataset(out, n_videos=n_videos, n_frames=n_frames, size=size, fps=fps, seed=seed,
+                           prefix=prefix)
     click.echo(f"wrote {len(ids)} videos of {n_frames} frames to {out}/videos "
                f"(labels in {out}/labels, pose in {out}/pose)")
 

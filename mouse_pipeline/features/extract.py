@@ -222,6 +222,11 @@ def extract(cfg: Config, overwrite: bool = False, progress: bool = True,
                         overall.update(job.info.n_frames)
                         log.debug("%s/%s: up to date", name, job.video_id)
                         continue
+                    if target.exists() and reason.startswith("video changed"):
+                        old_path = read_attrs(target).get("video_path")
+                        if old_path != str(job.info.path):
+                            log.warning("%s/%s: replacing cached embeddings of %s with those of %s "
+                                        "(same video id)", name, job.video_id, old_path, job.info.path)
                     if target.exists():
                         log.info("%s/%s: re-extracting (%s)", name, job.video_id,
                                  "--overwrite" if fresh else reason)

@@ -26,7 +26,7 @@ def pipeline(tmp_path_factory):
         return result
 
     cli("synth", "--out", root / "data", "--videos", 4, "--frames", 160, "--size", 64, "--fps", 5, "--seed", 3)
-    cli("synth", "--out", root / "new", "--videos", 1, "--frames", 90, "--size", 64, "--fps", 5, "--seed", 4)
+    cli("synth", "--out", root / "new", "--videos", 1, "--frames", 90, "--size", 64, "--fps", 5, "--seed", 4, "--prefix", "new")
     sets = ["--set", f"data.videos={root / 'data' / 'videos'}",
             "--set", f"data.labels={root / 'data' / 'labels'}",
             "--set", f"extract.cache={root / 'cache'}",
@@ -84,11 +84,11 @@ def test_report_files_hold_the_metrics(pipeline):
 
 def test_predict_outputs_agree(pipeline):
     pred = pipeline["root"] / "pred"
-    with open(pred / "mouse_000_predictions.csv", newline="") as fh:
+    with open(pred / "new_000_predictions.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 90
     assert list(rows[0])[:2] == ["frame", "time_s"]
-    with open(pred / "mouse_000_bouts.csv", newline="") as fh:
+    with open(pred / "new_000_bouts.csv", newline="") as fh:
         bouts = list(csv.DictReader(fh))
     # bouts agree exactly with the 0/1 columns
     for b in ("grooming", "mid_rearing", "wall_rearing"):
@@ -98,7 +98,7 @@ def test_predict_outputs_agree(pipeline):
             if r["behavior"] == b:
                 rebuilt[int(r["start_frame"]):int(r["end_frame"]) + 1] = 1
         np.testing.assert_array_equal(col, rebuilt)
-    assert (pred / "mouse_000_ethogram.png").stat().st_size > 1000
+    assert (pred / "new_000_ethogram.png").stat().st_size > 1000
     with open(pred / "summary.csv", newline="") as fh:
         summary = list(csv.DictReader(fh))
     assert {r["behavior"] for r in summary} == {"grooming", "mid_rearing", "wall_rearing"}
@@ -106,8 +106,8 @@ def test_predict_outputs_agree(pipeline):
 
 def test_score_on_predictions_of_the_run(pipeline, run_cli, tmp_path):
     root = pipeline["root"]
-    labels = root / "new" / "labels" / "mouse_000.csv"
-    preds = root / "pred" / "mouse_000_predictions.csv"
+    labels = root / "new" / "labels" / "new_000.csv"
+    preds = root / "pred" / "new_000_predictions.csv"
     result = run_cli("score", "--labels", labels, "--predictions", preds, "--csv", tmp_path / "s.csv")
     assert result.exit_code == 0, result.output
     assert "pr_auc" in result.output and (tmp_path / "s.csv").is_file()
