@@ -409,4 +409,7 @@ def _to_plain(obj: Any) -> Any:
 
 def dump_config(cfg: Config, path: str | Path) -> None:
     """Write the resolved config as YAML (``runs/<name>/config.yaml``)."""
-    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
+    tmp.replace(path)  # atomic: a killed process never leaves half a config

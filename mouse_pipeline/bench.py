@@ -1,0 +1,230 @@
+"""``mouse-pipeline bench``: where extraction and training time goes, measured in one run.
+
+Every figure is measured in the same process (memory: in child processes) on the same
+machine, so ratios compare like with like:
+
+- decode-only frames/s: read, crop, resize, no model;
+- model-only frames/s: the backbone on batches already in memory (steady state);
+- full extract frames/s: decode + model + HDF5 write through :func:`extract`, and its
+  ratio to model-only (1.0 = decoding fully hidden behind the model);
+- the per-frame baseline: ``model.predict`` on one frame at a time (as the thesis code
+  did), and the ratio of full extract to it;
+- bfloat16 mixed precision: model-only frames/s and per-frame cosine similarity to float32;
+- peak resident memory of ``extract`` on a short video and on one ten times longer;
+- stage 2: training frames/s through the project's window loader vs. a bare Keras ``fit``
+  on the same windows held in memory, and sequence-model inference frames/s.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .config import load_config
+
+log = logging.getLogger(__name__)
+
+
+def cpu_has_bf16() -> bool:
+    """Whether the CPU advertises bfloat16 instructions (AVX512-BF16 or AMX-BF16)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def _timed(fn, *args, **kwargs) -> tuple[float, object]:
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return time.perf_counter() - t0, out
+
+
+def decode_fps(video: Path, batch: int, size: int) -> float:
+    from .video import iter_batches
+
+    t0, n = time.perf_counter(), 0
+    for b in iter_batches(video, batch, None, size):
+        n += len(b)
+    return n / (time.perf_counter() - t0)
+
+
+def model_fps(backbone, frames: np.ndarray, batch: int, repeats: int = 1) -> float:
+    batches = [frames[i:i + batch] for i in range(0, len(frames) - batch + 1, batch)]
+    for b in batches[:2]:
+        backbone.embed(b)  # warm-up: tracing, allocations
+    t0, n = time.perf_counter(), 0
+    for _ in range(repeats):
+        for b in batches:
+            backbone.embed(b)
+            n += len(b)
+    return n / (time.perf_counter() - t0)
+
+
+def per_frame_fps(backbone, frames: np.ndarray, n: int) -> float:
+    model = backbone.model
+    model.predict(frames[:1].astype(np.float32), verbose=0)
+    t0 = time.perf_counter()
+    for i in range(n):
+        model.predict(frames[i:i + 1].astype(np.float32), verbose=0)
+    return n / (time.perf_counter() - t0)
+
+
+def peak_rss_mb(args: list[str]) -> float:
+    """Peak resident memory (MB) of a child process running ``mouse-pipeline`` with args."""
+    proc = subprocess.Popen([sys.executable, "-m", "stages.cli", *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise RuntimeError(f"child extract failed: {proc.stderr.read()[-800:]}")
+    return usage.ru_maxrss / 1024.0
+
+
+def stage2_figures(dim: int, frames_per_video: int = 3000, videos: int = 4, epochs: int = 2) -> dict:
+    """Training frames/s through the window loader vs. in-memory fit; inference frames/s."""
+    import keras
+
+    from .config import TrainConfig
+    from .sequences.models import build_model
+    from .sequences.training import WindowSequence, predict_video
+    from .sequences.windows import make_windows
+
+    rng = np.random.default_rng(0)
+    cfg = TrainConfig()
+    length, stride, bs = cfg.window.length, cfg.window.stride, cfg.batch_size
+    xs = [rng.normal(size=(frames_per_video, dim)).astype(np.float32) for _ in range(videos)]
+    ys = [(rng.random((frames_per_video, 3)) < 0.1).astype(np.float32) for _ in range(videos)]
+    seq = WindowSequence(xs, ys, length, stride, bs, seed=0)
+    xw = np.concatenate([make_windows(x, y, length, stride)[0] for x, y in zip(xs, ys, strict=True)])
+    yw = np.concatenate([make_windows(x, y, length, stride)[1] for x, y in zip(xs, ys, strict=True)])
+    xw, yw = np.ascontiguousarray(xw), np.ascontiguousarray(yw)
+    out = {}
+    for kind in ("lstm", "tcn"):
+        def fresh():
+            keras.utils.set_random_seed(0)
+            return build_model(kind, cfg, dim, 3, np.zeros(dim), np.ones(dim), np.ones(3))
+        m = fresh()
+        m.fit(seq, epochs=1, verbose=0)  # warm-up (graph building)
+        t_loader, _ = _timed(m.fit, seq, epochs=epochs, verbose=0, shuffle=False)
+        m = fresh()
+        m.fit(xw, yw, batch_size=bs, epochs=1, verbose=0)
+        t_mem, _ = _timed(m.fit, xw, yw, batch_size=bs, epochs=epochs, verbose=0)
+        frames = len(seq.pairs) * length * epochs
+        t_inf, _ = _timed(predict_video, m, xs[0], length, max(1, length // 4))
+        out[kind] = {"train_loader_frames_per_s": frames / t_loader,
+                     "train_in_memory_frames_per_s": len(xw) * length * epochs / t_mem,
+                     "loader_vs_in_memory": (frames / t_loader) / (len(xw) * length * epochs / t_mem),
+                     "inference_frames_per_s": frames_per_video / t_inf}
+    return out
+
+
+def run_bench(video: Path | None, backbone_name: str = "resnet50v2", input_size: int | None = None,
+              batch: int = 32, frames: int = 320, per_frame: int = 48, out: Path | None = None,
+              memory: bool = True, stage2: bool = True) -> dict:
+    """Measure every figure (see the module docstring) and return them as a dict."""
+    from .backbones import build_backbone, embedding_spread, get_spec
+    from .features.extract import extract
+    from .features.store import cache_path, read_embeddings
+    from .synthetic import generate_dataset
+    from .video import iter_batches, probe_video
+
+    work = Path(tempfile.mkdtemp(prefix="mp-bench-"))
+    if video is None:
+        generate_dataset(work / "synth", n_videos=1, n_frames=frames, size=256, fps=10, seed=0, prefix="bench")
+        video = work / "synth" / "videos" / "bench_000.mp4"
+    info = probe_video(video)
+    size = int(input_size or get_spec(backbone_name).default_size)
+    res: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                             "python": platform.python_version(), "bf16_cpu": cpu_has_bf16()},
+                 "settings": {"backbone": backbone_name, "input_size": size, "batch_size": batch,
+                              "video": str(video), "video_frames": info.n_frames,
+                              "video_size": f"{info.width}x{info.height}"}}
+    import tensorflow as tf
+
+    res["machine"]["gpus"] = [d.name for d in tf.config.list_physical_devices("GPU")]
+    res["decode_frames_per_s"] = decode_fps(video, batch, size)
+    mem_frames = np.concatenate(list(iter_batches(video, batch, None, size)))[: max(batch * 4, min(info.n_frames, 256))]
+    bb = build_backbone(backbone_name, "random", size)
+    res["model_frames_per_s"] = model_fps(bb, mem_frames, batch, repeats=2)
+    cfg = load_config(None, [f"data.videos={video}", f"extract.cache={work / 'cache'}",
+                             f"extract.backbones=[{backbone_name}]", "extract.weights=random",
+                             f"extract.input_size={size}", f"extract.batch_size={batch}"])
+    extract(cfg, progress=False)  # warm-up pass (graph tracing, file cache)
+    t_full, _ = _timed(extract, cfg, overwrite=True, progress=False)
+    res["extract_frames_per_s"] = info.n_frames / t_full
+    res["extract_vs_model"] = res["extract_frames_per_s"] / res["model_frames_per_s"]
+    res["per_frame_predict_frames_per_s"] = per_frame_fps(bb, mem_frames, per_frame)
+    res["extract_vs_per_frame"] = res["extract_frames_per_s"] / res["per_frame_predict_frames_per_s"]
+    emb32 = read_embeddings(cache_path(work / "cache", backbone_name, video.stem))
+    res["embedding_spread"] = embedding_spread(emb32)
+    if res["machine"]["bf16_cpu"] or res["machine"]["gpus"]:
+        bf = build_backbone(backbone_name, "random", size, precision="bfloat16")
+        res["model_bf16_frames_per_s"] = model_fps(bf, mem_frames, batch, repeats=2)
+        res["bf16_vs_float32"] = res["model_bf16_frames_per_s"] / res["model_frames_per_s"]
+        a = bb.embed(mem_frames[:batch]).astype(np.float64)
+        b = bf.embed(mem_frames[:batch]).astype(np.float64)
+        cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+        res["bf16_cosine_min"] = float(cos.min())
+    if memory:
+        short, long_ = 300, 3000
+        generate_dataset(work / "mem_short", 1, short, 128, 10, seed=1, prefix="short")
+        generate_dataset(work / "mem_long", 1, long_, 128, 10, seed=1, prefix="long")
+        rss = {}
+        for name, d in (("short", work / "mem_short"), ("long", work / "mem_long")):
+            rss[name] = peak_rss_mb(["extract", "--quiet", "--set", f"data.videos={d / 'videos'}",
+                                     "--set", f"extract.cache={work / ('mem_cache_' + name)}",
+                                     "--set", "extract.backbones=[mobilenet_v3_small]",
+                                     "--set", "extract.weights=random", "--set", "extract.input_size=96"])
+        res["peak_rss_mb_short"] = rss["short"]
+        res["peak_rss_mb_long"] = rss["long"]
+        res["peak_rss_growth_mb"] = rss["long"] - rss["short"]
+        res["memory_frames"] = {"short": short, "long": long_}
+    if stage2:
+        res["stage2"] = stage2_figures(dim=bb.dim)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=2))
+    return res
+
+
+def format_bench(res: dict) -> str:
+    """The bench figures as a table with targets."""
+    def row(name, value, target=""):
+        v = "–" if value is None else (f"{value:,.2f}" if isinstance(value, float) else str(value))
+        return f"{name:<48} {v:>12}  {target}"
+
+    s = res["settings"]
+    lines = [f"backbone {s['backbone']} at {s['input_size']} px, batch {s['batch_size']}, "
+             f"video {s['video']} ({s['video_frames']} frames, {s['video_size']})",
+             f"machine: {res['machine']['platform']}, {res['machine']['cpus']} CPUs, "
+             f"GPUs: {res['machine']['gpus'] or 'none'}, bf16 CPU: {res['machine']['bf16_cpu']}", ""]
+    lines += [row("decode only (frames/s)", res["decode_frames_per_s"]),
+              row("model only (frames/s)", res["model_frames_per_s"]),
+              row("full extract (frames/s)", res["extract_frames_per_s"]),
+              row("  full extract / model only", res["extract_vs_model"], "target >= 0.95"),
+              row("per-frame model.predict (frames/s)", res["per_frame_predict_frames_per_s"]),
+              row("  full extract / per-frame", res["extract_vs_per_frame"], "target >= 2.5")]
+    if "model_bf16_frames_per_s" in res:
+        lines += [row("model only, bfloat16 (frames/s)", res["model_bf16_frames_per_s"]),
+                  row("  bfloat16 / float32", res["bf16_vs_float32"], "target >= 1.4 (bf16 CPUs)"),
+                  row("  min cosine similarity bf16 vs fp32", res["bf16_cosine_min"], "target >= 0.99")]
+    if "peak_rss_mb_short" in res:
+        m = res["memory_frames"]
+        lines += [row(f"peak RSS extract, {m['short']} frames (MB)", res["peak_rss_mb_short"]),
+                  row(f"peak RSS extract, {m['long']} frames (MB)", res["peak_rss_mb_long"]),
+                  row("  growth (MB)", res["peak_rss_growth_mb"], "target <= 150")]
+    for kind, v in res.get("stage2", {}).items():
+        lines += [row(f"stage 2 {kind}: train via loader (frames/s)", v["train_loader_frames_per_s"]),
+                  row(f"stage 2 {kind}: train in memory (frames/s)", v["train_in_memory_frames_per_s"]),
+                  row("  loader / in memory", v["loader_vs_in_memory"], "target >= 0.9"),
+                  row(f"stage 2 {kind}: inference (frames/s)", v["inference_frames_per_s"])]
+    return "\n".join(lines)

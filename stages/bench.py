@@ -1,0 +1,44 @@
+"""``mouse-pipeline bench``: extraction and training speed and memory, in one run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from stages.common import common_options, handle_errors
+
+
+@click.command("bench")
+@click.option("--video", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Video to measure on (default: a synthetic one).")
+@click.option("--backbone", default="resnet50v2", show_default=True)
+@click.option("--input-size", type=click.IntRange(32, 1024), default=None,
+              help="Backbone input side (default: the backbone's).")
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True)
+@click.option("--frames", type=click.IntRange(64, 100000), default=320, show_default=True,
+              help="Frames of the synthetic video.")
+@click.option("--no-memory", is_flag=True, help="Skip the peak-memory measurement.")
+@click.option("--no-stage2", is_flag=True, help="Skip the stage 2 measurements.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("bench_out/bench.json"),
+              show_default=True, help="JSON file for the figures.")
+@common_options
+@handle_errors
+def bench_command(video, backbone, input_size, batch_size, frames, no_memory, no_stage2, out, debug, quiet):
+    """Measure decode, model, full-extract and per-frame speeds, memory, and stage 2 speed.
+
+    \b
+    Examples:
+      mouse-pipeline bench
+      mouse-pipeline bench --video ../shared/data/real/dlc_openfield_m3v1.mp4 --backbone resnet50v2
+    """
+    from mouse_pipeline.bench import format_bench, run_bench
+
+    res = run_bench(video, backbone, input_size, batch_size, frames, out=out,
+                    memory=not no_memory, stage2=not no_stage2)
+    click.echo(format_bench(res))
+    click.echo(f"\nfigures written to {out}")
+
+
+if __name__ == "__main__":
+    bench_command()
