@@ -53,5 +53,8 @@ report: setup
 predict: setup
 	$(MP) predict --run $(RUN) --videos $(VIDEOS) --out $(OUT) $(ARGS)
 
+bench: setup
+	$(MP) bench $(ARGS)
+
 clean:
 	rm -rf demo_out bench_out .pytest_cache

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from stages.bench import bench_command
 from stages.common import common_options, handle_errors
 from stages.extract import extract_command
 from stages.predict import predict_command, score_command
@@ -83,6 +84,7 @@ main.add_command(train_command)
 main.add_command(report_command)
 main.add_command(predict_command)
 main.add_command(score_command)
+main.add_command(bench_command)
 
 
 if __name__ == "__main__":
