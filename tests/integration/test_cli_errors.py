@@ -1,0 +1,95 @@
+"""Bad input and config through the CLI: exit 2, one line naming the problem, nothing written."""
+
+import pytest
+
+from mouse_pipeline.synthetic import generate_dataset
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    generate_dataset(root, n_videos=1, n_frames=24, size=64, fps=5, seed=0)
+    return root
+
+
+def extract_args(root, cache, *extra):
+    return ["extract", "--config", "configs/demo.yaml", "--quiet",
+            "--set", f"data.videos={root / 'videos'}", "--set", f"extract.cache={cache}",
+            "--set", "extract.backbones=[mobilenet_v3_small]", "--set", "extract.weights=random",
+            "--set", "extract.input_size=32", *extra]
+
+
+@pytest.mark.parametrize("extra, pattern", [
+    (["--set", "extract.batch_size=-3"], "key 'extract.batch_size': value out of range"),
+    (["--set", "extract.colour=red"], "unknown key 'extract.colour'"),
+    (["--set", "extract.backbones=[vgg99]"], "unknown backbone 'vgg99'; choose from resnet50v2"),
+])
+def test_config_errors_exit_2_with_one_line(tiny, tmp_path, run_cli, extra, pattern):
+    cache = tmp_path / "cache"
+    result = run_cli(*extract_args(tiny, cache, *extra))
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and pattern in lines[0]
+    assert not cache.exists() or not any(cache.rglob("*.h5"))
+
+
+def test_missing_video_folder(tmp_path, run_cli):
+    cache = tmp_path / "cache"
+    result = run_cli(*extract_args(tmp_path / "nowhere", cache))
+    assert result.exit_code == 2
+    assert "nowhere/videos: no such file or folder" in result.output
+    assert not cache.exists()
+
+
+def test_not_a_video_leaves_cache_untouched(tiny, tmp_path, run_cli):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "good.mp4").write_bytes((tiny / "videos" / "mouse_000.mp4").read_bytes())
+    (videos / "notes.mp4").write_text("this is not a video\n")
+    cache = tmp_path / "cache"
+    result = run_cli(*extract_args(tmp_path, cache))
+    assert result.exit_code == 2 and "notes.mp4" in result.output
+    assert not any(cache.rglob("*.h5")) if cache.exists() else True
+
+
+def test_missing_config_file_and_malformed_yaml(tmp_path, run_cli):
+    result = run_cli("extract", "--config", tmp_path / "none.yaml")
+    assert result.exit_code == 2 and "config file does not exist" in result.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("extract: [unclosed\n")
+    result = run_cli("extract", "--config", bad)
+    assert result.exit_code == 2 and "malformed YAML" in result.output
+
+
+def test_debug_shows_traceback(tmp_path, run_cli):
+    from mouse_pipeline.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        run_cli("extract", "--config", tmp_path / "none.yaml", "--debug")
+
+
+def test_cache_ls_and_second_run_is_a_noop(tiny, tmp_path, run_cli):
+    cache = tmp_path / "cache"
+    first = run_cli(*extract_args(tiny, cache))
+    assert first.exit_code == 0, first.output
+    f = next((cache / "mobilenet_v3_small").glob("*.h5"))
+    mtime = f.stat().st_mtime_ns
+    second = run_cli(*extract_args(tiny, cache))
+    assert second.exit_code == 0 and "1 up to date" in second.output
+    assert f.stat().st_mtime_ns == mtime
+    listing = run_cli("cache", "ls", cache)
+    assert listing.exit_code == 0
+    assert "mouse_000" in listing.output and "mobilenet_v3_small" in listing.output and "fresh" in listing.output
+
+
+def test_predict_without_final_models_says_how_to_train_them(tmp_path, run_cli):
+    from mouse_pipeline.config import Config, dump_config
+
+    run = tmp_path / "run"
+    run.mkdir()
+    dump_config(Config(), run / "config.yaml")
+    result = run_cli("predict", "--run", run, "--videos", tmp_path, "--out", tmp_path / "o",
+                     "--model", "resnet50v2/lstm")
+    assert result.exit_code == 2
+    assert "no final model for resnet50v2/lstm; train it with `mouse-pipeline train" in result.output
+    assert "--final" in result.output
