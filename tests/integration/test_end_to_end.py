@@ -47,7 +47,7 @@ def pipeline(tmp_path_factory):
 
 def test_extract_then_noop(pipeline):
     root = pipeline["root"]
-    files = sorted((root / "cache" / "resnet50v2").glob("*.h5"))
+    files = sorted((root / "cache" / "resnet50v2").glob("mouse_*.h5"))  # predict adds new_000
     assert len(files) == 4
     with h5py.File(files[0]) as f:
         assert f["embeddings"].shape == (160, 2048)

@@ -1,0 +1,310 @@
+"""The report, on a fake run folder built without TensorFlow (layout of sequences/training.py)."""
+
+import csv
+import json
+import logging
+import re
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score
+
+from mouse_pipeline import report
+from mouse_pipeline.annotations import Labels, write_labels_csv
+from mouse_pipeline.config import Config, dump_config
+from mouse_pipeline.errors import RunError
+from mouse_pipeline.features.store import cache_path
+from mouse_pipeline.folds import make_folds, save_folds
+from mouse_pipeline.postprocess import choose_postprocess
+
+BEHAVIORS = ("grooming", "mid_rearing", "wall_rearing")
+EVIL = "m<script>1"  # a video id that must come out escaped
+VIDEOS = ("vid_a", "vid_b", "vid_c", EVIL)
+FRAMES = {"vid_a": 200, "vid_b": 180, "vid_c": 220, EVIL: 160}
+MODELS = ("lstm", "tcn")
+FPS = 10.0
+
+
+def _labels(n: int, rng: np.random.Generator) -> np.ndarray:
+    y = np.zeros((n, len(BEHAVIORS)), np.int8)
+    for k in range(len(BEHAVIORS)):
+        for start in rng.choice(np.arange(5, n - 20), size=3, replace=False):
+            y[start:start + rng.integers(5, 15), k] = 1
+    return y
+
+
+def make_run(root, models=MODELS, seed=0):
+    """A run folder as `mouse-pipeline train` writes it, with informative probabilities."""
+    rng = np.random.default_rng(seed)
+    labels_dir, run = root / "labels", root / "run"
+    labels_dir.mkdir(parents=True)
+    run.mkdir()
+    cfg = Config().replace(**{"data.labels": str(labels_dir), "data.fps": FPS,
+                              "data.behaviors": list(BEHAVIORS), "extract.cache": str(root / "cache"),
+                              "extract.backbones": ["resnet50v2"], "train.models": list(models),
+                              "train.run": str(run)})
+    dump_config(cfg, run / "config.yaml")
+    truth = {}
+    for vid in VIDEOS:
+        y = _labels(FRAMES[vid], rng)
+        if vid == "vid_b":
+            y[:10] = -1  # frames not annotated
+        truth[vid] = y
+        write_labels_csv(labels_dir / f"{vid}.csv", Labels(BEHAVIORS, y))
+    cache = cache_path(root / "cache", "resnet50v2", "vid_a")
+    cache.parent.mkdir(parents=True)
+    with h5py.File(cache, "w") as f:
+        f.attrs.update({"fps": FPS, "extract_frames_per_s": 25.0, "weights": "random"})
+    folds = make_folds(VIDEOS, "leave_one_video_out", n_val=1, seed=0)
+    save_folds(run / "folds.json", folds)
+    for m, model in enumerate(models):
+        for fold in folds:
+            probs = {}
+            for vid in (*fold.test, *fold.val):
+                noise = rng.normal(0, 0.18, truth[vid].shape)
+                probs[vid] = np.clip(0.25 + 0.5 * (truth[vid] == 1) + noise, 0, 1).astype(np.float32)
+            write_fold(run / "resnet50v2" / model / f"fold_{fold.index}", fold, probs, truth, m)
+    return run, folds, truth
+
+
+def write_fold(folder, fold, probs, truth, m):
+    folder.mkdir(parents=True)
+    with h5py.File(folder / "probs.h5", "w") as f:
+        f.attrs["behaviors"] = json.dumps(list(BEHAVIORS))
+        for split, vids in (("test", fold.test), ("val", fold.val)):
+            for vid in vids:
+                f.create_dataset(f"{split}/{vid}", data=probs[vid])
+    post = {}
+    for j, b in enumerate(BEHAVIORS):
+        p = choose_postprocess([truth[v][:, j] for v in fold.val], [probs[v][:, j] for v in fold.val])
+        post[b] = {"threshold": p.threshold, "max_gap": p.max_gap, "min_len": p.min_len}
+    dump = {"postprocess.json": post,
+            "history.json": {"heads": [{"outputs": list(BEHAVIORS), "best_epoch": 3, "val_pr_auc": [0.4, 0.6, 0.7, 0.65],
+                                        "loss": [0.9, 0.6, 0.5, 0.45]}], "trials": [], "params": {}},
+            "timings.json": {"fit_seconds": 30.0 + m, "best_epochs": [3], "inference_frames_per_s": 900.0,
+                             "train_frames": 400},
+            "fold.json": {**fold.to_dict(), "window": 32, "inference_stride": 8}}
+    for name, obj in dump.items():
+        (folder / name).write_text(json.dumps(obj), encoding="utf-8")
+
+
+def read_csv(path):
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def reported(tmp_path_factory):
+    run, folds, truth = make_run(tmp_path_factory.mktemp("report"))
+    html_path = report.write_report(run)
+    return run, folds, truth, html_path
+
+
+def test_files_are_written_with_one_row_per_model_behaviour_fold_and_stage(reported):
+    run, folds, _, html_path = reported
+    assert html_path == run / "report.html"
+    for name in ("report.html", "report.md", "metrics.csv", "metrics.json", "figures/pr_curves.png"):
+        assert (run / name).is_file(), name
+    assert not list(run.glob("*.tmp")) and not list(run.glob(".*.tmp"))
+    rows = read_csv(run / "metrics.csv")
+    assert list(rows[0])[:4] == ["model", "behavior", "fold", "stage"]
+    models = ["resnet50v2/lstm", "resnet50v2/tcn", "ensemble"]
+    assert {r["model"] for r in rows} == set(models)
+    assert len(rows) == len(models) * len(BEHAVIORS) * 2 * (len(folds) + 3)
+    assert {r["fold"] for r in rows} == {"0", "1", "2", "3", "pooled", "mean", "std"}
+    meta = json.loads((run / "metrics.json").read_text())
+    assert meta["models"] == models and meta["behaviors"] == list(BEHAVIORS)
+    assert {r["model"] for r in meta["pooled"]} == set(models)
+
+
+def test_pooled_pr_auc_equals_sklearn_on_the_concatenated_test_frames(reported):
+    run, folds, truth, _ = reported
+    rows = read_csv(run / "metrics.csv")
+    for model in ("lstm", "tcn"):
+        y, p = [], []
+        for fold in folds:
+            with h5py.File(run / "resnet50v2" / model / f"fold_{fold.index}" / "probs.h5") as f:
+                for vid in fold.test:
+                    y.append(truth[vid])
+                    p.append(f[f"test/{vid}"][()])
+        y, p = np.concatenate(y), np.concatenate(p)
+        for j, b in enumerate(BEHAVIORS):
+            keep = y[:, j] != -1
+            expected = average_precision_score(y[keep, j], p[keep, j])
+            row = next(r for r in rows if r["model"] == f"resnet50v2/{model}" and r["behavior"] == b
+                       and r["fold"] == "pooled" and r["stage"] == "raw")
+            assert float(row["pr_auc"]) == pytest.approx(expected, abs=1e-12)
+            assert int(row["n_frames"]) == int(keep.sum())  # unlabelled frames left out
+            assert int(row["n_positive"]) == int((y[keep, j] == 1).sum())
+
+
+def test_post_stage_applies_the_fold_postprocessing_and_mean_is_over_folds(reported):
+    run, *_ = reported
+    rows = read_csv(run / "metrics.csv")
+    pick = [r for r in rows if r["model"] == "resnet50v2/lstm" and r["behavior"] == "grooming"]
+    per_fold = [r for r in pick if r["stage"] == "post" and r["fold"].isdigit()]
+    mean = next(r for r in pick if r["stage"] == "post" and r["fold"] == "mean")
+    assert float(mean["f1"]) == pytest.approx(np.mean([float(r["f1"]) for r in per_fold]))
+    pooled = {r["stage"]: r for r in pick if r["fold"] == "pooled"}
+    assert pooled["raw"]["pr_auc"] == pooled["post"]["pr_auc"]  # ranking metric of the raw scores
+    assert sum(int(r["tp"]) for r in per_fold) == int(pooled["post"]["tp"])
+
+
+def test_numbers_in_the_html_and_markdown_match_metrics_csv(reported):
+    run, *_ = reported
+    page = (run / "report.html").read_text(encoding="utf-8")
+    md = (run / "report.md").read_text(encoding="utf-8")
+    rows = read_csv(run / "metrics.csv")
+    for r in rows:
+        if r["fold"] == "pooled" and r["stage"] == "raw":
+            shown = f"{float(r['pr_auc']):.3f}"
+            assert shown in page and shown in md, (r["model"], r["behavior"])
+    r = next(r for r in rows if r["model"] == "ensemble" and r["behavior"] == "wall_rearing"
+             and r["fold"] == "pooled" and r["stage"] == "post")
+    assert f"{float(r['bout_f1']):.3f}" in page
+    mean, std = (next(x for x in rows if x["model"] == "resnet50v2/tcn" and x["behavior"] == "grooming"
+                      and x["stage"] == "raw" and x["fold"] == s) for s in ("mean", "std"))
+    assert f"{float(mean['recall']):.3f} ± {float(std['recall']):.3f}" in page
+
+
+def test_ensemble_thresholds_are_chosen_on_validation_probabilities_only(tmp_path):
+    run, folds, truth = make_run(tmp_path)
+    report.write_report(run)
+    first = json.loads((run / "metrics.json").read_text())
+    assert first["ensemble"]["members"] == ["resnet50v2/lstm", "resnet50v2/tcn"]
+    # independent: the mean of the two models' validation probabilities of fold 0
+    fold = folds[0]
+    val = {}
+    for model in MODELS:
+        with h5py.File(run / "resnet50v2" / model / "fold_0" / "probs.h5") as f:
+            for vid in fold.val:
+                val.setdefault(vid, []).append(f[f"val/{vid}"][()])
+    chosen = {(p["fold"], p["behavior"]): p for p in first["ensemble"]["postprocess"]}
+    for j, b in enumerate(BEHAVIORS):
+        expected = choose_postprocess([truth[v][:, j] for v in fold.val],
+                                      [np.mean(val[v], axis=0)[:, j] for v in fold.val])
+        assert chosen[(0, b)]["threshold"] == pytest.approx(expected.threshold)
+    # scramble the test probabilities of fold 0: the chosen thresholds must not move
+    for model in MODELS:
+        with h5py.File(run / "resnet50v2" / model / "fold_0" / "probs.h5", "r+") as f:
+            for vid in fold.test:
+                f[f"test/{vid}"][...] = 1.0 - f[f"test/{vid}"][()]
+    report.write_report(run)
+    second = json.loads((run / "metrics.json").read_text())
+    assert second["ensemble"]["postprocess"] == first["ensemble"]["postprocess"]
+
+    def pooled_pr_auc(meta):
+        return [r["pr_auc"] for r in meta["pooled"] if r["model"] == "ensemble" and r["stage"] == "raw"]
+
+    assert pooled_pr_auc(second) != pooled_pr_auc(first)  # the test data did change
+
+
+def test_html_is_self_contained_and_escapes_names(reported):
+    run, *_ = reported
+    page = (run / "report.html").read_text(encoding="utf-8")
+    assert 'src="http' not in page and "href=\"http" not in page and "<link" not in page
+    sources = re.findall(r'<img[^>]*\ssrc="([^"]*)"', page)
+    assert len(sources) == page.count("<img") >= 4
+    assert all(s.startswith("data:image/png;base64,") for s in sources)
+    assert "<script" not in page.lower()
+    assert "m&lt;script&gt;1" in page
+    assert "<script" not in (run / "report.md").read_text(encoding="utf-8").lower()
+
+
+def test_report_shows_prevalence_cost_and_folds(reported):
+    run, folds, *_ = reported
+    page = (run / "report.html").read_text(encoding="utf-8")
+    assert "25.0" in page  # extraction frames/s read from the cache
+    assert "boundary jump ratio" in page.lower()
+    meta = json.loads((run / "metrics.json").read_text())
+    costs = {r["model"]: r for r in meta["cost"]["models"]}
+    costs.update({r["backbone"]: r for r in meta["cost"]["backbones"]})
+    assert costs["resnet50v2/lstm"]["train_minutes"] == pytest.approx(4 * 30.0 / 60)
+    assert np.isfinite(costs["resnet50v2/lstm"]["boundary_jump_ratio"])
+    assert costs["resnet50v2"]["extract_frames_per_s"] == pytest.approx(25.0)
+    section = page[page.index('id="folds"'):]
+    for fold in folds:
+        assert ", ".join(fold.train).replace("<", "&lt;").replace(">", "&gt;") in section
+
+
+def test_thesis_figures_beside_ours_or_said_missing(reported, tmp_path, monkeypatch):
+    run, *_ = reported
+    page = (run / "report.html").read_text(encoding="utf-8")
+    section = page[page.index('id="thesis"'):page.index('id="pr"')]
+    assert report.THESIS_LABEL in section
+    for thesis_model, per in report.THESIS_FIGURES.items():
+        assert thesis_model in section
+        assert f"{per['grooming']['pr_auc']:.3f}" in section
+    monkeypatch.setattr(report, "THESIS_FIGURES", {})
+    other, *_ = make_run(tmp_path, models=("lstm",))
+    page = report.write_report(other).read_text(encoding="utf-8")
+    section = page[page.index('id="thesis"'):page.index('id="pr"')]
+    assert "not included in this version" in section
+    assert "<table" not in section
+
+
+def test_incomplete_model_is_reported_not_crashed(tmp_path, caplog):
+    run, *_ = make_run(tmp_path)
+    (run / "resnet50v2" / "tcn" / "fold_3").rename(run / "resnet50v2" / "tcn" / "fold_3.partial")
+    with caplog.at_level(logging.WARNING, logger="mouse_pipeline.report"):
+        page = report.write_report(run).read_text(encoding="utf-8")
+    assert "resnet50v2/tcn: only 3 of 4 folds finished" in caplog.text
+    assert "resnet50v2/tcn (3 of 4 folds)" in page
+    meta = json.loads((run / "metrics.json").read_text())
+    assert meta["models"] == ["resnet50v2/lstm"]  # no ensemble of one model
+    assert meta["incomplete_models"] == {"resnet50v2/tcn": 3} and meta["ensemble"] is None
+
+
+def test_missing_folds_or_probabilities_is_a_run_error(tmp_path):
+    run, *_ = make_run(tmp_path, models=("lstm",))
+    (run / "resnet50v2" / "lstm" / "fold_1" / "probs.h5").unlink()
+    with pytest.raises(RunError, match="mouse-pipeline train"):
+        report.write_report(run)
+    shutil.rmtree(run / "resnet50v2")
+    with pytest.raises(RunError, match=r"no model .*`mouse-pipeline train` first"):
+        report.write_report(run)
+    (run / "folds.json").unlink()
+    with pytest.raises(RunError, match=r"no folds\.json.*`mouse-pipeline train` first"):
+        report.write_report(run)
+
+
+def test_bouts_are_counted_per_video_never_across_two():
+    a = np.array([0, 0, 0, 1, 1, 1], np.int8)  # a bout at the end of one video ...
+    b = np.array([1, 1, 1, 0, 0, 0], np.int8)  # ... and one at the start of the next
+    rank = {"pr_auc": 1.0, "roc_auc": 1.0}
+    score = report.score_videos([a, b], [a, b], rank, [FPS, FPS])
+    assert score["n_true_bouts"] == 2 and score["bout_f1"] == 1.0
+    late = report.score_videos([a, b], [a, np.zeros(6, np.int8)], rank, [FPS, FPS])
+    assert late["bout_recall"] == 0.5 and late["bout_duration_error_s"] == pytest.approx(-0.3)
+
+
+def test_frame_rate_falls_back_to_the_cache_then_30(tmp_path, caplog):
+    cfg = Config().replace(**{"extract.cache": str(tmp_path)})
+    path = cache_path(tmp_path, "resnet50v2", "v1")
+    path.parent.mkdir(parents=True)
+    with h5py.File(path, "w") as f:
+        f.attrs["fps"] = 12.5
+    assert report._video_fps(cfg, ["resnet50v2"], "v1") == 12.5
+    with caplog.at_level(logging.WARNING, logger="mouse_pipeline.report"):
+        assert report._video_fps(cfg, ["resnet50v2"], "v2") == 30.0
+    assert "assuming 30" in caplog.text
+
+
+def test_undefined_values_are_null_in_json_and_a_dash_in_html(tmp_path):
+    run, folds, truth = make_run(tmp_path, models=("lstm",))
+    y = truth[EVIL].copy()
+    y[:, 1] = 0  # the test video of fold 0 shows no mid rearing: its recall is undefined
+    write_labels_csv(tmp_path / "labels" / f"{EVIL}.csv", Labels(BEHAVIORS, y))
+    page = report.write_report(run).read_text(encoding="utf-8")
+    meta = json.loads((run / "metrics.json").read_text())
+    row = next(r for r in meta["folds"] if r["fold"] == 0 and r["behavior"] == "mid_rearing" and r["stage"] == "raw")
+    assert row["recall"] is None and row["pr_auc"] is None and row["n_positive"] == 0
+    mean = next(r for r in meta["mean_std"] if r["fold"] == "mean" and r["behavior"] == "mid_rearing"
+                and r["stage"] == "raw")
+    others = [r["recall"] for r in meta["folds"] if r["behavior"] == "mid_rearing" and r["stage"] == "raw"
+              and r["fold"] != 0]
+    assert mean["recall"] == pytest.approx(np.mean(others))  # undefined folds are skipped
+    assert "“–”: undefined" in page
+    assert "NaN" not in (run / "metrics.json").read_text()
