@@ -1,20 +1,50 @@
-"""Deterministic synthetic top-view mouse videos with per-frame labels and DLC pose.
+"""Deterministic synthetic top-view mouse videos with per-frame labels and DeepLabCut pose.
 
-A mouse-like animal (dark body ellipse, head, ears, tail) moves in a walled arena (bright
-textured floor, darker wall band). Its behaviour follows a semi-Markov sequence: it walks
-to a target, then rests, grooms, rears in the middle of the arena or rears at a wall.
+Used by the tests and the demo, so that the whole pipeline can be run, and shown to learn,
+without real data.
 
-- walk: moves along its heading with a lateral body undulation;
-- rest: still;
-- grooming: stays put, body a little curled, head oscillating a few pixels about 2.5 times
-  a second. A single frame looks much like rest: telling them apart needs time;
-- mid rearing: in the open field, body foreshortened, head raised (drawn larger and
-  lighter, ears visible);
-- wall rearing: at a wall and facing it, foreshortened, head over the wall band.
+Scene
+-----
+A square arena fills the frame: a thin dark border, a dark wall band with its own texture
+and a bright floor with blotches and bedding specks; every frame gets a little grey
+noise and a slight flicker. The animal is a dark body (drawn along a bendable spine, so
+it can undulate and curl), a lighter head, ears, and a thin tail about as long as the
+body; nose to tail base it is about ``size / 6`` long. Each video varies fur shade,
+floor and wall brightness, texture, walking speed and animal size (+-10 %).
 
-Durations are drawn in seconds and scaled by fps; each behaviour is about 10-20% of
-frames, grooming in long bouts, wall rearing in many short ones, mid rearing rarer, as in
-the thesis's data. Labels follow the rendered behaviour of every frame exactly.
+Behaviour
+---------
+A semi-Markov process picks what comes next (explore, rest, groom, mid rear, wall rear)
+with weights that lean towards behaviours below their target share (grooming and wall
+rearing about 12-14 % of frames, mid rearing about 10-12 %); until each labelled
+behaviour has appeared once, a bout of one not yet shown is likely, so short videos
+show all three. Bout lengths are drawn in seconds (log-normal) and scaled by ``fps``:
+grooming long (2.5-25 s, median 7 s), wall rearing short and frequent (0.8-4.5 s,
+median 2 s), mid rearing rarer (1.5-7 s). Movement is continuous: the animal walks to a wall and turns to face it
+before rearing there, and walks to the open centre before rearing in the middle.
+
+- walk: moves along its heading, body undulating, tail swaying;
+- rest: still, a little hunched, body possibly curled;
+- grooming: same posture as rest, but the head strokes back and forth and sideways
+  and the body rocks and bends at 2.5-4 Hz (at most 0.4 x fps, so frames do not
+  alias): one frame looks like rest, telling them apart needs several frames;
+- mid rearing: in the open, body foreshortened (shorter, rounder, lighter), head larger
+  and lighter (closer to the camera), pink ears and forepaws visible;
+- wall rearing: the same posture at a wall, facing it, head and forepaws over the
+  wall band.
+
+The first and last 0.2 s of a rearing bout are the rise and the drop. Labels follow the
+rendered behaviour of every frame exactly: ``grooming``, ``mid_rearing``,
+``wall_rearing`` (never more than one at a time; walk and rest are all zero).
+
+Files
+-----
+``videos/<id>.mp4`` (``mp4v``, colour), ``labels/<id>.csv`` (header
+``grooming,mid_rearing,wall_rearing``, one 0/1 row per frame) and ``pose/<id>.csv``
+(DeepLabCut analysis layout; body parts ``snout``, ``midbody``, ``tailbase``; about
+2 % of points per part are wrong detections with likelihood below 0.5).
+Video ``i`` depends only on ``(seed, i)``; label and pose files are byte-identical
+for a seed, and the decoded frames identical.
 """
 
 from __future__ import annotations
@@ -28,206 +58,378 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import InputError
+from .errors import PipelineError
 from .pose import write_dlc_csv
 
 log = logging.getLogger(__name__)
 
 BEHAVIORS = ("grooming", "mid_rearing", "wall_rearing")
-_ACTIONS = ("rest", "groom", "mid_rear", "wall_rear")
-_ACTION_P = (0.30, 0.09, 0.21, 0.40)
-_DURATION_S = {"rest": (1.0, 4.0), "groom": (4.0, 12.0), "mid_rear": (1.5, 4.0), "wall_rear": (1.0, 3.0)}
+_LABEL = {"groom": 0, "mid_rear": 1, "wall_rear": 2}
+# bout length in seconds: log-normal (median, sigma), clipped to [lo, hi]
+_BOUT_S = {"rest": (2.5, 0.6, 0.8, 10.0), "groom": (7.0, 0.55, 2.5, 25.0),
+           "mid_rear": (3.5, 0.35, 1.5, 7.0), "wall_rear": (2.0, 0.4, 0.8, 4.5)}
+_TARGET = {"groom": 0.12, "mid_rear": 0.10, "wall_rear": 0.12}
+_WEIGHT = {"explore": 1.0, "rest": 0.5, "groom": 0.06, "mid_rear": 0.15, "wall_rear": 0.6}
+_GAIN = 8.0  # how strongly choices lean towards behaviours below their target share
+_PINK = np.array([165.0, 160.0, 215.0])  # BGR
+_SHIFT = 4  # sub-pixel bits for cv2 drawing
 
 
-@dataclass
-class _Animal:
-    fur: int
-    scale: float
-    floor: int
-    wall: int
+@dataclass(frozen=True)
+class _Scene:
+    size: int
+    lo: float  # inner edge of the wall band (px from the frame's top-left)
+    hi: float
+    length: float  # animal, nose to tail base (px)
+    speed: float  # walking speed (px per second)
+    fur: np.ndarray  # BGR
 
 
-def _plan(rng: np.random.Generator, n: int, fps: float, size: int, wall: float, body: float):
-    """Per-frame state, position and heading of the animal."""
-    state = np.empty(n, dtype=object)
-    pos = np.zeros((n, 2))
-    heading = np.zeros(n)
-    lo, hi = wall + body * 0.8, size - wall - body * 0.8
-    p = rng.uniform(lo, hi, 2)
-    th = rng.uniform(0, 2 * math.pi)
-    speed = size * 0.22 / fps  # px per frame
-    t = 0
-    # every behaviour once, in random order, then at random: short videos still show all
-    first = [_ACTIONS[i] for i in rng.permutation(len(_ACTIONS))]
-    while t < n:
-        action = first.pop() if first else _ACTIONS[rng.choice(len(_ACTIONS), p=_ACTION_P)]
-        if action == "wall_rear":
-            side = rng.integers(4)
-            along = rng.uniform(lo, hi)
-            inset = wall + body * 0.35
-            target = [(along, inset), (along, size - inset), (inset, along), (size - inset, along)][side]
-            face = [-math.pi / 2, math.pi / 2, math.pi, 0.0][side]
-        elif action == "mid_rear":
-            c = size / 2
-            target = rng.uniform(c - size * 0.18, c + size * 0.18, 2)
-            face = None
-        else:
-            target = rng.uniform(lo, hi, 2)
-            face = None
-        target = np.asarray(target, float)
-        # walk to the target
-        while t < n and np.linalg.norm(target - p) > speed:
-            d = target - p
-            want = math.atan2(d[1], d[0])
-            diff = (want - th + math.pi) % (2 * math.pi) - math.pi
-            th += float(np.clip(diff, -0.5, 0.5))
-            step = speed * (0.7 + 0.3 * math.cos(diff))
-            p = p + step * np.array([math.cos(th), math.sin(th)])
-            state[t], pos[t], heading[t] = "walk", p, th
-            t += 1
-        if face is not None:
-            th = face
-        lo_s, hi_s = _DURATION_S[action]
-        dur = max(2, int(round(rng.uniform(lo_s, hi_s) * fps)))
-        for _ in range(dur):
-            if t >= n:
+def _wrap(a: float) -> float:
+    return (a + math.pi) % (2 * math.pi) - math.pi
+
+
+class _Planner:
+    """Semi-Markov behaviour sequence and the animal's per-frame posture."""
+
+    def __init__(self, rng: np.random.Generator, scene: _Scene, fps: float, n: int):
+        self.rng, self.s, self.fps, self.n = rng, scene, fps, n
+        self.states: list[str] = []
+        self.rows: list[tuple[float, ...]] = []
+        self.counts = dict.fromkeys(_TARGET, 0)
+        L = scene.length
+        self.x, self.y = rng.uniform(scene.lo + L, scene.hi - L, 2)
+        self.theta = rng.uniform(-math.pi, math.pi)
+        self.hunch, self.curl, self.phase = 1.0, 0.0, 0.0
+        self.alpha = 1 - math.exp(-1 / (0.2 * fps))  # posture follows its target in ~0.2 s
+        self.turn = math.radians(300) / fps
+
+    @property
+    def done(self) -> bool:
+        return len(self.states) >= self.n
+
+    def emit(self, state: str, hunch: float, curl: float, head_dx: float = 0.0,
+             head_yaw: float = 0.0, rear: float = 0.0, dx: float = 0.0, dy: float = 0.0,
+             wiggle: float = 0.0) -> None:
+        """Append one frame; hunch and curl move smoothly towards the values given, while
+        ``wiggle`` (extra curl), head and offsets apply at once."""
+        self.hunch += self.alpha * (hunch - self.hunch)
+        self.curl += self.alpha * (curl - self.curl)
+        self.states.append(state)
+        self.rows.append((self.x + dx, self.y + dy, self.theta, self.hunch, self.curl + wiggle,
+                          head_dx, head_yaw, rear, self.phase))
+        if state in self.counts:
+            self.counts[state] += 1
+
+    def bout(self, kind: str) -> int:
+        med, sigma, lo, hi = _BOUT_S[kind]
+        sec = float(np.clip(med * math.exp(sigma * self.rng.standard_normal()), lo, hi))
+        return max(1, round(sec * self.fps))
+
+    def run(self) -> tuple[list[str], np.ndarray]:
+        last = ""
+        t0 = 20 * self.fps  # pseudo-frames at target share: damps early corrections
+        while not self.done:
+            t = len(self.states)
+            unseen = [k for k in _TARGET if self.counts[k] == 0]
+            if unseen and self.rng.random() < 0.6:  # short videos still show every behaviour
+                last = unseen[self.rng.integers(len(unseen))]
+                getattr(self, f"do_{last}")()
+                continue
+            w = {}
+            for k, base in _WEIGHT.items():
+                if k in _TARGET:
+                    share = (self.counts[k] + _TARGET[k] * t0) / (t + t0)
+                    base *= math.exp(float(np.clip(_GAIN * (_TARGET[k] - share) / _TARGET[k], -4, 3)))
+                w[k] = 0.0 if k == last and k != "wall_rear" else base
+            p = np.array(list(w.values()))
+            last = list(w)[self.rng.choice(len(w), p=p / p.sum())]
+            getattr(self, f"do_{last}")()
+        return self.states[:self.n], np.array(self.rows[:self.n])
+
+    def walk_to(self, tx: float, ty: float, face: float | None = None) -> None:
+        step = self.s.speed / self.fps
+        stride = 2 * math.pi * min(3.0, 0.4 * self.fps) / self.fps
+        for _ in range(int(30 * self.fps)):
+            dist = math.hypot(tx - self.x, ty - self.y)
+            if self.done or dist < 0.5 * step:
                 break
-            state[t], pos[t], heading[t] = action, p, th
-            t += 1
-    return state, pos, heading
+            diff = _wrap(math.atan2(ty - self.y, tx - self.x) - self.theta)
+            self.theta += float(np.clip(diff, -self.turn, self.turn))
+            v = min(dist, step * max(0.2, math.cos(diff)))
+            self.x += v * math.cos(self.theta)
+            self.y += v * math.sin(self.theta)
+            self.phase += stride * v / step
+            self.emit("walk", 1.0, 0.35 * math.sin(self.phase) + 0.6 * float(np.clip(diff, -1, 1)))
+        while face is not None and not self.done and abs(_wrap(face - self.theta)) > 1e-3:
+            diff = _wrap(face - self.theta)
+            self.theta += float(np.clip(diff, -self.turn, self.turn))
+            self.emit("walk", 1.0, 0.6 * float(np.clip(diff, -1, 1)))
+
+    def do_explore(self) -> None:
+        m = 0.5 * self.s.length
+        self.walk_to(*self.rng.uniform(self.s.lo + m, self.s.hi - m, 2))
+
+    def _still_posture(self) -> tuple[float, float, float, float]:
+        """Hunch, curl, head offset and yaw shared by rest and grooming (frames look alike)."""
+        r = self.rng
+        return (r.uniform(0.84, 0.9), r.choice([-1, 1]) * r.uniform(0.0, 0.5),
+                r.uniform(-0.12, 0.12), r.uniform(-0.5, 0.5))
+
+    def do_rest(self) -> None:
+        hunch, curl, hdx, hyaw = self._still_posture()
+        for _ in range(self.bout("rest")):
+            self.emit("rest", hunch, curl, hdx, hyaw)
+
+    def do_groom(self) -> None:
+        hunch, curl, hdx, hyaw = self._still_posture()
+        hz = min(self.rng.uniform(2.5, 4.0), 0.4 * self.fps)
+        w, ph = 2 * math.pi * hz / self.fps, self.rng.uniform(0, 2 * math.pi)
+        side = 0.04 * self.s.length * np.array([-math.sin(self.theta), math.cos(self.theta)])
+        for i in range(self.bout("groom")):
+            a = ph + w * i
+            amp = 0.75 + 0.25 * math.sin(a / 6.3)  # strokes wax and wane
+            rock = amp * math.sin(a + 2.0)
+            self.emit("groom", hunch, curl, 0.3 * hdx + 0.16 * amp * math.sin(a),
+                      0.3 * hyaw + 0.6 * amp * math.sin(a + 1.1), dx=rock * side[0],
+                      dy=rock * side[1], wiggle=0.25 * amp * math.sin(a + 0.7))
+
+    def _rear(self, kind: str, toward: tuple[float, float] = (0.0, 0.0)) -> None:
+        n, ramp = self.bout(kind), max(1, round(0.2 * self.fps))
+        sway, ph = 2 * math.pi * 0.4 / self.fps, self.rng.uniform(0, 2 * math.pi)
+        for i in range(n):
+            r = min(1.0, (i + 1) / ramp, (n - i) / ramp)
+            self.emit(kind, 1.0, 0.0, 0.02 * math.sin(3 * (ph + sway * i)),
+                      0.3 * math.sin(ph + sway * i), r, r * toward[0], r * toward[1])
+
+    def do_mid_rear(self) -> None:
+        lo, hi = self.s.lo + 1.3 * self.s.length, self.s.hi - 1.3 * self.s.length
+        if hi <= lo:
+            lo = hi = (self.s.lo + self.s.hi) / 2
+        if not (lo <= self.x <= hi and lo <= self.y <= hi):
+            self.walk_to(*self.rng.uniform(lo, hi, 2))
+        self._rear("mid_rear")
+
+    def do_wall_rear(self) -> None:
+        s, L = self.s, self.s.length
+        dists = [self.x - s.lo, s.hi - self.x, self.y - s.lo, s.hi - self.y]
+        side = int(np.argmin(dists)) if self.rng.random() < 0.6 else int(self.rng.integers(4))
+        along_now = self.y if side < 2 else self.x
+        lo, hi = s.lo + 0.8 * L, s.hi - 0.8 * L
+        if side == int(np.argmin(dists)):
+            along = along_now + self.rng.choice([-1, 1]) * self.rng.uniform(0.3, 1.5) * L
+        else:
+            along = self.rng.uniform(lo, hi)
+        along = float(np.clip(along, lo, hi))
+        d0, d1 = 0.59 * L, 0.17 * L  # centre-to-wall distance: standing (nose at wall), reared
+        x, y, face = [(s.lo + d0, along, math.pi), (s.hi - d0, along, 0.0),
+                      (along, s.lo + d0, -math.pi / 2), (along, s.hi - d0, math.pi / 2)][side]
+        self.walk_to(x, y, face)
+        self._rear("wall_rear", ((d0 - d1) * math.cos(face), (d0 - d1) * math.sin(face)))
 
 
-def _background(rng: np.random.Generator, size: int, wall: int, a: _Animal) -> np.ndarray:
-    noise = rng.normal(0, 1, (size // 8 + 2, size // 8 + 2))
-    texture = cv2.resize(noise, (size, size), interpolation=cv2.INTER_CUBIC)
-    floor = np.clip(a.floor + 10 * texture, 0, 255)
-    img = np.repeat(floor[:, :, None], 3, axis=2)
-    img[..., 0] *= 0.95  # a slightly warm floor (BGR)
-    img[:wall], img[-wall:], img[:, :wall], img[:, -wall:] = a.wall, a.wall, a.wall, a.wall
-    return img.astype(np.uint8)
+def _background(rng: np.random.Generator, size: int, margin: int, wall: int) -> np.ndarray:
+    """Arena image (uint8 BGR): dark border, textured wall band, bright textured floor."""
+    def blotches(cells: int, amp: float) -> np.ndarray:
+        small = rng.standard_normal((cells, cells)).astype(np.float32)
+        return amp * cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC)
+
+    floor = rng.uniform(165, 215) + blotches(10, 9) + rng.normal(0, 4, (size, size))
+    specks = rng.random((size, size)) < 0.015
+    floor[specks] -= rng.uniform(20, 45, int(specks.sum()))
+    wall_v = rng.uniform(55, 95) + blotches(24, 6)
+    img = np.empty((size, size, 3), np.float32)
+    tint = np.array([rng.uniform(0.9, 0.98), rng.uniform(0.96, 1.0), 1.0], np.float32)
+    img[:] = (floor * (1 - 0.04 * blotches(6, 1)))[..., None] * tint
+    a, b = margin, size - margin
+    band = np.zeros((size, size), bool)
+    band[a:b, a:b] = True
+    band[a + wall:b - wall, a + wall:b - wall] = False
+    img[band] = wall_v[band][:, None] * np.array([1.0, 1.0, 1.02], np.float32)
+    outside = np.ones((size, size), bool)
+    outside[a:b, a:b] = False
+    img[outside] = rng.uniform(15, 35)
+    return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def _draw(img: np.ndarray, state: str, p: np.ndarray, th: float, t: int, fps: float,
-          body: float, a: _Animal, rng: np.random.Generator) -> np.ndarray:
-    """Draw the animal; returns (snout, midbody, tailbase) positions."""
-    u = np.array([math.cos(th), math.sin(th)])
-    n = np.array([-u[1], u[0]])
-    length, width, head_r, head_shade, ears = body, body * 0.45, body * 0.26, a.fur + 12, False
-    bend = 0.0
-    if state == "walk":
-        bend = 0.12 * math.sin(2 * math.pi * 1.5 * t / fps)
-    elif state == "groom":
-        length *= 0.85
-        width *= 1.1
-        bend = 0.35 + 0.25 * math.sin(2 * math.pi * 2.5 * t / fps)
-    elif state in ("mid_rear", "wall_rear"):
-        length *= 0.6
-        width *= 1.15
-        head_r *= 1.3
-        head_shade = min(255, a.fur + 55)
-        ears = True
-    centre = p
-    body_axes = (max(1, int(length / 2)), max(1, int(width / 2)))
-    col = (a.fur, a.fur, a.fur + 4)
-    cv2.ellipse(img, (int(round(centre[0])), int(round(centre[1]))), body_axes, math.degrees(th), 0, 360,
-                col, -1, cv2.LINE_AA)
-    # head: ahead of the body, rotated by the bend (grooming: curled towards the flank)
-    hd = u * math.cos(bend) + n * math.sin(bend)
-    head = centre + hd * (length / 2 + head_r * 0.35)
-    if state == "wall_rear":
-        head = head + u * head_r * 0.25  # reaches over the wall band
-    cv2.circle(img, (int(round(head[0])), int(round(head[1]))), max(1, int(head_r)),
-               (head_shade, head_shade, head_shade + 4), -1, cv2.LINE_AA)
-    if ears:
-        for s in (-1, 1):
-            e = head - hd * head_r * 0.3 + n * s * head_r * 0.9
-            cv2.circle(img, (int(round(e[0])), int(round(e[1]))), max(1, int(head_r * 0.35)),
-                       (150, 140, 190), -1, cv2.LINE_AA)
-    # tail: a wavy line behind the body
-    base = centre - u * length / 2
-    pts = [base]
-    for k in range(1, 6):
-        wave = math.sin(k * 0.9 + 2 * math.pi * 0.7 * t / fps) * body * 0.06
-        pts.append(base - u * body * 0.22 * k + n * wave)
-    cv2.polylines(img, [np.round(np.array(pts)).astype(np.int32)], False, (a.fur + 30,) * 3,
-                  max(1, int(body * 0.06)), cv2.LINE_AA)
-    snout = head + hd * head_r
-    return np.array([snout, centre, base])
+def _pt(p: np.ndarray) -> tuple[int, int]:
+    return int(round(p[0] * (1 << _SHIFT))), int(round(p[1] * (1 << _SHIFT)))
 
 
-def _labels(state: np.ndarray) -> np.ndarray:
-    out = np.zeros((len(state), len(BEHAVIORS)), np.int8)
-    out[:, 0] = state == "groom"
-    out[:, 1] = state == "mid_rear"
-    out[:, 2] = state == "wall_rear"
+def _circle(img: np.ndarray, p: np.ndarray, r: float, colour: np.ndarray) -> None:
+    cv2.circle(img, _pt(p), max(1, round(r * (1 << _SHIFT))), colour.tolist(), -1, cv2.LINE_AA, _SHIFT)
+
+
+def _ellipse(img: np.ndarray, p: np.ndarray, a: float, b: float, angle: float,
+             colour: np.ndarray) -> None:
+    axes = (max(1, round(a * (1 << _SHIFT))), max(1, round(b * (1 << _SHIFT))))
+    cv2.ellipse(img, _pt(p), axes, math.degrees(angle), 0, 360, colour.tolist(), -1,
+                cv2.LINE_AA, _SHIFT)
+
+
+def _draw(img: np.ndarray, row: np.ndarray, scene: _Scene, wall_rear: bool) -> np.ndarray:
+    """Draw the animal in place; return snout, midbody and tail base (3, 2) in pixels."""
+    x, y, theta, hunch, curl, head_dx, head_yaw, rear, phase = row
+    L, fur = scene.length, scene.fur
+    fore = 1 - 0.5 * rear  # foreshortening of the raised body
+    half = 0.36 * L * hunch * fore
+    s = np.linspace(-1, 1, 13)
+    ang = theta + 0.5 * curl * s
+    mid_ang = 0.5 * (ang[1:] + ang[:-1])
+    steps = half * (s[1] - s[0]) * np.stack([np.cos(mid_ang), np.sin(mid_ang)], 1)
+    spine = np.vstack([np.zeros(2), np.cumsum(steps, 0)])
+    centre = len(s) // 2
+    spine += np.array([x, y]) - spine[centre]
+    normal = np.stack([-np.sin(ang), np.cos(ang)], 1)
+    width = 0.17 * L * (1 + 0.6 * (1 - hunch)) * (1 + 0.18 * rear)
+    r = width * np.sqrt(np.clip(1 - s ** 2, 0, 1)) ** 0.8 * (1 - 0.12 * s)
+    outline = np.vstack([spine + normal * r[:, None], (spine - normal * r[:, None])[::-1]])
+    # tail first, under the body: from the tail base backwards, swaying with the stride
+    k = np.arange(9)
+    tail_ang = ang[0] + math.pi + 0.35 * np.sin(phase - 0.8 * k) * k / 8
+    tail = spine[0] + np.vstack([np.zeros(2), np.cumsum(
+        0.1 * L * np.stack([np.cos(tail_ang[1:]), np.sin(tail_ang[1:])], 1), 0)])
+    tail_col = 0.55 * fur + 0.45 * _PINK
+    cv2.polylines(img, [np.round(tail * (1 << _SHIFT)).astype(np.int32)], False,
+                  tail_col.tolist(), max(1, round(0.045 * L)), cv2.LINE_AA, _SHIFT)
+    body_col = np.minimum(fur + 40 * rear, 255)
+    cv2.fillPoly(img, [np.round(outline * (1 << _SHIFT)).astype(np.int32)], body_col.tolist(),
+                 cv2.LINE_AA, _SHIFT)
+    # head, ears, forepaws
+    hang = ang[-1] + head_yaw
+    hdir = np.array([math.cos(hang), math.sin(hang)])
+    hnorm = np.array([-hdir[1], hdir[0]])
+    tip = np.array([math.cos(ang[-1]), math.sin(ang[-1])])
+    grow = 1 + 0.3 * rear
+    head = spine[-1] + tip * (0.10 * L * fore + head_dx * L)
+    neck = head - spine[-2]  # a thin neck keeps a stretched head attached
+    _ellipse(img, spine[-2] + neck / 2, 0.5 * float(np.hypot(*neck)), 0.05 * L,
+             math.atan2(neck[1], neck[0]), body_col)
+    _ellipse(img, head, 0.15 * L * grow, 0.105 * L * grow, hang, np.minimum(fur + 12 + 65 * rear, 255))
+    ear_col = fur + 18 + rear * (_PINK - fur - 18)
+    for side in (-1, 1):
+        _circle(img, head - hdir * 0.06 * L + side * hnorm * 0.1 * L * grow,
+                0.045 * L * (1 + 0.8 * rear), ear_col)
+    if rear >= 0.5:
+        paw = head + hdir * 0.17 * L if wall_rear else head - hdir * 0.24 * L
+        for side in (-1, 1):
+            _circle(img, paw + side * hnorm * 0.09 * L, 0.045 * L, _PINK)
+    snout = head + hdir * 0.15 * L * grow
+    return np.array([snout, spine[centre], spine[0]])
+
+
+def _pose_table(rng: np.random.Generator, parts: np.ndarray, states: list[str],
+                scene: _Scene) -> dict[str, np.ndarray]:
+    """DeepLabCut-like tracks: small noise, likelihood ~0.95, ~2 % wrong low-likelihood points."""
+    n = len(parts)
+    L = scene.length
+    out = {}
+    for j, name in enumerate(("snout", "midbody", "tailbase")):
+        xy = parts[:, j] + rng.normal(0, 0.008 * L, (n, 2))
+        like = 1 - rng.beta(1.5, 30, n)
+        if name == "snout":
+            like[np.array(states) == "groom"] -= rng.uniform(0.05, 0.2)
+        bad = rng.random(n) < 0.02
+        if name == "midbody" and n >= 10 and not bad.any():
+            bad[rng.integers(n)] = True
+        nb = int(bad.sum())
+        like[bad] = rng.uniform(0.02, 0.45, nb)
+        jump = rng.uniform(1, 3, nb)[:, None] * L
+        ang = rng.uniform(0, 2 * math.pi, nb)
+        xy[bad] += jump * np.stack([np.cos(ang), np.sin(ang)], 1)
+        xy = np.clip(xy, 0, scene.size - 1)
+        out[name] = np.column_stack([xy, np.clip(like, 0, 1)])
     return out
 
 
-def generate_video(path: Path, n_frames: int, size: int, fps: float, seed: int):
-    """Write one video; return its (n_frames, 3) labels and pose {part: (T, 3)}."""
-    rng = np.random.default_rng(seed)
-    a = _Animal(fur=int(rng.integers(35, 75)), scale=float(rng.uniform(0.9, 1.1)),
-                floor=int(rng.integers(170, 215)), wall=int(rng.integers(70, 110)))
-    wall = max(3, int(round(size * 0.07)))
-    body = size / 6 * a.scale
-    state, pos, heading = _plan(rng, n_frames, fps, size, wall, body)
-    bg = _background(rng, size, wall, a)
+def _make_video(path: Path, n_frames: int, size: int, fps: float, margin: int,
+                seq: np.random.SeedSequence) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Write one video; return its (n_frames, 3) int8 labels and its pose tracks."""
+    plan_rng, look_rng, noise_rng, pose_rng = (np.random.default_rng(s) for s in seq.spawn(4))
+    wall = max(2, round(0.07 * size))
+    length = size / 6 * look_rng.uniform(0.9, 1.1)
+    fur = np.array([1.0, 1.05, 1.12]) * look_rng.uniform(35, 80)
+    scene = _Scene(size, margin + wall, size - margin - wall, length,
+                   look_rng.uniform(1.6, 2.4) * length, fur)
+    bg = _background(look_rng, size, margin, wall)
+    states, rows = _Planner(plan_rng, scene, fps, n_frames).run()
+    parts = np.empty((n_frames, 3, 2))
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size, size))
     if not writer.isOpened():
-        raise InputError(f"{path}: OpenCV cannot write mp4 video here")
-    parts = np.zeros((n_frames, 3, 3))
+        raise PipelineError(f"{path}: OpenCV cannot write an mp4v video here; check the "
+                            "folder is writable")
     try:
         for t in range(n_frames):
             img = bg.copy()
-            jitter = rng.normal(0, 0.3, 2) if state[t] in ("rest", "groom") else 0
-            pts = _draw(img, state[t], pos[t] + jitter, heading[t], t, fps, body, a, rng)
-            noise = rng.normal(0, 3.0, img.shape)
-            writer.write(np.clip(img + noise, 0, 255).astype(np.uint8))
-            parts[t, :, :2] = pts
+            parts[t] = _draw(img, rows[t], scene, states[t] == "wall_rear")
+            noisy = img * np.float32(1 + 0.01 * noise_rng.standard_normal())
+            noisy += noise_rng.normal(0, 3.0, (size, size, 1)).astype(np.float32)
+            writer.write(np.clip(noisy, 0, 255).astype(np.uint8))
     finally:
         writer.release()
-    like = np.clip(rng.normal(0.96, 0.02, (n_frames, 3)), 0, 1)
-    like[rng.random((n_frames, 3)) < 0.03] = 0.2  # a few unreliable points, as in real tracking
-    parts[:, :, :2] += rng.normal(0, 0.5, (n_frames, 3, 2))
-    parts[:, :, 2] = like
-    pose = {"snout": parts[:, 0], "midbody": parts[:, 1], "tailbase": parts[:, 2]}
-    return _labels(state), pose
+    labels = np.zeros((n_frames, len(BEHAVIORS)), np.int8)
+    for t, st in enumerate(states):
+        if st in _LABEL:
+            labels[t, _LABEL[st]] = 1
+    return labels, _pose_table(pose_rng, parts, states, scene)
 
 
 def generate_dataset(out: str | Path, n_videos: int = 6, n_frames: int = 600, size: int = 128,
-                     fps: float = 10.0, seed: int = 0) -> list[str]:
+                     fps: float = 10.0, seed: int = 0, arena_margin: int | None = None,
+                     prefix: str = "mouse") -> list[str]:
     """Write ``videos/<id>.mp4``, ``labels/<id>.csv`` and ``pose/<id>.csv`` for each video.
 
     Parameters
     ----------
     out
-        Output folder.
-    n_videos, n_frames, size, fps
-        How many videos, frames per video, frame side in pixels, frame rate.
+        Output folder (created; existing files of the same ids are replaced).
+    n_videos
+        Number of videos.
+    n_frames
+        Frames per video.
+    size
+        Side of the square frames in pixels (at least 32; an odd size is rounded down,
+        as mp4v needs even sides).
+    fps
+        Frame rate; bout lengths and movements are defined in seconds.
     seed
         The same seed gives the same labels, pose and frames.
+    arena_margin
+        Pixels of dark border between the frame edge and the arena wall; default 2 % of
+        ``size``.
+    prefix
+        Video ids are ``<prefix>_000``, ``<prefix>_001``, ...
 
     Returns
     -------
     list of str
-        The video ids (``mouse_000``, ...).
+        The video ids, in order.
     """
+    if n_videos < 1 or n_frames < 1 or fps <= 0 or size < 32:
+        raise ValueError(f"need n_videos >= 1, n_frames >= 1, fps > 0 and size >= 32; got "
+                         f"{n_videos}, {n_frames}, {fps}, {size}")
+    if size % 2:
+        log.warning("frame size %d is odd; mp4v needs even sides, using %d", size, size - 1)
+        size -= 1
+    margin = round(0.02 * size) if arena_margin is None else int(arena_margin)
+    if not 0 <= margin <= size // 6:
+        raise ValueError(f"arena_margin must be within [0, {size // 6}] for size {size}, got {margin}")
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: exists and is not a folder; choose another --out")
+        raise PipelineError(f"{out}: exists and is not a folder; choose another output folder")
     for sub in ("videos", "labels", "pose"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     ids = []
     for i in range(n_videos):
-        vid = f"mouse_{i:03d}"
-        labels, pose = generate_video(out / "videos" / f"{vid}.mp4", n_frames, size, fps,
-                                      seed=seed * 1000 + i)
-        with open(out / "labels" / f"{vid}.csv", "w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
+        vid = f"{prefix}_{i:03d}"
+        labels, pose = _make_video(out / "videos" / f"{vid}.mp4", n_frames, size, fps, margin,
+                                   np.random.SeedSequence([seed % 2**63, i]))
+        with open(out / "labels" / f"{vid}.csv", "w", newline="") as fh:
+            w = csv.writer(fh, lineterminator="\n")
             w.writerow(BEHAVIORS)
             w.writerows(labels.tolist())
         write_dlc_csv(out / "pose" / f"{vid}.csv", pose)
-        prev = ", ".join(f"{b} {labels[:, j].mean():.0%}" for j, b in enumerate(BEHAVIORS))
-        log.info("%s: %d frames (%s)", vid, n_frames, prev)
+        log.info("%s: %d frames, %s", vid, n_frames,
+                 ", ".join(f"{b} {labels[:, j].mean():.0%}" for j, b in enumerate(BEHAVIORS)))
         ids.append(vid)
     return ids

@@ -4,6 +4,17 @@ Container metadata (``CAP_PROP_FRAME_COUNT``) is often wrong, so :func:`probe_vi
 decodes the whole file to count frames. :func:`iter_batches` streams RGB ``uint8``
 batches, cropped and resized, never holding more than one batch of a video in memory.
 Every problem with a file is an :class:`~mouse_pipeline.errors.InputError` naming it.
+
+When decoding stops early
+-------------------------
+OpenCV reports a damaged frame and the end of the stream the same way: ``read()``
+returns False. When that happens before the frame count the container claims, the
+reader seeks to a few later frames. If one of them decodes, frames exist beyond a frame
+that could not be decoded: the file is corrupt and an ``InputError`` names the frame.
+If none decodes, the file simply ends early (a recording cut short, or metadata that
+overstates the length): that is not an error, the decoded count is the truth, and a
+warning says how many frames the container claimed. An ``.mp4`` cut short usually
+loses its index (``moov`` atom) and cannot be opened at all, which is an error.
 """
 
 from __future__ import annotations
@@ -24,6 +35,8 @@ from .errors import InputError
 log = logging.getLogger(__name__)
 
 _HASH_BYTES = 1 << 20  # fingerprint: first and last MiB
+_SEEK_PROBES = 4  # later frames tried when decoding stops before the claimed count
+_CROP_MODES = ("none", "box", "pose")
 
 
 @dataclass(frozen=True)
@@ -37,11 +50,12 @@ class VideoInfo:
     height: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Crop:
     """How frames are cropped: ``none``, a fixed ``box`` (x, y, w, h), or a ``pose`` square.
 
-    For ``pose``, ``centres`` holds one (x, y) per frame and ``size`` is the square's side.
+    For ``pose``, ``centres`` holds one (x, y) per frame (a read-only float64 copy is
+    kept) and ``size`` is the side of the square. Crops compare equal by value.
     """
 
     mode: str = "none"
@@ -49,9 +63,38 @@ class Crop:
     size: int | None = None
     centres: np.ndarray | None = None
 
+    def __post_init__(self) -> None:
+        if self.mode not in _CROP_MODES:
+            raise ValueError(f"crop mode must be one of {_CROP_MODES}, got {self.mode!r}")
+        if self.mode == "box":
+            box = tuple(int(v) for v in (self.box or ()))
+            if len(box) != 4 or box[2] <= 0 or box[3] <= 0:
+                raise ValueError(f"a box crop needs (x, y, w, h) with w, h > 0, got {self.box}")
+            object.__setattr__(self, "box", box)
+        if self.mode == "pose":
+            c = np.array(self.centres if self.centres is not None else [], dtype=np.float64)
+            if c.ndim != 2 or c.shape[1] != 2 or not np.isfinite(c).all():
+                raise ValueError(f"a pose crop needs finite (T, 2) centres, got shape {c.shape}")
+            if self.size is None or int(self.size) <= 0:
+                raise ValueError(f"a pose crop needs a positive size, got {self.size}")
+            c.setflags(write=False)
+            object.__setattr__(self, "centres", c)
+            object.__setattr__(self, "size", int(self.size))
+
     @classmethod
     def none(cls) -> Crop:
+        """No crop: whole frames."""
         return cls()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Crop):
+            return NotImplemented
+        same_centres = (self.centres is None and other.centres is None) or (
+            self.centres is not None and other.centres is not None
+            and np.array_equal(self.centres, other.centres))
+        return (self.mode, self.box, self.size) == (other.mode, other.box, other.size) and same_centres
+
+    __hash__ = None  # mutable-looking array inside: not hashable
 
 
 def _check_file(path: Path) -> None:
@@ -70,69 +113,146 @@ def _open(path: Path) -> cv2.VideoCapture:
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         cap.release()
-        raise InputError(f"{path}: OpenCV cannot open this file as a video; is it a video "
-                         "(mp4/avi/...) and not truncated?")
+        raise InputError(f"{path}: OpenCV cannot open this file as a video (not a video, "
+                         "truncated, or without frames); re-copy or re-encode it")
     return cap
+
+
+def _claimed_frames(cap: cv2.VideoCapture) -> int:
+    n = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+    return int(n) if math.isfinite(n) and n > 0 else 0
+
+
+def _check_stopped_early(cap: cv2.VideoCapture, path: Path, n: int, claimed: int) -> None:
+    """Decoding stopped after ``n`` frames: raise if later frames exist (a corrupt frame)."""
+    if claimed <= n:
+        return
+    gap = claimed - 1 - n  # frames claimed after the one that failed
+    targets = sorted({claimed - 1 - gap * k // _SEEK_PROBES for k in range(_SEEK_PROBES)})
+    for target in targets[::-1]:  # from the end: frames there decode past any damage
+        if target <= n:
+            continue
+        if cap.set(cv2.CAP_PROP_POS_FRAMES, target) and cap.grab():
+            raise InputError(f"{path}: decoding failed at frame {n} but later frames exist "
+                             "(the file is corrupt); re-encode or re-copy it")
+    log.warning("%s: container claims %d frames, only %d decode (file ends early); using %d",
+                path, claimed, n, n)
+
+
+def _grab(cap: cv2.VideoCapture, path: Path, index: int) -> bool:
+    try:
+        return cap.grab()
+    except cv2.error as exc:
+        raise InputError(f"{path}: decoding failed at frame {index} ({exc}); re-encode "
+                         "or re-copy it") from None
+
+
+def count_frames(path: str | Path) -> int:
+    """True number of frames, by decoding the whole file (see :func:`probe_video`)."""
+    return probe_video(path).n_frames
 
 
 def probe_video(path: str | Path) -> VideoInfo:
     """Decode a whole video once to learn its true frame count, fps and size.
 
+    Parameters
+    ----------
+    path
+        Video file.
+
+    Returns
+    -------
+    VideoInfo
+        ``n_frames`` is the number of frames that decode, whatever the container claims.
+
     Raises
     ------
     InputError
-        Missing, unreadable, not a video, zero frames, or no frame rate.
+        Missing, a folder, unreadable, empty, not a video, no frame rate, zero frames,
+        or a frame that fails to decode before the end (see the module notes).
     """
     path = Path(path)
     cap = _open(path)
     try:
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        claimed = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        if not math.isfinite(fps) or fps <= 0:
+            raise InputError(f"{path}: the container records no frame rate (fps {fps}); "
+                             "re-encode it with a frame rate (ffmpeg -r)")
+        claimed = _claimed_frames(cap)
         n, width, height = 0, 0, 0
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
+        while _grab(cap, path, n):
             if n == 0:
+                ok, frame = cap.retrieve()
+                if not ok:
+                    raise InputError(f"{path}: decoding failed at frame 0; re-encode or re-copy it")
                 height, width = frame.shape[:2]
             n += 1
+        if n == 0:
+            raise InputError(f"{path}: no frame could be decoded (empty, corrupt or not a "
+                             "video); re-copy or re-encode it")
+        _check_stopped_early(cap, path, n, claimed)
     finally:
         cap.release()
-    if n == 0:
-        raise InputError(f"{path}: no frame could be decoded (empty, corrupt or not a video)")
-    if not math.isfinite(fps) or fps <= 0:
-        raise InputError(f"{path}: the container records no frame rate; set data.fps in the config")
-    if claimed and claimed != n:
-        log.info("%s: container claims %d frames, %d decoded (using %d)", path.name, claimed, n, n)
+    if claimed and claimed < n:
+        log.info("%s: container claims %d frames, %d decode (using %d)", path, claimed, n, n)
     return VideoInfo(path, n, fps, width, height)
 
 
 def video_fingerprint(path: str | Path) -> dict:
-    """Cheap identity of a video file: size, mtime and a hash of its first and last MiB."""
+    """Cheap identity of a file: size, mtime and a hash of its first and last MiB.
+
+    Parameters
+    ----------
+    path
+        Any file (videos, pose files).
+
+    Returns
+    -------
+    dict
+        ``size`` (bytes), ``mtime_ns`` and ``sha256``: hex digest of the first MiB, the
+        last MiB (when the file is longer than one) and the size. Reads at most 2 MiB.
+    """
     path = Path(path)
-    st = path.stat()
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        h.update(fh.read(_HASH_BYTES))
-        if st.st_size > _HASH_BYTES:
-            fh.seek(max(st.st_size - _HASH_BYTES, _HASH_BYTES))
+    try:
+        st = path.stat()
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
             h.update(fh.read(_HASH_BYTES))
+            if st.st_size > _HASH_BYTES:
+                fh.seek(max(st.st_size - _HASH_BYTES, _HASH_BYTES))
+                h.update(fh.read(_HASH_BYTES))
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the file ({exc.strerror}); check it exists "
+                         "and is readable") from None
     h.update(str(st.st_size).encode())
     return {"size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns), "sha256": h.hexdigest()}
 
 
 def crop_frame(frame: np.ndarray, crop: Crop | None, index: int) -> np.ndarray:
-    """Crop one frame; regions outside the frame are zero (black), so the size is constant."""
+    """Crop one frame; regions outside the frame are zero (black), so the size is constant.
+
+    Parameters
+    ----------
+    frame
+        ``(H, W)`` or ``(H, W, C)`` image.
+    crop
+        The crop (None or mode ``none``: the frame itself).
+    index
+        Frame number, to pick the centre of a ``pose`` crop.
+
+    Returns
+    -------
+    np.ndarray
+        ``(h, w, ...)`` of the box, or ``(size, size, ...)`` centred on ``centres[index]``.
+    """
     if crop is None or crop.mode == "none":
         return frame
     if crop.mode == "box":
         x, y, w, h = crop.box
-    elif crop.mode == "pose":
-        cx, cy = crop.centres[index]
-        w = h = int(crop.size)
-        x, y = int(round(cx - w / 2)), int(round(cy - h / 2))
     else:
-        raise ValueError(f"unknown crop mode {crop.mode!r}")
+        cx, cy = crop.centres[index]
+        w = h = crop.size
+        x, y = int(math.floor(cx - w / 2 + 0.5)), int(math.floor(cy - h / 2 + 0.5))
     fh, fw = frame.shape[:2]
     out = np.zeros((h, w) + frame.shape[2:], dtype=frame.dtype)
     x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, fw), min(y + h, fh)
@@ -155,32 +275,50 @@ def iter_batches(path: str | Path, batch_size: int, crop: Crop | None = None,
         How to crop each frame (None: whole frame).
     out_size
         Resize every (cropped) frame to ``out_size`` x ``out_size`` (area interpolation).
+
+    Yields
+    ------
+    np.ndarray
+        A batch of consecutive frames; together the batches hold every frame once.
+
+    Raises
+    ------
+    InputError
+        The file cannot be opened, a frame fails to decode before the end, or the video
+        has more frames than the crop has centres.
     """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     path = Path(path)
     cap = _open(path)
+    n_centres = len(crop.centres) if crop is not None and crop.centres is not None else None
     batch: list[np.ndarray] = []
     index = 0
     try:
-        while True:
-            ok, frame = cap.read()
+        claimed = _claimed_frames(cap)
+        while _grab(cap, path, index):
+            ok, frame = cap.retrieve()
             if not ok:
-                break
-            if crop is not None and crop.centres is not None and index >= len(crop.centres):
-                raise InputError(f"{path}: has more frames than its pose file has rows "
-                                 f"({len(crop.centres)}); use the pose file of this video")
+                raise InputError(f"{path}: decoding failed at frame {index}; re-encode or re-copy it")
+            if n_centres is not None and index >= n_centres:
+                total = index + 1
+                while _grab(cap, path, total):
+                    total += 1
+                raise InputError(f"{path}: has {total} frames but its pose file has {n_centres} "
+                                 "rows; use the pose file made from this video")
             img = crop_frame(frame, crop, index)
             if out_size is not None and img.shape[:2] != (out_size, out_size):
                 img = cv2.resize(img, (out_size, out_size), interpolation=cv2.INTER_AREA)
-            batch.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+            batch.append(img)
             index += 1
             if len(batch) == batch_size:
-                yield np.stack(batch)
+                yield np.ascontiguousarray(np.stack(batch)[..., ::-1])
                 batch = []
+        if index == 0:
+            raise InputError(f"{path}: no frame could be decoded (empty, corrupt or not a "
+                             "video); re-copy or re-encode it")
+        _check_stopped_early(cap, path, index, claimed)
         if batch:
-            yield np.stack(batch)
-    except cv2.error as exc:
-        raise InputError(f"{path}: decoding failed at frame {index}: {exc.msg if hasattr(exc, 'msg') else exc}") from None
+            yield np.ascontiguousarray(np.stack(batch)[..., ::-1])
     finally:
         cap.release()
-    if index == 0:
-        raise InputError(f"{path}: no frame could be decoded (empty, corrupt or not a video)")

@@ -1,0 +1,151 @@
+"""DeepLabCut pose files: layouts, interpolation of unreliable points, one-line errors."""
+
+import h5py
+import numpy as np
+import pytest
+
+from mouse_pipeline.errors import InputError
+from mouse_pipeline.pose import find_pose_file, read_dlc, write_dlc_csv
+
+HEADER = ("scorer,S,S,S,S,S,S\n"
+          "bodyparts,snout,snout,snout,midbody,midbody,midbody\n"
+          "coords,x,y,likelihood,x,y,likelihood\n")
+
+
+def dlc_csv(path, rows, header=HEADER):
+    path.write_text(header + "".join(f"{i},{r}\n" for i, r in enumerate(rows)))
+    return path
+
+
+def test_low_likelihood_points_are_interpolated_and_edges_held(tmp_path):
+    path = dlc_csv(tmp_path / "p.csv", [
+        "0,0,0.1,50,500,0.2",   # below threshold at the start: takes the first valid value
+        "0,0,0.9,10,100,0.9",
+        "0,0,0.9,99,999,0.1",   # replaced: linear between its neighbours
+        "0,0,0.9,99,999,",      # missing likelihood: replaced too
+        "0,0,0.9,40,400,0.95",
+        "0,0,0.9,77,777,nan",   # at the end: holds the last valid value
+    ])
+    xy = read_dlc(path, "midbody", min_likelihood=0.6)
+    assert xy.dtype == np.float64 and xy.shape == (6, 2)
+    np.testing.assert_allclose(xy, [[10, 100], [10, 100], [20, 200], [30, 300], [40, 400], [40, 400]])
+
+
+def test_threshold_is_inclusive_and_configurable(tmp_path):
+    path = dlc_csv(tmp_path / "p.csv", ["0,0,1,0,0,0.6", "0,0,1,7,7,0.3", "0,0,1,10,10,0.6"])
+    np.testing.assert_allclose(read_dlc(path, "midbody")[:, 0], [0, 5, 10])
+    np.testing.assert_allclose(read_dlc(path, "midbody", min_likelihood=0.2)[:, 0], [0, 7, 10])
+
+
+def test_write_then_read_round_trip(tmp_path):
+    rng = np.random.default_rng(1)
+    pts = {"snout": np.column_stack([rng.uniform(0, 100, (20, 2)), np.full(20, 0.9)]),
+           "tailbase": np.column_stack([rng.uniform(0, 100, (20, 2)), np.full(20, 0.99)])}
+    write_dlc_csv(tmp_path / "p.csv", pts, scorer="me")
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert lines[0] == "scorer," + ",".join(["me"] * 6)
+    assert lines[2] == "coords,x,y,likelihood,x,y,likelihood"
+    assert len(lines) == 23
+    np.testing.assert_allclose(read_dlc(tmp_path / "p.csv", "tailbase"), pts["tailbase"][:, :2], atol=1e-4)
+    with pytest.raises(ValueError, match=r"points\['b'\] must have shape \(20, 3\)"):
+        write_dlc_csv(tmp_path / "q.csv", {"a": pts["snout"], "b": pts["snout"][:5]})
+
+
+def test_labelled_data_layout_without_likelihood(tmp_path):
+    path = tmp_path / "CollectedData_me.csv"
+    path.write_text("scorer,me,me,me,me\n"
+                    "bodyparts,snout,snout,tailbase,tailbase\n"
+                    "coords,x,y,x,y\n"
+                    "labeled-data/v/img000.png,1,2,10,20\n"
+                    "labeled-data/v/img001.png,3,4,,\n"
+                    "labeled-data/v/img002.png,5,6,30,40\n")
+    np.testing.assert_allclose(read_dlc(path, "tailbase"), [[10, 20], [20, 30], [30, 40]])
+
+
+def test_labelled_data_layout_with_three_index_columns(tmp_path):
+    path = tmp_path / "CollectedData_me.csv"
+    path.write_text("scorer,,,me,me\nbodyparts,,,snout,snout\ncoords,,,x,y\n"
+                    "labeled-data,v,img000.png,1.5,2.5\nlabeled-data,v,img001.png,3.5,4.5\n")
+    np.testing.assert_allclose(read_dlc(path, "snout"), [[1.5, 2.5], [3.5, 4.5]])
+
+
+def test_missing_bodypart_lists_those_present(tmp_path):
+    path = dlc_csv(tmp_path / "p.csv", ["1,1,1,2,2,1"])
+    with pytest.raises(InputError, match=r"p\.csv: body part 'tailbase' not found; the file has: snout, midbody"):
+        read_dlc(path, "tailbase")
+
+
+def test_every_point_below_threshold(tmp_path):
+    path = dlc_csv(tmp_path / "p.csv", ["1,1,1,2,2,0.1", "1,1,1,2,2,0.3"])
+    with pytest.raises(InputError, match=r"no point of 'midbody' reaches likelihood 0\.6 \(the highest likelihood is 0\.3\)"):
+        read_dlc(path, "midbody")
+
+
+def test_malformed_header(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_text("grooming,mid_rearing,wall_rearing\n0,0,1\n0,1,0\n1,0,0\n")
+    with pytest.raises(InputError, match=r"labels\.csv: not a DeepLabCut CSV: expected the first cells .*'scorer', 'bodyparts', 'coords'"):
+        read_dlc(path, "midbody")
+    bad_coords = tmp_path / "coords.csv"
+    bad_coords.write_text("scorer,S,S\nbodyparts,a,a\ncoords,x,z\n0,1,2\n")
+    with pytest.raises(InputError, match="the 'coords' row must hold x, y"):
+        read_dlc(bad_coords, "a")
+
+
+def test_non_numeric_cell_names_the_row(tmp_path):
+    path = dlc_csv(tmp_path / "p.csv", ["1,1,1,2,2,1", "1,1,1,oops,2,1"])
+    with pytest.raises(InputError, match=r"p\.csv: row 5: 'oops' in column midbody/x is not a number"):
+        read_dlc(path, "midbody")
+
+
+def test_short_row_and_bad_frame_index(tmp_path):
+    short = dlc_csv(tmp_path / "short.csv", ["1,1,1,2,2,1", "1,1,1,2"])
+    with pytest.raises(InputError, match=r"row 5 has 5 cells"):
+        read_dlc(short, "midbody")
+    gap = tmp_path / "gap.csv"
+    gap.write_text(HEADER + "0,1,1,1,2,2,1\n2,1,1,1,2,2,1\n")
+    with pytest.raises(InputError, match=r"frame index is not 0, 1, 2, ...: row 5 has 2, expected 1"):
+        read_dlc(gap, "midbody")
+
+
+def test_no_data_rows_and_missing_file(tmp_path):
+    with pytest.raises(InputError, match="no data rows"):
+        read_dlc(dlc_csv(tmp_path / "p.csv", []), "midbody")
+    with pytest.raises(InputError, match=r"nope\.csv: pose file does not exist"):
+        read_dlc(tmp_path / "nope.csv", "midbody")
+
+
+def test_multi_animal_is_rejected(tmp_path):
+    path = tmp_path / "ma.csv"
+    path.write_text("scorer,S,S,S\nindividuals,m1,m1,m1\nbodyparts,a,a,a\ncoords,x,y,likelihood\n0,1,2,0.9\n")
+    with pytest.raises(InputError, match="multi-animal DeepLabCut file"):
+        read_dlc(path, "a")
+
+
+def test_h5_files_ask_for_the_csv_export(tmp_path):
+    dlc = tmp_path / "videoDLC_resnet50.h5"
+    with h5py.File(dlc, "w") as fh:
+        fh.create_dataset("df_with_missing/table", data=np.zeros(3))
+    with pytest.raises(InputError, match=r"column names pickled.*save_as_csv=True"):
+        read_dlc(dlc, "midbody")
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as fh:
+        fh.create_dataset("embeddings", data=np.zeros(3))
+    with pytest.raises(InputError, match="is not a DeepLabCut .h5 file"):
+        read_dlc(other, "midbody")
+    fake = tmp_path / "fake.h5"
+    fake.write_text("hello")
+    with pytest.raises(InputError, match="is not an HDF5 file"):
+        read_dlc(fake, "midbody")
+
+
+def test_find_pose_file(tmp_path):
+    (tmp_path / "m1.csv").write_text("x")
+    (tmp_path / "m2DLC_resnet50_shuffle1_1000.csv").write_text("x")
+    assert find_pose_file(tmp_path, "m1") == tmp_path / "m1.csv"
+    assert find_pose_file(tmp_path, "m2").name.startswith("m2DLC")
+    with pytest.raises(InputError, match="no pose file for video 'm3'"):
+        find_pose_file(tmp_path, "m3")
+    (tmp_path / "m2DLC_other.csv").write_text("x")
+    with pytest.raises(InputError, match="several pose files for video 'm2'"):
+        find_pose_file(tmp_path, "m2")
