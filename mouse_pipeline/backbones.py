@@ -1,11 +1,24 @@
 """Registry of frozen CNN backbones: name -> Keras application without its top.
 
-Each backbone takes RGB frames with values 0..255 at its input size and returns one
-embedding per frame (global average pooling). The application's own preprocessing is
-part of the model, so callers feed raw pixels. Weights are ``imagenet`` (Keras's
-download, cached in ``~/.keras/models``; offline and not cached, a clear error),
-``random`` (untrained, seeded so that every process builds the same network; logged
-loudly) or a path to a weights file.
+A built :class:`Backbone` takes RGB frames with values 0..255 (``uint8`` or float) of
+shape ``(S, S, 3)`` and returns one ``float32`` embedding per frame (global average
+pooling of the last feature map). The application's own preprocessing is part of the
+model, so callers feed raw pixels.
+
+Weights
+-------
+``imagenet``
+    Keras's notop weight file in ``$KERAS_HOME/models`` (default ``~/.keras/models``),
+    downloaded once. Offline and not cached: a :class:`PipelineError` naming the file
+    and the folder to put it in. Never a silent fall-back.
+``random``
+    Untrained (``weights=None``), the same network in every process (the initialisers
+    are seeded with :data:`RANDOM_SEED`). Logged as a warning: such embeddings carry no
+    learned features, and for some networks (MobileNetV3, EfficientNet) they are nearly
+    constant across frames (see :func:`embedding_spread`).
+a path
+    A notop weights file (``.h5`` / ``.weights.h5``) loaded with ``load_weights``; its
+    identity in the cache is ``sha256:<hex>`` of the file.
 """
 
 from __future__ import annotations
@@ -13,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,95 +39,223 @@ from .errors import ConfigError, PipelineError
 
 log = logging.getLogger(__name__)
 
-RANDOM_SEED = 1234  # random weights are the same in every process
+RANDOM_SEED = 1234  # random weights are the same network in every process
+PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+NEARLY_CONSTANT = 1e-6  # embedding spread below which nothing can be learned
 
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """How to build one backbone."""
+    """How to build one backbone.
+
+    Attributes
+    ----------
+    constructor
+        Name of the ``keras.applications`` function.
+    default_size, min_size
+        Default and smallest square input side, pixels.
+    dim
+        Embedding size (channels of the last feature map).
+    preprocessing
+        ``tf`` (x / 127.5 - 1), ``caffe`` (RGB -> BGR minus the ImageNet mean) or
+        ``included`` (the application rescales 0..255 input itself).
+    weight_file
+        File name of Keras's ImageNet notop weights in its ``models`` cache folder.
+    options
+        Extra keyword arguments of the constructor.
+    """
 
     constructor: str
     default_size: int
     dim: int
-    preprocessing: str  # "tf" (x/127.5-1), "caffe" (BGR minus ImageNet mean), "included"
-    weight_file: str  # Keras's cached file name for the ImageNet notop weights
-    extra: tuple[tuple[str, Any], ...] = ()
+    preprocessing: str
+    weight_file: str
+    min_size: int = 32
+    options: tuple[tuple[str, Any], ...] = ()
 
 
 REGISTRY: dict[str, BackboneSpec] = {
-    "resnet50v2": BackboneSpec("ResNet50V2", 224, 2048, "tf",
-                               "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    "inception_resnet_v2": BackboneSpec("InceptionResNetV2", 299, 1536, "tf",
-                                        "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    "resnet50": BackboneSpec("ResNet50", 224, 2048, "caffe",
-                             "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    "resnet50v2": BackboneSpec(
+        "ResNet50V2", 224, 2048, "tf", "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    "inception_resnet_v2": BackboneSpec(
+        "InceptionResNetV2", 299, 1536, "tf",
+        "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5", min_size=75),
+    "resnet50": BackboneSpec(
+        "ResNet50", 224, 2048, "caffe", "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
     "efficientnet_b0": BackboneSpec("EfficientNetB0", 224, 1280, "included", "efficientnetb0_notop.h5"),
-    "mobilenet_v3_small": BackboneSpec("MobileNetV3Small", 224, 576, "included",
-                                       "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5",
-                                       (("include_preprocessing", True),)),
-    "mobilenet_v3_large": BackboneSpec("MobileNetV3Large", 224, 960, "included",
-                                       "weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5",
-                                       (("include_preprocessing", True),)),
+    "mobilenet_v3_small": BackboneSpec(
+        "MobileNetV3Small", 224, 576, "included",
+        "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5",
+        options=(("include_preprocessing", True),)),
+    "mobilenet_v3_large": BackboneSpec(
+        "MobileNetV3Large", 224, 960, "included",
+        "weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5",
+        options=(("include_preprocessing", True),)),
 }
 
 
-def keras_models_dir() -> Path:
-    """Where Keras keeps downloaded weights (``$KERAS_HOME/models`` or ``~/.keras/models``)."""
-    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return Path(home) / "models"
-
-
-def weights_id(weights: str) -> str:
-    """``imagenet``, ``random``, or ``sha256:<hex>`` of a local weights file."""
-    if weights in ("imagenet", "random"):
-        return weights
-    path = Path(weights)
-    if not path.is_file():
-        raise ConfigError(f"extract.weights: {path} is not a file; use imagenet, random or a path "
-                          "to a weights file")
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return "sha256:" + h.hexdigest()
-
-
 def get_spec(name: str) -> BackboneSpec:
-    """The registry entry of a backbone (ConfigError listing the names when unknown)."""
+    """The registry entry of a backbone.
+
+    Raises
+    ------
+    ConfigError
+        Unknown name; the message lists the registered names.
+    """
     if name not in REGISTRY:
         raise ConfigError(f"extract.backbones: unknown backbone {name!r}; choose from "
                           f"{', '.join(REGISTRY)}")
     return REGISTRY[name]
 
 
+def resolve_input_size(name: str, input_size: int | None = None) -> int:
+    """The input side a backbone will use: ``input_size``, or its default when None.
+
+    Raises
+    ------
+    ConfigError
+        Unknown backbone, or a size below what the network accepts.
+    """
+    spec = get_spec(name)
+    size = int(input_size or spec.default_size)
+    if size < spec.min_size:
+        raise ConfigError(f"extract.input_size: {name} needs at least {spec.min_size} px, got {size}")
+    return size
+
+
+def keras_models_dir() -> Path:
+    """Where Keras keeps downloaded weights: ``$KERAS_HOME/models`` or ``~/.keras/models``.
+
+    Mirrors Keras's own rule (a home folder that cannot be written means ``/tmp/.keras``).
+    """
+    home = os.environ.get("KERAS_HOME")
+    if not home:
+        base = os.path.expanduser("~")
+        home = os.path.join(base if os.access(base, os.W_OK) else "/tmp", ".keras")
+    return Path(home) / "models"
+
+
+def weights_id(weights: str) -> str:
+    """Identity of a weights setting as recorded in the cache.
+
+    Parameters
+    ----------
+    weights
+        ``imagenet``, ``random`` or a path to a weights file.
+
+    Returns
+    -------
+    str
+        ``imagenet``, ``random`` or ``sha256:<hex>`` of the file's content.
+
+    Raises
+    ------
+    ConfigError
+        A path that is not an existing file.
+    """
+    if weights in ("imagenet", "random"):
+        return weights
+    path = Path(weights)
+    if not path.is_file():
+        raise ConfigError(f"extract.weights: {path} is not a file; use imagenet, random or the "
+                          "path of a notop weights file")
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return "sha256:" + digest.hexdigest()
+
+
 class Backbone:
-    """A built, frozen backbone and its facts (name, input size, dim, weights identity)."""
+    """A built, frozen backbone and the facts recorded with its embeddings.
+
+    Attributes
+    ----------
+    name, input_size, dim
+        Registry name, square input side (pixels), embedding size.
+    weights_id
+        ``imagenet``, ``random`` or ``sha256:<hex>`` (see :func:`weights_id`).
+    precision
+        Compute precision: ``float32``, ``bfloat16`` or ``float16`` (mixed).
+    model
+        The frozen ``keras.Model``: ``(B, S, S, 3)`` RGB 0..255 -> ``(B, dim)`` float32.
+    """
 
     def __init__(self, name: str, model: keras.Model, input_size: int, dim: int, weights_id: str,
-                 precision: str, jit_compile: bool):
+                 precision: str = "float32", jit_compile: bool = False):
         self.name, self.model, self.input_size, self.dim = name, model, input_size, dim
-        self.weights_id, self.precision = weights_id, precision
-        self._call = tf.function(lambda x: self.model(x, training=False), jit_compile=jit_compile,
-                                 reduce_retracing=True)
+        self.weights_id, self.precision, self.jit_compile = weights_id, precision, jit_compile
+        # One compiled forward pass; uint8 frames are cast on the device, not on the host.
+        self._call = tf.function(lambda x: self.model(tf.cast(x, tf.float32), training=False),
+                                 jit_compile=jit_compile, reduce_retracing=True)
+
+    def __repr__(self) -> str:
+        return (f"Backbone({self.name!r}, input_size={self.input_size}, dim={self.dim}, "
+                f"weights={self.weights_id[:20]!r}, precision={self.precision!r})")
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
-        """Embeddings ``(B, dim)`` float32 of a batch of RGB frames ``(B, S, S, 3)``."""
-        x = tf.convert_to_tensor(np.asarray(batch, dtype=np.float32))
-        return np.asarray(self._call(x), dtype=np.float32)
+        """Embeddings of a batch of frames.
+
+        Parameters
+        ----------
+        batch
+            ``(B, S, S, 3)`` RGB frames, ``uint8`` (or float with values 0..255).
+
+        Returns
+        -------
+        np.ndarray
+            ``(B, dim)`` float32.
+        """
+        batch = np.asarray(batch)
+        if batch.ndim != 4 or batch.shape[1:] != (self.input_size, self.input_size, 3):
+            raise ValueError(f"{self.name}: expected frames of shape (B, {self.input_size}, "
+                             f"{self.input_size}, 3), got {batch.shape}")
+        if batch.dtype != np.uint8:
+            batch = batch.astype(np.float32, copy=False)
+        return np.asarray(self._call(tf.convert_to_tensor(batch)), dtype=np.float32)
 
 
-def _preprocess(kind: str, x):
+def _preprocess(kind: str, x: Any) -> Any:
+    """The application's input preprocessing as plain layers, computed in float32."""
     if kind == "tf":
-        return keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")(x)
+        return keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess", dtype="float32")(x)
     if kind == "caffe":
         # RGB -> BGR and minus the ImageNet mean, as a fixed 1x1 convolution.
-        conv = keras.layers.Conv2D(3, 1, name="preprocess", trainable=False)
+        conv = keras.layers.Conv2D(3, 1, name="preprocess", trainable=False, dtype="float32")
         y = conv(x)
         perm = np.zeros((1, 1, 3, 3), np.float32)
         perm[0, 0, 2, 0] = perm[0, 0, 1, 1] = perm[0, 0, 0, 2] = 1.0
         conv.set_weights([perm, -np.array([103.939, 116.779, 123.68], np.float32)])
         return y
     return x
+
+
+def _imagenet_weights(name: str, spec: BackboneSpec) -> str:
+    """``imagenet``, or the cached file's path when Keras has it already."""
+    cached = keras_models_dir() / spec.weight_file
+    if cached.is_file():
+        log.info("%s: ImageNet weights from %s", name, cached)
+        return str(cached)
+    log.info("%s: ImageNet weights not in %s; downloading %s", name, cached.parent, spec.weight_file)
+    return "imagenet"
+
+
+def _download_error(name: str, spec: BackboneSpec, exc: BaseException) -> PipelineError:
+    reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+    return PipelineError(
+        f"{name}: ImageNet weights are not cached and could not be downloaded ({reason}); "
+        f"put {spec.weight_file} into {keras_models_dir()}/, or set extract.weights to a local "
+        "weights file; for a dry run only: --set extract.weights=random")
+
+
+def _seeded_build(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call ``fn`` with Python's RNG (Keras's default initialiser seeds) fixed, then restored."""
+    state = random.getstate()
+    random.seed(RANDOM_SEED)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        random.setstate(state)
 
 
 def build_backbone(name: str, weights: str, input_size: int | None = None,
@@ -125,41 +267,56 @@ def build_backbone(name: str, weights: str, input_size: int | None = None,
     name
         Registry name (see :data:`REGISTRY`).
     weights
-        ``imagenet``, ``random`` or a path to a weights file.
+        ``imagenet``, ``random`` or the path of a notop weights file.
     input_size
         Square input side in pixels (None: the backbone's default).
     precision
-        ``float32``, or ``bfloat16`` / ``float16`` mixed precision (output stays float32).
+        ``float32``, or ``bfloat16`` / ``float16`` mixed precision for this model only
+        (the embeddings are float32 either way).
     jit_compile
-        Compile the forward pass with XLA.
+        Compile the forward pass with XLA (worth it on a GPU).
+
+    Returns
+    -------
+    Backbone
+
+    Raises
+    ------
+    ConfigError
+        Unknown name, input size too small, unknown precision, missing weights file.
+    PipelineError
+        ImageNet weights neither cached nor downloadable, or a weights file that does
+        not fit the network.
     """
     spec = get_spec(name)
-    size = int(input_size or spec.default_size)
+    size = resolve_input_size(name, input_size)
+    if precision not in PRECISIONS:
+        raise ConfigError(f"extract.precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
     wid = weights_id(weights)
-    if weights == "imagenet":
-        cached = keras_models_dir() / spec.weight_file
-        if not cached.is_file():
-            log.info("%s: ImageNet weights not cached at %s; trying to download", name, cached)
     if weights == "random":
-        log.warning("%s: RANDOM (untrained) weights: embeddings carry no learned features; "
-                    "use extract.weights: imagenet for real data", name)
-        keras.utils.set_random_seed(RANDOM_SEED)
-    policy = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}[precision]
+        log.warning("%s: RANDOM (untrained) weights: the embeddings carry no learned features; "
+                    "use extract.weights: imagenet (or a weights file) for real data", name)
+        source: str | None = None
+    elif weights == "imagenet":
+        source = _imagenet_weights(name, spec)
+    else:
+        source = str(weights)
+    ctor = getattr(keras.applications, spec.constructor)
     previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(policy)
+    keras.config.set_dtype_policy(PRECISIONS[precision])
     try:
-        inputs = keras.Input((size, size, 3), name="frames")
+        inputs = keras.Input((size, size, 3), name="frames", dtype="float32")
         x = _preprocess(spec.preprocessing, inputs)
-        kw = dict(spec.extra)
-        ctor = getattr(keras.applications, spec.constructor)
         try:
-            base = ctor(include_top=False, weights=None if weights == "random" else weights,
-                        input_shape=(size, size, 3), pooling="avg", **kw)
-        except (OSError, ValueError) as exc:
-            raise _weights_error(name, spec, weights, exc) from None
-        except Exception as exc:  # keras.utils.get_file raises plain Exception on fetch failure
-            if "fetch failure" in str(exc) or "URL" in str(exc):
-                raise _weights_error(name, spec, weights, exc) from None
+            base = _seeded_build(ctor, include_top=False, weights=source, input_shape=(size, size, 3),
+                                 pooling="avg", **dict(spec.options))
+        except Exception as exc:  # Keras raises a bare Exception when a download fails
+            if source == "imagenet" and not (keras_models_dir() / spec.weight_file).is_file():
+                raise _download_error(name, spec, exc) from exc
+            if source not in (None, "imagenet"):
+                first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+                raise PipelineError(f"{name}: cannot load weights from {source} ({first}); "
+                                    f"expected the notop weights of {spec.constructor}") from exc
             raise
         base.trainable = False
         y = base(x, training=False)
@@ -169,20 +326,30 @@ def build_backbone(name: str, weights: str, input_size: int | None = None,
     finally:
         keras.config.set_dtype_policy(previous)
     log.info("backbone %s: input %d px, %d-d, weights %s, precision %s", name, size, spec.dim,
-             wid if len(wid) < 20 else wid[:19] + "...", precision)
+             wid if len(wid) < 24 else wid[:23] + "...", precision)
     return Backbone(name, model, size, spec.dim, wid, precision, jit_compile)
 
 
-def _weights_error(name: str, spec: BackboneSpec, weights: str, exc: Exception) -> PipelineError:
-    if weights == "imagenet":
-        return PipelineError(
-            f"{name}: ImageNet weights could not be downloaded ({type(exc).__name__}); put "
-            f"{spec.weight_file} into {keras_models_dir()}/ (or set extract.weights to a local "
-            "weights file; extract.weights=random only to try the pipeline)")
-    return PipelineError(f"{name}: cannot load weights from {weights}: {exc}")
-
-
 def embedding_spread(emb: np.ndarray) -> float:
-    """Mean over dimensions of the standard deviation across frames (0 = constant)."""
+    """How much embeddings vary across frames.
+
+    Parameters
+    ----------
+    emb
+        ``(n_frames, dim)`` embeddings.
+
+    Returns
+    -------
+    float
+        Mean over dimensions of the standard deviation across frames; 0 for constant
+        embeddings, NaN for fewer than two frames.
+    """
     emb = np.asarray(emb, dtype=np.float64)
-    return float(emb.std(axis=0).mean()) if len(emb) > 1 else float("nan")
+    if emb.ndim != 2 or len(emb) < 2:
+        return float("nan")
+    return float(emb.std(axis=0).mean())
+
+
+def is_nearly_constant(spread: float) -> bool:
+    """Whether a spread (:func:`embedding_spread`) is too small to learn anything from."""
+    return bool(np.isfinite(spread) and spread < NEARLY_CONSTANT)

@@ -1,8 +1,14 @@
 """One writer at a time on a cache folder or run folder.
 
-A lock is a small JSON file (pid, host, start time) created with ``O_CREAT | O_EXCL``.
-A second process finds it and stops with a :class:`~mouse_pipeline.errors.LockError`
-naming the holder; a lock whose process is gone (killed, power cut) is stale and taken over.
+A lock is a small JSON file ``{"pid", "host", "started"}`` created with
+``O_CREAT | O_EXCL``, so exactly one process creates it. Another process finds it and
+stops with a :class:`~mouse_pipeline.errors.LockError` naming the holder (or waits, with
+``wait``). A lock left by a process that is gone (killed, power cut) is *stale* and taken
+over, with a warning. Liveness can only be checked on the same host: a lock held from
+another host is respected until its holder removes it (or a person deletes the file).
+
+Taking over a stale lock is itself guarded (``<lock>.break``, created with ``O_EXCL``), so
+two processes that find the same stale lock at the same moment cannot both end up holding it.
 """
 
 from __future__ import annotations
@@ -20,63 +26,143 @@ from .errors import LockError
 
 log = logging.getLogger(__name__)
 
+_POLL_S = 0.2
+_WRITING_GRACE_S = 2.0  # a lock file this young and still empty is being written
+_BREAK_GRACE_S = 30.0  # a takeover guard this old was left by a killed process
+_held: set[str] = set()  # lock files held by this process
 
-def _pid_alive(pid: int) -> bool:
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this host (zombies count as alive)."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except PermissionError:  # exists, owned by someone else
         return True
     return True
 
 
-def _holder(path: Path) -> dict:
+def _read(path: Path) -> tuple[str, dict] | None:
+    """Raw text and parsed content of a lock file; None when it is gone."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return "", {}
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = {}
+    return text, data if isinstance(data, dict) else {}
+
+
+def _age_s(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _is_stale(path: Path, holder: dict, host: str) -> bool:
+    pid = holder.get("pid")
+    if not isinstance(pid, int):  # empty or garbled: stale unless it is being written now
+        return _age_s(path) > _WRITING_GRACE_S
+    if holder.get("host") != host:
+        return False  # cannot tell whether a process on another host runs
+    if pid == os.getpid():  # our own pid, but not held by us: a previous life of this pid
+        return str(path) not in _held
+    return not pid_alive(pid)
+
+
+def _break(path: Path, stale_text: str) -> None:
+    """Remove a stale lock file if it still holds ``stale_text`` (guarded against races)."""
+    guard = path.with_name(path.name + ".break")
+    try:
+        fd = os.open(guard, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        if _age_s(guard) > _BREAK_GRACE_S:
+            guard.unlink(missing_ok=True)
+        return  # another process is taking it over; the caller looks again
+    try:
+        now = _read(path)
+        if now is not None and now[0] == stale_text:
+            path.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
+        guard.unlink(missing_ok=True)
 
 
 @contextmanager
-def acquire_lock(folder: str | Path, name: str = ".lock", wait: float = 0.0) -> Iterator[Path]:
-    """Hold ``<folder>/<name>`` for the duration of the ``with`` block.
+def acquire_lock(folder: str | Path, name: str = ".lock", wait: bool | float = False) -> Iterator[Path]:
+    """Hold ``<folder>/<name>`` for the duration of a ``with`` block.
 
     Parameters
     ----------
     folder
         The folder to protect (created if missing).
     name
-        Lock file name.
+        Lock file name inside it.
     wait
-        Seconds to wait for a live holder before giving up (0: fail at once).
+        False: fail at once when a live process holds the lock; True: wait until it is
+        free; a number: wait at most that many seconds.
+
+    Yields
+    ------
+    Path
+        The lock file.
+
+    Raises
+    ------
+    LockError
+        Held by a live process (or one on another host), and not released in time.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-    deadline = time.monotonic() + wait
+    host = socket.gethostname()
+    me = {"pid": os.getpid(), "host": host, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    limit = float("inf") if wait is True else float(wait or 0.0)
+    deadline = time.monotonic() + limit
+    announced = False
     while True:
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
-            holder = _holder(path)
+            found = _read(path)
+            if found is None:
+                continue  # released between our two calls
+            text, holder = found
+            if _is_stale(path, holder, host):
+                log.warning("%s: stale lock of pid %s on %s (process gone): taking it over",
+                            path, holder.get("pid"), holder.get("host"))
+                _break(path, text)
+                time.sleep(0.01)
+                continue
             pid = holder.get("pid")
-            same_host = holder.get("host") == me["host"]
-            if not isinstance(pid, int) or (same_host and not _pid_alive(pid)):
-                log.warning("%s: stale lock of pid %s (process gone): taking it over", path, pid)
-                path.unlink(missing_ok=True)
+            mine = pid == os.getpid() and str(path) in _held  # waiting on ourselves never ends
+            if not mine and (time.monotonic() < deadline or not isinstance(pid, int)):
+                if not announced and isinstance(pid, int):
+                    log.info("%s is locked by pid %s; waiting", folder, pid)
+                    announced = True
+                time.sleep(_POLL_S)
                 continue
-            if time.monotonic() < deadline:
-                time.sleep(0.5)
-                continue
-            raise LockError(f"{folder} is locked by pid {pid} on {holder.get('host')} (started "
-                            f"{holder.get('started')}); wait for it to finish or stop it") from None
+            where = "" if holder.get("host") == host else f" on host {holder.get('host')}"
+            raise LockError(f"{folder} is locked by pid {pid}{where} (started {holder.get('started')}); "
+                            f"wait for it or stop it (if no such process runs, delete {path})") from None
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(me, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
         break
+    _held.add(str(path))
     try:
         yield path
     finally:
-        if _holder(path).get("pid") == me["pid"]:
+        _held.discard(str(path))
+        found = _read(path)
+        if found is not None and found[1] == me:
             path.unlink(missing_ok=True)

@@ -1,36 +1,66 @@
-"""The feature cache: one HDF5 file per (backbone, video).
+"""The feature cache: one HDF5 file per (backbone, video). This module is its contract.
 
-Layout and contract
--------------------
-``<cache>/<backbone>/<video_id>.h5`` holds the dataset ``embeddings`` of shape
-``(n_frames, dim)`` (float32 or float16), chunked along frames, and these attributes:
+Layout
+------
+``<cache>/<backbone>/<video_id>.h5``, where ``video_id`` is the video's file stem passed
+through :func:`sanitize_id` (only ``A-Z a-z 0-9 . _ -``; anything else becomes ``_``), so
+no id can name a file outside its backbone folder.
 
-==================  ===========================================================
+Content
+-------
+Dataset ``embeddings``: shape ``(n_frames, dim)``, dtype ``float32`` or ``float16``,
+chunked along frames (``(min(n_frames, 256), dim)``), row ``i`` is frame ``i`` of the
+decoded video (after cropping and resizing). Attributes:
+
+==================  ================================================================
 backbone            registry name, e.g. ``resnet50v2``
 weights             ``imagenet``, ``random`` or ``sha256:<hex>`` of a weights file
 input_size          side of the square backbone input, pixels
-crop                JSON of the crop settings (with the pose file's fingerprint)
-dtype, precision    storage type, compute precision
-dim, n_frames, fps  embedding size, decoded frame count, frame rate
-video_path          the video as given
-video_size, video_mtime_ns, video_sha256   the video's fingerprint
-extract_frames_per_s   speed of the extraction that wrote the file
-package_version, created
-==================  ===========================================================
+crop                JSON (sorted keys) of the crop *settings*, e.g.
+                    ``{"mode": "pose", "bodypart": "midbody", "min_likelihood": 0.6,
+                    "size": 160}``; the same for every video of one configuration
+pose_file           name of the DeepLabCut file the crop centres came from ("" if none)
+pose_sha256         sha256 of that whole file ("" if none)
+dtype               storage dtype of ``embeddings``
+precision           compute precision of the backbone (float32, bfloat16, float16)
+video_path          absolute path of the video when it was extracted
+video_size          the video's size in bytes           } the video's fingerprint
+video_mtime_ns      its modification time, ns           } (``video.video_fingerprint``)
+video_sha256        hash of its first and last MiB      }
+fps                 the video's frame rate as recorded in its container
+n_frames, dim       shape of ``embeddings`` (n_frames is the true decoded count)
+package_version     ``mouse_pipeline.__version__`` of the writer
+created             ISO 8601 time (UTC) the file was completed
+==================  ================================================================
 
-A file is written under ``<video_id>.h5.tmp-<pid>-<token>`` in the same folder and renamed
-into place (``os.replace``) only when every row is written and flushed, so a file with the
-final name is always whole. A file is *fresh* when its provenance attributes equal those
-the current video and settings would produce; otherwise it is re-extracted.
+Extraction may add informative attributes (e.g. ``extract_frames_per_s``).
+
+Freshness
+---------
+A file is *fresh* for a video and settings when every key of :data:`PROVENANCE_KEYS`
+equals what they would record now (:func:`expected_attrs`, :func:`is_fresh`): same
+backbone, weights, input size, crop settings, pose file content, storage dtype and
+precision, and the same video size, mtime and content hash. Anything else is stale.
+
+Atomicity
+---------
+:class:`CacheWriter` writes ``<video_id>.h5.tmp-<host>-<pid>-<token>`` in the same
+folder, checks the row count, flushes and fsyncs it, and renames it into place with
+``os.replace``. A file with the final name is therefore always complete; temporary
+names never end in ``.h5``, so a ``*.h5`` glob never sees a partial file. Leftovers
+from killed writers are removed by :func:`remove_stale_temps`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import secrets
+import socket
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -38,176 +68,335 @@ import h5py
 import numpy as np
 
 from .. import __version__
-from ..errors import CacheError
+from ..errors import CacheError, InputError
 
 log = logging.getLogger(__name__)
 
 DATASET = "embeddings"
 TMP_MARK = ".tmp-"
-# Attributes compared to decide whether a cache file is still valid.
-PROVENANCE_KEYS = ("backbone", "weights", "input_size", "crop", "dtype", "precision",
-                   "video_size", "video_mtime_ns", "video_sha256")
-_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+DTYPES = ("float32", "float16")
+CHUNK_FRAMES = 256
+FINGERPRINT_KEYS = ("video_size", "video_mtime_ns", "video_sha256")
+# Attributes that must equal the current settings and video for a file to be fresh.
+PROVENANCE_KEYS = ("backbone", "weights", "input_size", "crop", "pose_sha256", "dtype",
+                   "precision") + FINGERPRINT_KEYS
+# Attributes a writer must be given (it adds n_frames, dim, dtype, package_version, created).
+REQUIRED_ATTRS = tuple(k for k in PROVENANCE_KEYS if k != "dtype") + ("pose_file", "video_path", "fps")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_writing: set[str] = set()  # temporary files this process is writing now
 
 
 def sanitize_id(stem: str) -> str:
-    """A video id that is safe as a file name: no path separators, no '..'."""
-    vid = _SAFE.sub("_", str(stem)).strip()
-    vid = vid.lstrip(".") or "_"
-    if vid in {".", ".."}:
-        vid = "_"
+    """A video id that is safe as a file name inside the cache.
+
+    Parameters
+    ----------
+    stem
+        Usually the video's file stem.
+
+    Returns
+    -------
+    str
+        ``stem`` with every character outside ``A-Z a-z 0-9 . _ -`` replaced by ``_``.
+
+    Raises
+    ------
+    InputError
+        The result is empty, ``.`` or ``..`` (it would name a folder, not a file).
+    """
+    vid = _UNSAFE.sub("_", str(stem))
+    if vid in ("", ".", ".."):
+        raise InputError(f"{stem!r} cannot be a video id (empty, '.' or '..'); rename the video")
     return vid
 
 
 def cache_path(cache_root: str | Path, backbone: str, video_id: str) -> Path:
-    """``<cache>/<backbone>/<video_id>.h5`` (the id is sanitised)."""
+    """``<cache_root>/<backbone>/<video_id>.h5`` (backbone and id sanitised)."""
     return Path(cache_root) / sanitize_id(backbone) / f"{sanitize_id(video_id)}.h5"
 
 
+def crop_json(settings: dict[str, Any]) -> str:
+    """The canonical JSON text of crop settings, as stored in the ``crop`` attribute."""
+    return json.dumps(settings, sort_keys=True, separators=(",", ":"))
+
+
+def expected_attrs(*, backbone: str, weights: str, input_size: int, crop: str | dict[str, Any],
+                   dtype: str, precision: str, video_path: str | Path, fingerprint: dict[str, Any],
+                   fps: float | None = None, pose_file: str = "", pose_sha256: str = "") -> dict[str, Any]:
+    """The attributes a cache file made now would carry (provenance and identity).
+
+    Parameters
+    ----------
+    backbone, weights, input_size
+        Backbone name, weights identity (``imagenet``, ``random``, ``sha256:...``), input side.
+    crop
+        Crop settings (dict) or their JSON text (:func:`crop_json`).
+    dtype, precision
+        Storage dtype and compute precision.
+    video_path, fingerprint
+        The video and its ``video.video_fingerprint`` (size, mtime_ns, sha256).
+    fps
+        The video's frame rate (not part of freshness; None when not probed yet).
+    pose_file, pose_sha256
+        Name and full-content sha256 of the pose file of a pose crop ("" otherwise).
+
+    Returns
+    -------
+    dict
+        Keys of :data:`PROVENANCE_KEYS` plus ``video_path``, ``pose_file`` and ``fps``.
+    """
+    attrs: dict[str, Any] = {
+        "backbone": str(backbone), "weights": str(weights), "input_size": int(input_size),
+        "crop": crop if isinstance(crop, str) else crop_json(crop),
+        "pose_file": str(pose_file), "pose_sha256": str(pose_sha256),
+        "dtype": str(dtype), "precision": str(precision), "video_path": str(video_path),
+        "video_size": int(fingerprint["size"]), "video_mtime_ns": int(fingerprint["mtime_ns"]),
+        "video_sha256": str(fingerprint["sha256"]),
+    }
+    if fps is not None:
+        attrs["fps"] = float(fps)
+    return attrs
+
+
+def _host() -> str:
+    return _UNSAFE.sub("_", socket.gethostname()) or "host"
+
+
 class CacheWriter:
-    """Write one cache file atomically: rows appended in order, renamed when complete.
+    """Write one cache file atomically: rows appended in frame order, renamed when complete.
+
+    Use as a context manager. On a clean exit the row count is checked, the attributes
+    written, the file flushed, fsynced and renamed to its final name; on an exception
+    (or a wrong row count) the temporary file is deleted and the final name untouched.
 
     Parameters
     ----------
     path
-        Final file name (from :func:`cache_path`).
+        Final file name (see :func:`cache_path`).
     n_frames, dim
         Shape of the embeddings.
     dtype
-        Storage type (``float32`` or ``float16``).
+        Storage dtype, ``float32`` or ``float16``.
     attrs
-        Provenance attributes to record.
+        Attributes to record: at least :data:`REQUIRED_ATTRS` (see :func:`expected_attrs`).
+        May be updated until the block ends (e.g. with timings).
     """
 
-    def __init__(self, path: Path, n_frames: int, dim: int, dtype: str, attrs: dict[str, Any]):
+    def __init__(self, path: str | Path, n_frames: int, dim: int, dtype: str, attrs: dict[str, Any]):
+        if dtype not in DTYPES:
+            raise ValueError(f"cache dtype must be one of {DTYPES}, got {dtype!r}")
+        if int(n_frames) < 1 or int(dim) < 1:
+            raise ValueError(f"a cache file needs n_frames >= 1 and dim >= 1, got {n_frames}, {dim}")
+        missing = [k for k in REQUIRED_ATTRS if attrs.get(k) is None]
+        if missing:
+            raise ValueError(f"cache attributes missing: {', '.join(missing)}")
         self.path = Path(path)
         self.n_frames, self.dim, self.dtype = int(n_frames), int(dim), dtype
-        self.attrs = attrs
-        self.tmp = self.path.with_name(f"{self.path.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+        self.attrs = dict(attrs)
+        self.tmp = self.path.with_name(
+            f"{self.path.name}{TMP_MARK}{_host()}-{os.getpid()}-{secrets.token_hex(4)}")
         self.rows = 0
         self._file: h5py.File | None = None
+        self._ds: h5py.Dataset | None = None
 
     def __enter__(self) -> CacheWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = h5py.File(self.tmp, "w")
-        chunk = (max(1, min(self.n_frames, 256)), self.dim)
-        self._ds = self._file.create_dataset(DATASET, shape=(self.n_frames, self.dim),
-                                             dtype=self.dtype, chunks=chunk)
+        _writing.add(str(self.tmp))
+        try:
+            self._file = h5py.File(self.tmp, "w")
+            self._ds = self._file.create_dataset(DATASET, shape=(self.n_frames, self.dim), dtype=self.dtype,
+                                                 chunks=(min(self.n_frames, CHUNK_FRAMES), self.dim))
+        except BaseException:
+            self._discard()
+            raise
         return self
 
     def write(self, batch: np.ndarray) -> None:
-        """Append rows (in frame order)."""
+        """Append rows ``(B, dim)`` after those already written."""
+        if self._ds is None:
+            raise RuntimeError("CacheWriter.write outside its with-block")
+        batch = np.asarray(batch)
+        if batch.ndim != 2 or batch.shape[1] != self.dim:
+            raise ValueError(f"{self.path}: expected rows of shape (B, {self.dim}), got {batch.shape}")
         n = batch.shape[0]
         if self.rows + n > self.n_frames:
-            raise CacheError(f"{self.path}: more frames than the {self.n_frames} expected; "
-                             "the video changed during extraction? re-run extract")
+            raise CacheError(f"{self.path}: more than the {self.n_frames} frames expected (the video "
+                             "changed during extraction?); re-run extract")
         self._ds[self.rows:self.rows + n] = batch.astype(self.dtype, copy=False)
         self.rows += n
 
-    def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            if exc_type is None and self.rows != self.n_frames:
-                raise CacheError(f"{self.path}: wrote {self.rows} of {self.n_frames} frames; "
-                                 "re-run extract")
-            if exc_type is None:
-                for k, v in {**self.attrs, "n_frames": self.n_frames, "dim": self.dim,
-                             "dtype": self.dtype, "package_version": __version__}.items():
-                    self._file.attrs[k] = v
-                self._file.flush()
-                os.fsync(self._file.id.get_vfd_handle())
-        except BaseException:
-            self._close_and_remove()
-            raise
+    def __exit__(self, exc_type, exc, tb) -> bool:
         if exc_type is not None:
-            self._close_and_remove()
-            return
-        self._file.close()
-        os.replace(self.tmp, self.path)
-        _fsync_dir(self.path.parent)
-
-    def _close_and_remove(self) -> None:
+            self._discard()
+            return False
         try:
-            if self._file is not None:
+            if self.rows != self.n_frames:
+                raise CacheError(f"{self.path}: {self.rows} of {self.n_frames} frames were written "
+                                 "(the video changed during extraction?); re-run extract")
+            attrs = {**self.attrs, "n_frames": self.n_frames, "dim": self.dim, "dtype": self.dtype,
+                     "package_version": __version__,
+                     "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            for key, value in attrs.items():
+                self._file.attrs[key] = value
+            self._file.close()
+            _fsync(self.tmp)
+            os.replace(self.tmp, self.path)
+        except BaseException:
+            self._discard()
+            raise
+        _writing.discard(str(self.tmp))
+        _fsync(self.path.parent)
+        return False
+
+    def _discard(self) -> None:
+        try:
+            if self._file is not None and self._file.id.valid:
                 self._file.close()
         finally:
             self.tmp.unlink(missing_ok=True)
+            _writing.discard(str(self.tmp))
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
+def _fsync(path: Path) -> None:
+    """Flush a file's (or a folder's) data to disk; folders may not support it."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     except OSError:
-        pass  # some file systems do not support fsync on folders; the rename still happened
+        if not path.is_dir():
+            raise
     finally:
         os.close(fd)
 
 
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def _unreadable(path: Path | str, exc: BaseException) -> CacheError:
+    reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+    return CacheError(f"{path}: unreadable cache file ({reason}); delete it or re-run extract "
+                      "with --overwrite")
+
+
 def read_attrs(path: str | Path) -> dict[str, Any]:
-    """The provenance attributes of a cache file (CacheError when unreadable)."""
+    """The attributes of a cache file as plain Python values.
+
+    Raises
+    ------
+    CacheError
+        Missing, or not a readable HDF5 file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CacheError(f"{path}: no such cache file; run `mouse-pipeline extract` first")
     try:
         with h5py.File(path, "r") as f:
             return {k: _plain(v) for k, v in f.attrs.items()}
-    except (OSError, KeyError) as exc:
-        raise CacheError(f"{path}: unreadable cache file ({exc}); delete it or re-run extract "
-                         "with --overwrite") from None
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, bytes):
-        return v.decode()
-    return v
+    except (OSError, KeyError, ValueError) as exc:
+        raise _unreadable(path, exc) from None
 
 
 def read_embeddings(path: str | Path, expected_dim: int | None = None,
                     expected_backbone: str | None = None) -> np.ndarray:
-    """The ``(n_frames, dim)`` embeddings of a cache file, checked against expectations."""
+    """The embeddings of a cache file, checked.
+
+    Parameters
+    ----------
+    path
+        Cache file.
+    expected_dim, expected_backbone
+        When given, the file must hold embeddings of this size / backbone.
+
+    Returns
+    -------
+    np.ndarray
+        ``(n_frames, dim)`` in the stored dtype (float32 or float16).
+
+    Raises
+    ------
+    CacheError
+        Missing, unreadable, not a cache file, inconsistent with its attributes, or not
+        what was expected; the message names the file and says to re-run extract.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CacheError(f"{path}: no such cache file; run `mouse-pipeline extract` first")
     try:
         with h5py.File(path, "r") as f:
-            if DATASET not in f:
-                raise CacheError(f"{path}: no '{DATASET}' dataset; not a mouse-pipeline cache "
-                                 "file: delete it or re-run extract with --overwrite")
+            if DATASET not in f or not isinstance(f[DATASET], h5py.Dataset):
+                raise CacheError(f"{path}: no {DATASET!r} dataset, not a mouse-pipeline cache file; "
+                                 "delete it or re-run extract with --overwrite")
             backbone = _plain(f.attrs.get("backbone"))
             if expected_backbone is not None and backbone != expected_backbone:
                 raise CacheError(f"{path}: holds {backbone!r} embeddings where {expected_backbone!r} "
                                  "was expected; re-run extract with --overwrite")
+            n_frames = _plain(f.attrs.get("n_frames"))
             emb = f[DATASET][()]
-    except OSError as exc:
-        raise CacheError(f"{path}: unreadable cache file ({exc}); re-run extract with --overwrite") from None
+    except (OSError, KeyError, ValueError) as exc:
+        raise _unreadable(path, exc) from None
+    if emb.ndim != 2 or emb.shape[0] != n_frames:
+        raise CacheError(f"{path}: embeddings of shape {emb.shape} but n_frames {n_frames}; the "
+                         "file is damaged: re-run extract with --overwrite")
     if expected_dim is not None and emb.shape[1] != expected_dim:
-        raise CacheError(f"{path}: embeddings have {emb.shape[1]} dimensions, expected "
-                         f"{expected_dim}; re-run extract with --overwrite")
+        raise CacheError(f"{path}: embeddings have {emb.shape[1]} dimensions where {expected_dim} "
+                         "were expected; re-run extract with --overwrite")
     return emb
 
 
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def is_fresh(path: str | Path, expected: dict[str, Any]) -> tuple[bool, str]:
-    """Whether a cache file matches the expected provenance, and why not."""
+    """Whether a cache file still matches the video and settings, and why not.
+
+    Parameters
+    ----------
+    path
+        Cache file.
+    expected
+        What a file made now would record (:func:`expected_attrs`); keys of
+        :data:`PROVENANCE_KEYS` present here are compared.
+
+    Returns
+    -------
+    tuple of (bool, str)
+        ``(True, "up to date")``, or False and the reason (``not cached``,
+        ``unreadable: ...``, ``incomplete ...``, ``video changed (...)``, ``<key> changed (...)``).
+    """
     path = Path(path)
     if not path.is_file():
         return False, "not cached"
     try:
-        attrs = read_attrs(path)
         with h5py.File(path, "r") as f:
-            rows = f[DATASET].shape[0] if DATASET in f else -1
-    except (CacheError, OSError) as exc:
-        return False, f"unreadable ({exc})"
-    if rows != attrs.get("n_frames"):
-        return False, "incomplete"
+            attrs = {k: _plain(v) for k, v in f.attrs.items()}
+            rows = f[DATASET].shape[0] if isinstance(f.get(DATASET), h5py.Dataset) else None
+    except (OSError, KeyError, ValueError) as exc:
+        return False, f"unreadable: {(str(exc).splitlines() or [type(exc).__name__])[0]}"
+    if rows is None or rows != attrs.get("n_frames"):
+        return False, f"incomplete ({rows} rows, n_frames {attrs.get('n_frames')})"
     for key in PROVENANCE_KEYS:
         if key in expected and attrs.get(key) != expected[key]:
-            what = "video changed" if key.startswith("video_") else f"{key} changed"
-            return False, f"{what} ({attrs.get(key)!r} -> {expected[key]!r})"
+            what = f"video changed ({key[6:]} " if key in FINGERPRINT_KEYS else f"{key} changed ("
+            return False, f"{what}{_short(attrs.get(key))} -> {_short(expected[key])})"
     return True, "up to date"
 
 
 @dataclass(frozen=True)
 class CacheEntry:
-    """One cached file, as listed by :func:`list_cache`."""
+    """One cache file, as listed by :func:`list_cache`.
+
+    ``error`` is None for a readable file; otherwise the reason it could not be read
+    (and ``n_frames``/``dim`` are 0, ``dtype`` is ``?``, ``attrs`` is empty).
+    """
 
     video_id: str
     backbone: str
@@ -217,42 +406,74 @@ class CacheEntry:
     bytes: int
     path: Path
     attrs: dict[str, Any]
+    error: str | None = None
 
 
 def list_cache(cache_root: str | Path) -> list[CacheEntry]:
-    """Every complete cache file under a cache root (temporary files excluded)."""
+    """Every cache file (``<cache_root>/*/*.h5``) sorted by backbone and video id.
+
+    Temporary files are never listed; unreadable files are, with ``error`` set.
+    """
     out = []
-    for path in sorted(Path(cache_root).glob("*/*.h5")):
+    for path in sorted(Path(cache_root).glob("*/*.h5"), key=lambda p: (p.parent.name, p.stem)):
+        if not path.is_file():
+            continue
+        size = path.stat().st_size
         try:
             attrs = read_attrs(path)
         except CacheError as exc:
-            log.warning("%s", exc)
+            out.append(CacheEntry(path.stem, path.parent.name, 0, 0, "?", size, path, {}, str(exc)))
             continue
-        out.append(CacheEntry(path.stem, path.parent.name, int(attrs.get("n_frames", -1)),
-                              int(attrs.get("dim", -1)), str(attrs.get("dtype", "?")),
-                              path.stat().st_size, path, attrs))
+        out.append(CacheEntry(path.stem, path.parent.name, int(attrs.get("n_frames", 0)),
+                              int(attrs.get("dim", 0)), str(attrs.get("dtype", "?")), size, path, attrs))
     return out
 
 
-def remove_stale_temps(folder: str | Path) -> list[Path]:
-    """Delete temporary files left by killed writers (only those whose process is gone)."""
+def _temp_owner(name: str) -> tuple[str, int] | None:
+    """(host, pid) encoded in a temporary file name, or None when it is not one of ours."""
+    tail = name.split(TMP_MARK, 1)[1]
+    parts = tail.rsplit("-", 2)
+    if len(parts) == 3 and parts[1].isdigit():
+        return parts[0], int(parts[1])
+    if len(parts) == 2 and parts[0].isdigit():  # older names without the host
+        return _host(), int(parts[0])
+    return None
+
+
+def remove_stale_temps(cache_root: str | Path, any_host: bool = False) -> list[Path]:
+    """Delete temporary files left by killed writers anywhere under ``cache_root``.
+
+    Parameters
+    ----------
+    cache_root
+        A cache root or one backbone folder.
+    any_host
+        Also delete temporary files written from other hosts (whose processes cannot be
+        checked from here). Only safe while holding the folder's lock, as extract does.
+
+    Returns
+    -------
+    list of Path
+        The files deleted. A file is kept while its writer (same host, pid alive, or
+        this very process still writing it) may still be working on it.
+    """
+    from ..locks import pid_alive
+
     removed = []
-    for tmp in Path(folder).glob(f"*{TMP_MARK}*"):
-        pid = tmp.name.split(TMP_MARK, 1)[1].split("-", 1)[0]
-        if pid.isdigit() and _alive(int(pid)) and int(pid) != os.getpid():
+    host = _host()
+    for tmp in sorted(Path(cache_root).rglob(f"*.h5{TMP_MARK}*")):
+        owner = _temp_owner(tmp.name)
+        if owner is None or not tmp.is_file() or str(tmp) in _writing:
+            continue
+        tmp_host, pid = owner
+        if tmp_host != host and not any_host:
+            log.debug("%s: temporary file from host %s kept (its writer cannot be checked)", tmp, tmp_host)
+            continue
+        if tmp_host == host and pid != os.getpid() and pid_alive(pid):
             continue
         tmp.unlink(missing_ok=True)
         removed.append(tmp)
     if removed:
-        log.info("removed %d unfinished temporary file(s) from %s", len(removed), folder)
+        log.info("removed %d unfinished temporary file(s) left by killed runs under %s",
+                 len(removed), cache_root)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

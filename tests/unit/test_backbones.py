@@ -1,0 +1,164 @@
+"""Backbone registry and building (random weights, tiny inputs, no network)."""
+
+import keras
+import numpy as np
+import pytest
+
+from mouse_pipeline import backbones as bb
+from mouse_pipeline.errors import ConfigError, PipelineError
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def small():
+    return bb.build_backbone("mobilenet_v3_small", "random", SIZE)
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    return bb.build_backbone("resnet50v2", "random", SIZE)
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return np.random.default_rng(0).integers(0, 256, (5, SIZE, SIZE, 3), dtype=np.uint8)
+
+
+@pytest.fixture
+def no_download(monkeypatch, tmp_path):
+    """An empty Keras cache, and a download that fails like an offline machine's."""
+    from keras.src.utils import file_utils
+
+    calls = []
+
+    def offline(fname=None, origin=None, **kwargs):
+        calls.append(fname)
+        raise Exception(f"URL fetch failure on {origin}: None -- [Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    monkeypatch.setattr(file_utils, "get_file", offline)
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    return calls
+
+
+@pytest.mark.parametrize("name, size, dim", [
+    ("resnet50v2", 224, 2048), ("inception_resnet_v2", 299, 1536), ("resnet50", 224, 2048),
+    ("efficientnet_b0", 224, 1280), ("mobilenet_v3_small", 224, 576), ("mobilenet_v3_large", 224, 960)])
+def test_registry_metadata(name, size, dim):
+    spec = bb.get_spec(name)
+    assert (spec.default_size, spec.dim) == (size, dim)
+    assert spec.weight_file.endswith(".h5") and "notop" in spec.weight_file.replace("no_top", "notop")
+    assert callable(getattr(keras.applications, spec.constructor))
+    assert bb.resolve_input_size(name) == size
+
+
+def test_unknown_backbone_lists_the_registry():
+    with pytest.raises(ConfigError, match="unknown backbone 'resnet18'; choose from resnet50v2, inception_resnet_v2, .*mobilenet_v3_large$"):
+        bb.build_backbone("resnet18", "random")
+
+
+def test_input_size_below_the_network_minimum():
+    with pytest.raises(ConfigError, match="inception_resnet_v2 needs at least 75 px, got 64"):
+        bb.build_backbone("inception_resnet_v2", "random", 64)
+
+
+@pytest.mark.parametrize("fixture, dim", [("small", 576), ("resnet", 2048)])
+def test_built_backbone_is_frozen_and_embeds_uint8_batches(request, fixture, dim, frames):
+    backbone = request.getfixturevalue(fixture)
+    assert (backbone.input_size, backbone.dim, backbone.weights_id) == (SIZE, dim, "random")
+    assert backbone.model.trainable is False and backbone.model.trainable_weights == []
+    assert backbone.model.output.shape[1:] == (dim,)
+    emb = backbone.embed(frames)
+    assert emb.shape == (5, dim) and emb.dtype == np.float32 and np.isfinite(emb).all()
+    direct = np.asarray(backbone.model(frames.astype(np.float32), training=False))
+    np.testing.assert_allclose(emb, direct, rtol=1e-4, atol=1e-5)
+    # float input, and batches of another size (the last batch of a video), give the same rows
+    np.testing.assert_allclose(backbone.embed(frames[:2].astype(np.float32)), emb[:2], rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match=r"expected frames of shape \(B, 32, 32, 3\)"):
+        backbone.embed(frames[:, :16])
+
+
+def test_random_weights_are_the_same_network_every_time(small, frames, caplog):
+    with caplog.at_level("WARNING", logger="mouse_pipeline.backbones"):
+        again = bb.build_backbone("mobilenet_v3_small", "random", SIZE)
+    assert "RANDOM (untrained) weights" in caplog.text
+    np.testing.assert_array_equal(again.embed(frames), small.embed(frames))
+
+
+def test_resnet_random_embeddings_vary_across_frames(resnet, frames):
+    assert bb.embedding_spread(resnet.embed(frames)) > 1e-4
+
+
+def test_caffe_preprocessing_is_bgr_minus_imagenet_mean():
+    inputs = keras.Input((1, 1, 3))
+    model = keras.Model(inputs, bb._preprocess("caffe", inputs))
+    out = np.asarray(model(np.array([[[[10.0, 20.0, 30.0]]]], np.float32)))[0, 0, 0]
+    np.testing.assert_allclose(out, [30 - 103.939, 20 - 116.779, 10 - 123.68], atol=1e-4)
+
+
+def test_mixed_precision_is_scoped_and_output_float32(frames):
+    before = keras.config.dtype_policy().name
+    backbone = bb.build_backbone("mobilenet_v3_small", "random", SIZE, precision="bfloat16")
+    assert keras.config.dtype_policy().name == before
+    assert any(layer.dtype_policy.name == "mixed_bfloat16" for layer in backbone.model.layers)
+    emb = backbone.embed(frames)
+    assert emb.dtype == np.float32 and emb.shape == (5, 576)
+    with pytest.raises(ConfigError, match="extract.precision"):
+        bb.build_backbone("mobilenet_v3_small", "random", SIZE, precision="int8")
+
+
+def test_weights_file_is_loaded_and_identified_by_hash(tmp_path, frames):
+    app = keras.applications.MobileNetV3Small(include_top=False, weights=None, input_shape=(SIZE, SIZE, 3),
+                                              pooling="avg")
+    path = tmp_path / "mine.weights.h5"
+    app.save_weights(path)
+    backbone = bb.build_backbone("mobilenet_v3_small", str(path), SIZE)
+    assert backbone.weights_id.startswith("sha256:") and len(backbone.weights_id) == 7 + 64
+    assert backbone.weights_id == bb.weights_id(str(path))
+    np.testing.assert_allclose(backbone.embed(frames), np.asarray(app(frames.astype(np.float32))),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_missing_weights_file(tmp_path):
+    missing = tmp_path / "nope.h5"
+    with pytest.raises(ConfigError, match=f"extract.weights: {missing} is not a file"):
+        bb.build_backbone("mobilenet_v3_small", str(missing), SIZE)
+
+
+def test_weights_file_of_another_network(tmp_path):
+    path = tmp_path / "bad.weights.h5"
+    path.write_bytes(b"not weights")
+    with pytest.raises(PipelineError, match="cannot load weights from .*bad.weights.h5"):
+        bb.build_backbone("mobilenet_v3_small", str(path), SIZE)
+
+
+def test_imagenet_offline_and_not_cached_names_the_file(no_download, tmp_path):
+    folder = tmp_path / "keras_home" / "models"
+    assert bb.keras_models_dir() == folder
+    with pytest.raises(PipelineError) as err:
+        bb.build_backbone("resnet50v2", "imagenet", SIZE)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert "put resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5 into " + str(folder) in msg
+    assert "--set extract.weights=random" in msg and "URL fetch failure" in msg
+    assert no_download == ["resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5"]
+
+
+def test_imagenet_uses_the_cached_file_without_downloading(no_download, tmp_path):
+    folder = tmp_path / "keras_home" / "models"
+    folder.mkdir(parents=True)
+    cached = folder / bb.get_spec("mobilenet_v3_small").weight_file
+    cached.write_bytes(b"a damaged download")
+    with pytest.raises(PipelineError, match=f"cannot load weights from {cached}"):
+        bb.build_backbone("mobilenet_v3_small", "imagenet", SIZE)
+    assert no_download == []
+
+
+def test_embedding_spread():
+    assert bb.embedding_spread(np.ones((10, 4))) == 0.0
+    emb = np.array([[0.0, 1.0], [2.0, 1.0]])
+    assert bb.embedding_spread(emb) == pytest.approx(0.5)  # std 1 and 0
+    assert np.isnan(bb.embedding_spread(np.ones((1, 4))))
+    assert bb.is_nearly_constant(1e-9) and not bb.is_nearly_constant(0.1)
+    assert not bb.is_nearly_constant(float("nan"))
