@@ -32,7 +32,7 @@ def settings(root: Path, cache: Path, run: Path | None = None) -> list[str]:
     out = ["--config", "configs/demo.yaml", "--quiet",
            "--set", f"data.videos={root / 'videos'}", "--set", f"data.labels={root / 'labels'}",
            "--set", f"extract.cache={cache}", "--set", "extract.backbones=[resnet50v2]",
-           "--set", "extract.weights=random", "--set", "extract.input_size=64",
+           "--set", "extract.weights=random", "--set", "extract.input_size=96",
            "--set", "extract.batch_size=16"]
     if run is not None:
         out += ["--set", f"train.run={run}", "--set", "train.epochs=2", "--set", "train.models=[lstm]",
@@ -65,7 +65,7 @@ def kill_repeatedly(args, n_kills: int, delays: tuple[float, float], seed: int, 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("kill")
-    generate_dataset(root, n_videos=4, n_frames=240, size=96, fps=5, seed=11)
+    generate_dataset(root, n_videos=6, n_frames=400, size=96, fps=5, seed=11)
     return root
 
 
@@ -84,10 +84,10 @@ def test_extract_survives_20_kills_bit_for_bit(data, tmp_path):
     reference = tmp_path / "reference"
     run_to_end(["extract", *settings(data, reference)])
     ref = complete_files(reference)
-    assert len(ref) == 4
+    assert len(ref) == 6
 
     cache = tmp_path / "killed"
-    kills = kill_repeatedly(["extract", *settings(data, cache)], n_kills=20, delays=(2.0, 9.0), seed=5,
+    kills = kill_repeatedly(["extract", *settings(data, cache)], n_kills=20, delays=(1.0, 5.0), seed=5,
                             check=lambda: complete_files(cache))
     run_to_end(["extract", *settings(data, cache)])  # finish what is left
     got = complete_files(cache)
@@ -116,7 +116,7 @@ def test_train_resumes_after_kills_with_same_probabilities(data, tmp_path):
                             check=check)
     run_to_end(["train", *settings(data, cache, run)])
     assert kills >= 1
-    for i in range(4):
+    for i in range(6):
         a, b = (r / "resnet50v2" / "lstm" / f"fold_{i}" / "probs.h5" for r in (ref_run, run))
         with h5py.File(a) as fa, h5py.File(b) as fb:
             for vid in fa["test"]:
