@@ -33,12 +33,12 @@ lint: setup
 # The whole pipeline on a small synthetic dataset: 6 labelled videos for
 # leave-one-video-out training and evaluation, and one unseen video for predict.
 demo: setup
-	$(MP) synth --out demo_out/data --videos 6 --frames 900 --size 128 --seed 1
-	$(MP) synth --out demo_out/data_new --videos 1 --frames 600 --size 128 --seed 2 --prefix new
+	$(MP) synth --out demo_out/data --videos 6 --frames 1200 --size 128 --seed 1
+	$(MP) synth --out demo_out/data_new --videos 1 --frames 600 --size 128 --seed 2 --prefix new --quiet
 	$(MP) extract --config configs/demo.yaml
 	$(MP) train --config configs/demo.yaml --final
 	$(MP) report --run demo_out/run
-	$(MP) predict --run demo_out/run --videos demo_out/data_new/videos --out demo_out/predictions
+	$(MP) predict --run demo_out/run --videos demo_out/data_new/videos --pose demo_out/data_new/pose --out demo_out/predictions
 	@echo "Report: $(CURDIR)/demo_out/run/report.html"
 
 extract: setup

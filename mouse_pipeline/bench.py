@@ -109,7 +109,7 @@ def stage2_figures(dim: int, frames_per_video: int = 3000, videos: int = 4, epoc
     xw, yw = np.ascontiguousarray(xw), np.ascontiguousarray(yw)
     out = {}
     for kind in ("lstm", "tcn"):
-        def fresh():
+        def fresh(kind=kind):
             keras.utils.set_random_seed(0)
             return build_model(kind, cfg, dim, 3, np.zeros(dim), np.ones(dim), np.ones(3))
         m = fresh()

@@ -180,12 +180,19 @@ def _resolve_videos(videos: list[Path]) -> list[Path]:
 
 
 def predict_videos(run_dir: str | Path, videos: list[Path], out: str | Path,
-                   model_name: str | None = None, progress: bool = True) -> list[Path]:
-    """Predict every video and write the per-video files and ``summary.csv``; return their CSVs."""
+                   model_name: str | None = None, progress: bool = True,
+                   pose_dir: str | Path | None = None) -> list[Path]:
+    """Predict every video and write the per-video files and ``summary.csv``; return their CSVs.
+
+    ``pose_dir`` is the folder of DeepLabCut files for these videos when the run crops
+    around a body part (default: the run's ``data.crop.pose``).
+    """
     from .features.extract import extract
 
     run, out = Path(run_dir), Path(out)
     cfg = load_run_config(run)
+    if pose_dir is not None:
+        cfg = cfg.replace(**{"data.crop.pose": str(pose_dir)})
     final = choose_final(run, cfg, model_name)
     paths = _resolve_videos(videos)
     out.mkdir(parents=True, exist_ok=True)

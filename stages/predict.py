@@ -19,9 +19,12 @@ from stages.common import common_options, handle_errors
 @click.option("--model", "model_name", default=None,
               help="Which trained model to use, as backbone/model (default: the best by "
                    "cross-validated PR-AUC, or the only one).")
+@click.option("--pose", "pose_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="Folder of DeepLabCut files for these videos, when the run crops "
+                                 "around a body part (default: the run's data.crop.pose).")
 @common_options
 @handle_errors
-def predict_command(run_dir, videos, out, model_name, debug, quiet):
+def predict_command(run_dir, videos, out, model_name, pose_dir, debug, quiet):
     """Label new videos with a run's final model: per-frame CSV, bouts CSV, ethogram, summary.
 
     Extracts embeddings first (reusing the run's cache when up to date).
@@ -29,10 +32,12 @@ def predict_command(run_dir, videos, out, model_name, debug, quiet):
     \b
     Examples:
       mouse-pipeline predict --run demo_out/run --videos new_videos/ --out predictions/
+      mouse-pipeline predict --run runs/thesis --videos new/ --pose new_pose/ --out predictions/
     """
     from mouse_pipeline.predict import predict_videos
 
-    written = predict_videos(run_dir, list(videos), out, model_name=model_name, progress=not quiet)
+    written = predict_videos(run_dir, list(videos), out, model_name=model_name,
+                             progress=not quiet, pose_dir=pose_dir)
     click.echo(f"predictions for {len(written)} video(s) in {out} (summary: {out / 'summary.csv'})")
 
 

@@ -15,7 +15,7 @@ def tiny(tmp_path_factory):
 def extract_args(root, cache, *extra):
     return ["extract", "--config", "configs/demo.yaml", "--quiet",
             "--set", f"data.videos={root / 'videos'}", "--set", f"extract.cache={cache}",
-            "--set", "extract.backbones=[mobilenet_v3_small]", "--set", "extract.weights=random",
+            "--set", "extract.backbones=[mobilenet_v3_small]", "--set", "extract.weights=random", "--set", "data.crop.mode=none",
             "--set", "extract.input_size=32", *extra]
 
 

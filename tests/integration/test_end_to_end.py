@@ -30,6 +30,7 @@ def pipeline(tmp_path_factory):
     sets = ["--set", f"data.videos={root / 'data' / 'videos'}",
             "--set", f"data.labels={root / 'data' / 'labels'}",
             "--set", f"extract.cache={root / 'cache'}",
+            "--set", f"data.crop.pose={root / 'data' / 'pose'}", "--set", "data.crop.size=32",
             "--set", "extract.backbones=[resnet50v2]", "--set", "extract.weights=random",
             "--set", "extract.input_size=32", "--set", f"train.run={root / 'run'}",
             "--set", "train.epochs=2", "--set", "train.window.length=32",
@@ -40,7 +41,7 @@ def pipeline(tmp_path_factory):
     out["extract2"] = cli("extract", "--config", "configs/demo.yaml", *sets, "--quiet")
     out["train"] = cli("train", "--config", "configs/demo.yaml", *sets, "--final", "--quiet")
     out["report"] = cli("report", "--run", root / "run", "--quiet")
-    out["predict"] = cli("predict", "--run", root / "run", "--videos", root / "new" / "videos",
+    out["predict"] = cli("predict", "--run", root / "run", "--videos", root / "new" / "videos", "--pose", root / "new" / "pose",
                          "--out", root / "pred", "--quiet")
     return out
 

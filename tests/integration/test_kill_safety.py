@@ -32,7 +32,7 @@ def settings(root: Path, cache: Path, run: Path | None = None) -> list[str]:
     out = ["--config", "configs/demo.yaml", "--quiet",
            "--set", f"data.videos={root / 'videos'}", "--set", f"data.labels={root / 'labels'}",
            "--set", f"extract.cache={cache}", "--set", "extract.backbones=[resnet50v2]",
-           "--set", "extract.weights=random", "--set", "extract.input_size=96",
+           "--set", "extract.weights=random", "--set", "data.crop.mode=none", "--set", "extract.input_size=96",
            "--set", "extract.batch_size=16"]
     if run is not None:
         out += ["--set", f"train.run={run}", "--set", "train.epochs=2", "--set", "train.models=[lstm]",
