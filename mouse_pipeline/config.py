@@ -130,7 +130,6 @@ class TrainConfig:
     lstm: LSTMConfig = _f(factory=LSTMConfig)
     tcn: TCNConfig = _f(factory=TCNConfig)
     search: SearchConfig = _f(factory=SearchConfig)
-    workers: int = _f(1, min=1, max=64)
 
 
 @dataclass(frozen=True)

@@ -339,7 +339,7 @@ def _prepare_run(cfg: Config, run: Path, overwrite: bool) -> None:
         old = config_from_dict(yaml.safe_load(stored.read_text(encoding="utf-8")), str(stored))
         mine, theirs = cfg.to_dict(), old.to_dict()
         mine["train"]["run"] = theirs["train"]["run"]
-        if _comparable(mine) != _comparable(theirs):
+        if mine != theirs:
             raise RunError(f"{run}: run folder was made with a different config; use another "
                            "--run folder, or --overwrite to start it again")
         log.info("resuming run %s: finished folds are kept", run)
@@ -347,13 +347,6 @@ def _prepare_run(cfg: Config, run: Path, overwrite: bool) -> None:
         shutil.rmtree(run)
     run.mkdir(parents=True, exist_ok=True)
     dump_config(cfg, stored)
-
-
-def _comparable(d: dict) -> dict:
-    # Settings that do not change results may differ between a run and its resumption.
-    d = json.loads(json.dumps(d))
-    d["train"].pop("workers", None)
-    return d
 
 
 def train(cfg: Config, run_dir: str | Path | None = None, final: bool = False,
