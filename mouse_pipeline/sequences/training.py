@@ -136,6 +136,8 @@ class FitResult:
     best_epoch: int
     val_score: float
     fit_seconds: float
+    mean: np.ndarray  # standardisation statistics of the training videos
+    std: np.ndarray
 
 
 class EarlyStopOnValidation(keras.callbacks.Callback):
@@ -196,7 +198,7 @@ def fit_head(kind: str, tcfg: TrainConfig, train: list[VideoData], val: list[Vid
     t0 = time.perf_counter()
     model.fit(seq, epochs=tcfg.epochs, verbose=0, callbacks=[monitor], shuffle=False)
     return FitResult(model, outputs, monitor.history, monitor.best_epoch, float(monitor.best),
-                     time.perf_counter() - t0)
+                     time.perf_counter() - t0, mean, std)
 
 
 # --------------------------------------------------------------------------- search
@@ -301,9 +303,7 @@ def _write_fold(cfg: Config, outcome: FoldOutcome, tcfg: TrainConfig, by_id: dic
     for h in outcome.heads:
         name = "model.keras" if len(outcome.heads) == 1 else f"model_{behaviors[h.outputs[0]]}.keras"
         save_model(h.model, partial / name)
-    train_emb = [by_id[v].embeddings for v in fold.train]
-    stacked = np.concatenate(train_emb, axis=0)
-    np.savez(partial / "normalization.npz", mean=stacked.mean(axis=0), std=stacked.std(axis=0))
+    np.savez(partial / "normalization.npz", mean=outcome.heads[0].mean, std=outcome.heads[0].std)
     _dump_json(partial / "postprocess.json", post)
     _dump_json(partial / "history.json", {
         "heads": [{"outputs": [behaviors[i] for i in h.outputs], "best_epoch": h.best_epoch,
