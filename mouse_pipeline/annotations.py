@@ -220,6 +220,8 @@ def _read_rows(path: Path) -> list[tuple[int, list[str]]]:
     rows = [(reader.line_num, [cell.strip() for cell in row]) for row in reader]
     while rows and not any(rows[-1][1]):
         rows.pop()
+    while rows and not any(rows[0][1]):  # blank lines before the header
+        rows.pop(0)
     if not rows:
         raise InputError(f"label file {path} is empty")
     return rows
