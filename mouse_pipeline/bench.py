@@ -44,30 +44,56 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def accelerators() -> tuple[str, list[str]]:
+    """Keras's backend and the GPUs it sees (names as the backend reports them)."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return backend, [d.name for d in tf.config.list_physical_devices("GPU")]
+    if backend == "jax":
+        import jax
+
+        return backend, [f"{d.platform}:{d.device_kind}" for d in jax.devices() if d.platform == "gpu"]
+    if backend == "torch":
+        import torch
+
+        return backend, [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return backend, []
+
+
 def _timed(fn, *args, **kwargs) -> tuple[float, object]:
     t0 = time.perf_counter()
     out = fn(*args, **kwargs)
     return time.perf_counter() - t0, out
 
 
-def decode_fps(video: Path, batch: int, size: int) -> float:
+def decode_fps(video: Path, batch: int, size: int, threads: int = 1) -> float:
     from .video import iter_batches
 
     t0, n = time.perf_counter(), 0
-    for b in iter_batches(video, batch, None, size):
+    for b in iter_batches(video, batch, None, size, threads=threads):
         n += len(b)
     return n / (time.perf_counter() - t0)
 
 
-def model_fps(backbone, frames: np.ndarray, batch: int, repeats: int = 1) -> float:
+def model_fps(backbone, frames: np.ndarray, batch: int, repeats: int = 1, min_seconds: float = 2.0) -> float:
+    """Steady-state frames/s of the backbone on batches in host memory (as extract feeds it).
+
+    At least ``repeats`` passes over the batches and at least ``min_seconds`` of timing,
+    so that a fast GPU is not timed over a few milliseconds.
+    """
     batches = [frames[i:i + batch] for i in range(0, len(frames) - batch + 1, batch)]
     for b in batches[:2]:
         backbone.embed(b)  # warm-up: tracing, allocations
-    t0, n = time.perf_counter(), 0
-    for _ in range(repeats):
+    t0, n, passes = time.perf_counter(), 0, 0
+    while passes < repeats or time.perf_counter() - t0 < min_seconds:
         for b in batches:
             backbone.embed(b)
             n += len(b)
+        passes += 1
     return n / (time.perf_counter() - t0)
 
 
@@ -138,7 +164,8 @@ def stage2_figures(dim: int, frames_per_video: int = 3000, videos: int = 4, epoc
 
 def run_bench(video: Path | None, backbone_name: str = "resnet50v2", input_size: int | None = None,
               batch: int = 32, frames: int = 320, per_frame: int = 48, out: Path | None = None,
-              memory: bool = True, stage2: bool = True) -> dict:
+              memory: bool = True, stage2: bool = True, parallel_videos: int = 1,
+              frame_threads: int = 1) -> dict:
     """Measure every figure (see the module docstring) and return them as a dict."""
     from .backbones import build_backbone, embedding_spread, get_spec
     from .features.extract import extract
@@ -157,16 +184,16 @@ def run_bench(video: Path | None, backbone_name: str = "resnet50v2", input_size:
                  "settings": {"backbone": backbone_name, "input_size": size, "batch_size": batch,
                               "video": str(video), "video_frames": info.n_frames,
                               "video_size": f"{info.width}x{info.height}"}}
-    import tensorflow as tf
-
-    res["machine"]["gpus"] = [d.name for d in tf.config.list_physical_devices("GPU")]
-    res["decode_frames_per_s"] = decode_fps(video, batch, size)
+    res["machine"]["keras_backend"], res["machine"]["gpus"] = accelerators()
+    res["settings"]["frame_threads"] = frame_threads
+    res["decode_frames_per_s"] = decode_fps(video, batch, size, frame_threads)
     mem_frames = np.concatenate(list(iter_batches(video, batch, None, size)))[: max(batch * 4, min(info.n_frames, 256))]
     bb = build_backbone(backbone_name, "random", size)
     res["model_frames_per_s"] = model_fps(bb, mem_frames, batch, repeats=2)
     cfg = load_config(None, [f"data.videos={video}", f"extract.cache={work / 'cache'}",
                              f"extract.backbones=[{backbone_name}]", "extract.weights=random",
-                             f"extract.input_size={size}", f"extract.batch_size={batch}"])
+                             f"extract.input_size={size}", f"extract.batch_size={batch}",
+                             f"extract.frame_threads={frame_threads}"])
     extract(cfg, progress=False)  # warm-up pass (graph tracing, file cache)
     t_full, summary = _timed(extract, cfg, overwrite=True, progress=False)
     # streaming throughput (decode + model + HDF5 write) of the video itself, and the
@@ -174,6 +201,20 @@ def run_bench(video: Path | None, backbone_name: str = "resnet50v2", input_size:
     res["extract_frames_per_s"] = summary.results[0].frames_per_s
     res["extract_end_to_end_frames_per_s"] = info.n_frames / t_full
     res["extract_vs_model"] = res["extract_frames_per_s"] / res["model_frames_per_s"]
+    if parallel_videos > 1:  # several decoders feeding one model (what a GPU needs)
+        many = work / "many"
+        many.mkdir()
+        for i in range(parallel_videos):
+            (many / f"{video.stem}_{i}{video.suffix}").symlink_to(video.resolve())
+        pcfg = load_config(None, [f"data.videos={many}", f"extract.cache={work / 'cache_many'}",
+                                  f"extract.backbones=[{backbone_name}]", "extract.weights=random",
+                                  f"extract.input_size={size}", f"extract.batch_size={batch}",
+                             f"extract.frame_threads={frame_threads}",
+                                  f"extract.decode_workers={parallel_videos}"])
+        psum = extract(pcfg, progress=False)
+        res["parallel_videos"] = parallel_videos
+        res["extract_parallel_frames_per_s"] = psum.frames_extracted / psum.stream_seconds
+        res["extract_parallel_vs_model"] = res["extract_parallel_frames_per_s"] / res["model_frames_per_s"]
     res["per_frame_predict_frames_per_s"] = per_frame_fps(bb, mem_frames, per_frame)
     res["extract_vs_per_frame"] = res["extract_frames_per_s"] / res["per_frame_predict_frames_per_s"]
     emb32 = read_embeddings(cache_path(work / "cache", backbone_name, video.stem))
@@ -186,6 +227,10 @@ def run_bench(video: Path | None, backbone_name: str = "resnet50v2", input_size:
         b = bf.embed(mem_frames[:batch]).astype(np.float64)
         cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
         res["bf16_cosine_min"] = float(cos.min())
+    if res["machine"]["gpus"]:  # float16 mixed precision is the GPU's usual fast path
+        f16 = build_backbone(backbone_name, "random", size, precision="float16")
+        res["model_fp16_frames_per_s"] = model_fps(f16, mem_frames, batch, repeats=2)
+        res["fp16_vs_float32"] = res["model_fp16_frames_per_s"] / res["model_frames_per_s"]
     if memory:
         short, long_ = 300, 3000
         generate_dataset(work / "mem_short", 1, short, 128, 10, seed=1, prefix="short")
@@ -216,20 +261,29 @@ def format_bench(res: dict) -> str:
 
     s = res["settings"]
     lines = [f"backbone {s['backbone']} at {s['input_size']} px, batch {s['batch_size']}, "
+             f"frame threads {s.get('frame_threads', 1)}, "
              f"video {s['video']} ({s['video_frames']} frames, {s['video_size']})",
              f"machine: {res['machine']['platform']}, {res['machine']['cpus']} CPUs, "
-             f"GPUs: {res['machine']['gpus'] or 'none'}, bf16 CPU: {res['machine']['bf16_cpu']}", ""]
+             f"GPUs: {res['machine']['gpus'] or 'none'}, bf16 CPU: {res['machine']['bf16_cpu']}, "
+             f"Keras backend: {res['machine'].get('keras_backend', 'tensorflow')}", ""]
     lines += [row("decode only (frames/s)", res["decode_frames_per_s"]),
               row("model only (frames/s)", res["model_frames_per_s"]),
               row("full extract, streaming (frames/s)", res["extract_frames_per_s"]),
               row("full extract, incl. probe + model build (frames/s)", res["extract_end_to_end_frames_per_s"]),
-              row("  full extract / model only", res["extract_vs_model"], "target >= 0.95"),
-              row("per-frame model.predict (frames/s)", res["per_frame_predict_frames_per_s"]),
+              row("  full extract / model only", res["extract_vs_model"], "target >= 0.95")]
+    if "extract_parallel_frames_per_s" in res:
+        k = res["parallel_videos"]
+        lines += [row(f"full extract, {k} videos decoding at once (frames/s)", res["extract_parallel_frames_per_s"]),
+                  row("  that / model only", res["extract_parallel_vs_model"])]
+    lines += [row("per-frame model.predict (frames/s)", res["per_frame_predict_frames_per_s"]),
               row("  full extract / per-frame", res["extract_vs_per_frame"], "target >= 2.5")]
     if "model_bf16_frames_per_s" in res:
         lines += [row("model only, bfloat16 (frames/s)", res["model_bf16_frames_per_s"]),
                   row("  bfloat16 / float32", res["bf16_vs_float32"], "target >= 1.4 (bf16 CPUs)"),
                   row("  min cosine similarity bf16 vs fp32", res["bf16_cosine_min"], "target >= 0.99")]
+    if "model_fp16_frames_per_s" in res:
+        lines += [row("model only, float16 (frames/s)", res["model_fp16_frames_per_s"]),
+                  row("  float16 / float32", res["fp16_vs_float32"])]
     if "peak_rss_mb_short" in res:
         m = res["memory_frames"]
         lines += [row(f"peak RSS extract, {m['short']} frames (MB)", res["peak_rss_mb_short"]),

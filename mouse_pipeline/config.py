@@ -70,6 +70,7 @@ class ExtractConfig:
     jit_compile: bool = False
     queue_batches: int = _f(4, min=1, max=64)
     decode_workers: int = _f(1, min=1, max=32)
+    frame_threads: int = _f(1, min=1, max=32)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,9 @@ import hashlib
 import logging
 import math
 import os
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -261,8 +263,28 @@ def crop_frame(frame: np.ndarray, crop: Crop | None, index: int) -> np.ndarray:
     return out
 
 
+def _out_shape(frame: np.ndarray, crop: Crop | None, out_size: int | None) -> tuple[int, int, int]:
+    """Shape of one frame as :func:`iter_batches` yields it."""
+    if out_size is not None:
+        return out_size, out_size, 3
+    if crop is not None and crop.mode == "box":
+        return crop.box[3], crop.box[2], 3
+    if crop is not None and crop.mode == "pose":
+        return crop.size, crop.size, 3
+    return frame.shape[0], frame.shape[1], 3
+
+
+def _to_rgb(frame: np.ndarray, crop: Crop | None, index: int, out_size: int | None,
+            dst: np.ndarray) -> None:
+    """Crop, resize and convert one BGR frame to RGB, written into ``dst``."""
+    img = crop_frame(frame, crop, index)
+    if out_size is not None and img.shape[:2] != (out_size, out_size):
+        img = cv2.resize(img, (out_size, out_size), interpolation=cv2.INTER_AREA)
+    cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=dst)
+
+
 def iter_batches(path: str | Path, batch_size: int, crop: Crop | None = None,
-                 out_size: int | None = None) -> Iterator[np.ndarray]:
+                 out_size: int | None = None, threads: int = 1) -> Iterator[np.ndarray]:
     """Stream RGB ``uint8`` batches ``(B, H, W, 3)``: decoded, cropped, resized, in order.
 
     Parameters
@@ -275,6 +297,10 @@ def iter_batches(path: str | Path, batch_size: int, crop: Crop | None = None,
         How to crop each frame (None: whole frame).
     out_size
         Resize every (cropped) frame to ``out_size`` x ``out_size`` (area interpolation).
+    threads
+        Threads that crop, resize and colour-convert frames while this one decodes the
+        next (decoding a stream is sequential; the per-frame work is not, and OpenCV
+        releases the GIL). 1: all in this thread. The batches are the same either way.
 
     Yields
     ------
@@ -292,8 +318,15 @@ def iter_batches(path: str | Path, batch_size: int, crop: Crop | None = None,
     path = Path(path)
     cap = _open(path)
     n_centres = len(crop.centres) if crop is not None and crop.centres is not None else None
-    batch: list[np.ndarray] = []
-    index = 0
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="frames") if threads > 1 else None
+    inflight: deque[Future] = deque()  # frames being converted, oldest first (bounded)
+
+    def settle(limit: int) -> None:
+        while len(inflight) > limit:
+            inflight.popleft().result()
+
+    batch: np.ndarray | None = None
+    filled = index = 0
     try:
         claimed = _claimed_frames(cap)
         while _grab(cap, path, index):
@@ -306,19 +339,27 @@ def iter_batches(path: str | Path, batch_size: int, crop: Crop | None = None,
                     total += 1
                 raise InputError(f"{path}: has {total} frames but its pose file has {n_centres} "
                                  "rows; use the pose file made from this video")
-            img = crop_frame(frame, crop, index)
-            if out_size is not None and img.shape[:2] != (out_size, out_size):
-                img = cv2.resize(img, (out_size, out_size), interpolation=cv2.INTER_AREA)
-            batch.append(img)
+            if batch is None:
+                batch = np.empty((batch_size, *_out_shape(frame, crop, out_size)), np.uint8)
+            if pool is None:
+                _to_rgb(frame, crop, index, out_size, batch[filled])
+            else:
+                inflight.append(pool.submit(_to_rgb, frame, crop, index, out_size, batch[filled]))
+                settle(2 * threads)  # at most this many decoded frames wait in memory
             index += 1
-            if len(batch) == batch_size:
-                yield np.ascontiguousarray(np.stack(batch)[..., ::-1])
-                batch = []
+            filled += 1
+            if filled == batch_size:
+                settle(0)
+                yield batch
+                batch, filled = None, 0
         if index == 0:
             raise InputError(f"{path}: no frame could be decoded (empty, corrupt or not a "
                              "video); re-copy or re-encode it")
         _check_stopped_early(cap, path, index, claimed)
-        if batch:
-            yield np.ascontiguousarray(np.stack(batch)[..., ::-1])
+        if filled:
+            settle(0)
+            yield batch[:filled]
     finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         cap.release()

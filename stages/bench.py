@@ -18,13 +18,18 @@ from stages.common import common_options, handle_errors
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True)
 @click.option("--frames", type=click.IntRange(64, 100000), default=320, show_default=True,
               help="Frames of the synthetic video.")
+@click.option("--parallel-videos", type=click.IntRange(1, 32), default=1, show_default=True,
+              help="Also measure extract of this many copies of the video decoding at once "
+                   "(extract.decode_workers): how far several decoders feed a fast GPU.")
+@click.option("--frame-threads", type=click.IntRange(1, 32), default=1, show_default=True,
+              help="extract.frame_threads: threads cropping and resizing each video's frames.")
 @click.option("--no-memory", is_flag=True, help="Skip the peak-memory measurement.")
 @click.option("--no-stage2", is_flag=True, help="Skip the stage 2 measurements.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("bench_out/bench.json"),
               show_default=True, help="JSON file for the figures.")
 @common_options
 @handle_errors
-def bench_command(video, backbone, input_size, batch_size, frames, no_memory, no_stage2, out, debug, quiet):
+def bench_command(video, backbone, input_size, batch_size, frames, parallel_videos, frame_threads, no_memory, no_stage2, out, debug, quiet):
     """Measure decode, model, full-extract and per-frame speeds, memory, and stage 2 speed.
 
     \b
@@ -35,7 +40,8 @@ def bench_command(video, backbone, input_size, batch_size, frames, no_memory, no
     from mouse_pipeline.bench import format_bench, run_bench
 
     res = run_bench(video, backbone, input_size, batch_size, frames, out=out,
-                    memory=not no_memory, stage2=not no_stage2)
+                    memory=not no_memory, stage2=not no_stage2, parallel_videos=parallel_videos,
+                    frame_threads=frame_threads)
     click.echo(format_bench(res))
     click.echo(f"\nfigures written to {out}")
 

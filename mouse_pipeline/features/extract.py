@@ -14,7 +14,8 @@ Order of work in :func:`extract`
 
 Streaming
 ---------
-Frames are decoded, cropped and resized in background threads, one per video, with up to
+Frames are decoded, cropped and resized in background threads, one per video (plus
+``extract.frame_threads`` that crop and resize its frames while it decodes), with up to
 ``extract.decode_workers`` videos decoded at the same time, each into its own bounded
 queue of ``extract.queue_batches`` batches. The main thread runs :meth:`Backbone.embed`
 on the next batch of the *oldest* video that has one ready and appends the rows to that
@@ -115,6 +116,9 @@ class ExtractSummary:
 
     results: list[VideoResult] = field(default_factory=list)
     seconds: float = 0.0
+    #: wall time spent streaming videos through backbones (no probing, model building or
+    #: compilation): the denominator of the aggregate rate when several videos decode at once
+    stream_seconds: float = 0.0
 
     def count(self, status: str) -> int:
         """Number of results with this status."""
@@ -288,9 +292,9 @@ def _put(q: queue.Queue, item: Any, ready: threading.Semaphore, stop: threading.
 
 
 def _decode(job: VideoJob, batch_size: int, out_size: int, q: queue.Queue, ready: threading.Semaphore,
-            stop: threading.Event) -> None:
+            stop: threading.Event, frame_threads: int = 1) -> None:
     """Decoder thread: every batch of one video into its queue, then _DONE (or the exception)."""
-    batches = iter_batches(job.path, batch_size, job.crop, out_size)
+    batches = iter_batches(job.path, batch_size, job.crop, out_size, threads=frame_threads)
     try:
         for batch in batches:
             if not _put(q, batch, ready, stop):
@@ -336,7 +340,7 @@ class _Stream:
         q: queue.Queue = queue.Queue(maxsize=self.depth)
         thread = threading.Thread(target=_decode, name=f"decode-{job.video_id}", daemon=True,
                                   args=(job, self.cfg.extract.batch_size, self.backbone.input_size, q,
-                                        self.ready, self.stop))
+                                        self.ready, self.stop, self.cfg.extract.frame_threads))
         bar = tqdm(total=job.info.n_frames, desc=f"{self.backbone.name} {job.video_id}", unit="frame",
                    leave=False, disable=not self.progress, position=1 + slot, dynamic_ncols=True)
         try:
@@ -545,8 +549,12 @@ def _extract_backbone(cfg: Config, name: str, size: int, wid: str, jobs: list[Vi
             return
         backbone = build_backbone(name, cfg.extract.weights, size, cfg.extract.precision,
                                   cfg.extract.jit_compile)
+        backbone.warm_up(cfg.extract.batch_size)
         spread_checked = False
+        t_stream = time.perf_counter()
         for result in _Stream(backbone, cfg, cfg.extract.decode_workers, overall, progress).run(work, keep_going):
+            summary.stream_seconds += time.perf_counter() - t_stream
+            t_stream = time.perf_counter()
             summary.results.append(result)
             if result.status != "extracted":
                 continue
@@ -555,6 +563,7 @@ def _extract_backbone(cfg: Config, name: str, size: int, wid: str, jobs: list[Vi
             if not spread_checked and result.frames > 1:
                 _check_spread(backbone, result)
                 spread_checked = True
+            t_stream = time.perf_counter()  # the spread check is not streaming time
 
 
 def _cached_frames(path: Path) -> int:

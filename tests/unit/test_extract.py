@@ -199,8 +199,8 @@ def failing_batches(bad):
     """iter_batches that fails in the decoder thread after one batch of video ``bad``."""
     real = ex.iter_batches
 
-    def batches(path, batch_size, crop=None, out_size=None):
-        for i, batch in enumerate(real(path, batch_size, crop, out_size)):
+    def batches(path, batch_size, crop=None, out_size=None, threads=1):
+        for i, batch in enumerate(real(path, batch_size, crop, out_size, threads)):
             if path.stem == bad and i == 1:
                 raise InputError(f"{path}: decoding failed at frame {i * batch_size}; re-encode or re-copy it")
             yield batch

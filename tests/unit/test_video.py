@@ -80,6 +80,19 @@ def test_iter_batches_pose_crop_follows_centres(tmp_path):
     assert batch[:, :5, :5].min() > 0 and batch[:, 6:, :].max() == 0 and batch[:, :, 6:].max() == 0
 
 
+@pytest.mark.parametrize("threads", [2, 5])
+def test_frame_threads_give_the_same_batches(tmp_path, threads):
+    path = write_video(tmp_path / "v.mp4", 29, noise=True)
+    rng = np.random.default_rng(3)
+    centres = np.column_stack([rng.uniform(-5, W + 5, 29), rng.uniform(-5, H + 5, 29)])
+    for crop, size in ((None, None), (Crop("pose", size=20, centres=centres), 12),
+                       (Crop("box", box=(3, 2, 30, 20)), 16)):
+        one = list(iter_batches(path, 8, crop, size))
+        many = list(iter_batches(path, 8, crop, size, threads=threads))
+        assert [b.shape for b in many] == [b.shape for b in one]
+        assert all(np.array_equal(a, b) for a, b in zip(one, many, strict=True))
+
+
 def test_more_frames_than_centres_names_both_counts(tmp_path):
     path = write_video(tmp_path / "v.mp4", 12)
     crop = Crop("pose", size=8, centres=np.full((10, 2), 16.0))
