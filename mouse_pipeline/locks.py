@@ -13,6 +13,7 @@ two processes that find the same stale lock at the same moment cannot both end u
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -153,10 +154,17 @@ def acquire_lock(folder: str | Path, name: str = ".lock", wait: bool | float = F
             where = "" if holder.get("host") == host else f" on host {holder.get('host')}"
             raise LockError(f"{folder} is locked by pid {pid}{where} (started {holder.get('started')}); "
                             f"wait for it or stop it (if no such process runs, delete {path})") from None
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(me, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(me, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:  # e.g. a full disk: leave no empty lock behind
+            path.unlink(missing_ok=True)
+            full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            raise LockError(f"{path}: cannot write the lock file ({exc.strerror or exc}); "
+                            + (f"the disk is full: free space in {folder} and run again" if full
+                               else f"check {folder} and run again")) from exc
         break
     _held.add(str(path))
     try:

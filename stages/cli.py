@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from stages.bench import bench_command
-from stages.common import common_options, handle_errors
+from stages.common import common_options, config_options, get_config, handle_errors
 from stages.extract import extract_command
 from stages.predict import predict_command, score_command
 from stages.report import report_command
@@ -57,18 +57,25 @@ def cache_group():
 
 @cache_group.command("ls")
 @click.argument("cache", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@config_options
 @common_options
 @handle_errors
-def cache_ls_command(cache, debug, quiet):
+def cache_ls_command(cache, config_path, overrides, debug, quiet):
     """List what is cached: video, backbone, frames, dim, dtype, size, stale or not.
+
+    Without --config a file is judged against its video and the backbone folder it is
+    in; with --config (or --set) also against that config's extract settings (weights,
+    input size, crop, dtype, precision), as extract would judge it.
 
     \b
     Examples:
       mouse-pipeline cache ls cache/
+      mouse-pipeline cache ls cache/ --config configs/thesis.yaml
     """
     from mouse_pipeline.features.extract import cache_table
 
-    rows = cache_table(cache)
+    cfg = get_config(config_path, overrides) if config_path is not None or overrides else None
+    rows = cache_table(cache, cfg)
     if not rows:
         click.echo(f"{cache}: no cached embeddings")
         return

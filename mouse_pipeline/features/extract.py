@@ -585,15 +585,16 @@ def cache_table(cache_root: str | Path, cfg: Config | None = None) -> list[dict[
         The cache folder.
     cfg
         When given, files are also judged against its settings (weights, input size,
-        crop, pose files, dtype, precision); otherwise only against their video.
+        crop, pose files, dtype, precision); otherwise only against their video and the
+        backbone folder they are in (a file made by another backbone is stale).
 
     Returns
     -------
     list of dict
         Keys ``video, backbone, frames, dim, dtype, weights, size_mb, status, reason``.
-        ``status`` is ``fresh``; ``stale`` (the video or the settings changed, or the
-        file is unreadable; ``reason`` says which); or ``unknown`` (the video is no longer
-        at the recorded ``video_path``).
+        ``status`` is ``fresh``; ``stale`` (the video or the settings changed, the file was
+        made by another backbone, or it is unreadable; ``reason`` says which); or
+        ``unknown`` (the video is no longer at the recorded ``video_path``).
     """
     rows = []
     for entry in list_cache(cache_root):
@@ -608,6 +609,9 @@ def cache_table(cache_root: str | Path, cfg: Config | None = None) -> list[dict[
 def _entry_status(entry: CacheEntry, cfg: Config | None) -> tuple[str, str]:
     if entry.error is not None:
         return "stale", "unreadable"
+    made_by = entry.attrs.get("backbone")
+    if made_by != entry.backbone:  # e.g. copied from another backbone's folder
+        return "stale", f"holds {made_by} embeddings, not {entry.backbone}"
     video = Path(str(entry.attrs.get("video_path", "")))
     if not entry.attrs.get("video_path") or not video.is_file():
         return "unknown", "video not found"

@@ -49,10 +49,26 @@ folder, checks the row count, flushes and fsyncs it, and renames it into place w
 ``os.replace``. A file with the final name is therefore always complete; temporary
 names never end in ``.h5``, so a ``*.h5`` glob never sees a partial file. Leftovers
 from killed writers are removed by :func:`remove_stale_temps`.
+
+Write errors (a full disk)
+--------------------------
+HDF5 writes the temporary file through :class:`_TempFile` (h5py's ``fileobj`` driver),
+not through its own file driver. A failed write of HDF5's own driver reaches Python as a
+RuntimeError whose errno is buried in its text, and an HDF5 file whose close failed that
+way cannot be closed again: the process crashes at exit (seen with HDF5 2.0 on a full
+tmpfs). :class:`_TempFile` keeps the operating system's error with its errno, answers
+HDF5 as if the write had succeeded, and drops every later write of that file, so HDF5
+never sees a failure; the writer checks for a recorded error after every HDF5 call and
+deletes the file. A full disk (``ENOSPC``, or ``EDQUOT``: quota) becomes a one-line
+:class:`~mouse_pipeline.errors.CacheError` that names the file and says to free space and
+run extract again (files finished before are kept); any other write error likewise names
+the file and the system's reason.
 """
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import logging
 import os
@@ -84,6 +100,7 @@ PROVENANCE_KEYS = ("backbone", "weights", "input_size", "crop", "pose_sha256", "
 REQUIRED_ATTRS = tuple(k for k in PROVENANCE_KEYS if k != "dtype") + ("pose_file", "video_path", "fps")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _writing: set[str] = set()  # temporary files this process is writing now
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
 def sanitize_id(stem: str) -> str:
@@ -162,12 +179,111 @@ def _host() -> str:
     return _UNSAFE.sub("_", socket.gethostname()) or "host"
 
 
+class _TempFile(io.RawIOBase):
+    """A cache file's temporary file as HDF5 writes it (h5py's ``fileobj`` driver).
+
+    Positional reads and writes (``os.pread``/``os.pwrite``) on one descriptor. The first
+    ``OSError`` of a write is kept in :attr:`error` with its errno, and from then on every
+    write is dropped but reported to HDF5 as done: HDF5 never sees a failed write (after
+    which its file could not be closed safely), and the file is deleted by its writer,
+    which checks :attr:`error` after every HDF5 call. :meth:`drop` frees the file's
+    space and drops every later write (for a file that is about to be deleted).
+    """
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        self.pos = 0
+        self.error: OSError | None = None
+        self.dropping = False
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            self.pos = offset
+        elif whence == io.SEEK_CUR:
+            self.pos += offset
+        else:
+            self.pos = os.fstat(self.fd).st_size + offset
+        return self.pos
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = os.pread(self.fd, len(view), self.pos)
+        view[:len(data)] = data
+        self.pos += len(data)
+        return len(data)
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        if not self.dropping:
+            done = 0
+            try:
+                while done < len(view):
+                    n = os.pwrite(self.fd, view[done:], self.pos + done)
+                    if n <= 0:
+                        raise OSError(errno.EIO, "the file system accepted no byte of a write")
+                    done += n
+            except OSError as exc:
+                self.error = exc
+                self.dropping = True
+        self.pos += len(view)
+        return len(view)
+
+    def truncate(self, size: int | None = None) -> int:
+        size = self.pos if size is None else size
+        if not self.dropping:
+            try:
+                os.ftruncate(self.fd, size)
+            except OSError as exc:
+                self.error = exc
+                self.dropping = True
+        return size
+
+    def drop(self) -> None:
+        """Free the file's space and drop every later write: it is about to be deleted."""
+        self.dropping = True
+        if not self.closed:
+            try:
+                os.ftruncate(self.fd, 0)
+            except OSError:
+                pass
+
+    def sync(self) -> None:
+        """fsync the file (an error is kept in :attr:`error`, like a failed write)."""
+        try:
+            os.fsync(self.fd)
+        except OSError as exc:
+            self.error = self.error or exc
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self.fd)
+        super().close()
+
+
 class CacheWriter:
     """Write one cache file atomically: rows appended in frame order, renamed when complete.
 
     Use as a context manager. On a clean exit the row count is checked, the attributes
     written, the file flushed, fsynced and renamed to its final name; on an exception
     (or a wrong row count) the temporary file is deleted and the final name untouched.
+    A write that fails (a full disk above all) raises a one-line CacheError naming the
+    file (see the module notes), from :meth:`write` or from the end of the block.
 
     Parameters
     ----------
@@ -196,18 +312,22 @@ class CacheWriter:
         self.tmp = self.path.with_name(
             f"{self.path.name}{TMP_MARK}{_host()}-{os.getpid()}-{secrets.token_hex(4)}")
         self.rows = 0
+        self._io: _TempFile | None = None
         self._file: h5py.File | None = None
         self._ds: h5py.Dataset | None = None
 
     def __enter__(self) -> CacheWriter:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         _writing.add(str(self.tmp))
         try:
-            self._file = h5py.File(self.tmp, "w")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._io = _TempFile(self.tmp)
+            self._file = h5py.File(self._io, "w")
             self._ds = self._file.create_dataset(DATASET, shape=(self.n_frames, self.dim), dtype=self.dtype,
                                                  chunks=(min(self.n_frames, CHUNK_FRAMES), self.dim))
-        except BaseException:
+            self._check_io()
+        except BaseException as exc:
             self._discard()
+            self._raise_os_error(exc)
             raise
         return self
 
@@ -223,6 +343,7 @@ class CacheWriter:
             raise CacheError(f"{self.path}: more than the {self.n_frames} frames expected (the video "
                              "changed during extraction?); re-run extract")
         self._ds[self.rows:self.rows + n] = batch.astype(self.dtype, copy=False)
+        self._check_io()
         self.rows += n
 
     def __exit__(self, exc_type, exc, tb) -> bool:
@@ -238,21 +359,52 @@ class CacheWriter:
                      "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
             for key, value in attrs.items():
                 self._file.attrs[key] = value
+            self._file.flush()  # every byte reaches the file here, while a failure can still be seen
+            self._check_io()
             self._file.close()
-            _fsync(self.tmp)
+            self._io.sync()
+            self._check_io()
+            self._io.close()
             os.replace(self.tmp, self.path)
-        except BaseException:
+        except BaseException as exc:
             self._discard()
+            self._raise_os_error(exc)
             raise
         _writing.discard(str(self.tmp))
         _fsync(self.path.parent)
         return False
 
+    def _check_io(self) -> None:
+        """Raise the write error the temporary file recorded, if any (HDF5 did not see it)."""
+        if self._io is not None and self._io.error is not None:
+            self._raise_os_error(self._io.error)
+
+    def _raise_os_error(self, exc: BaseException) -> None:
+        """Turn an operating-system error of this file into a one-line CacheError."""
+        if not isinstance(exc, OSError) or exc.errno is None:
+            return
+        reason = exc.strerror or os.strerror(exc.errno)
+        if exc.errno in DISK_FULL_ERRNOS:
+            need = self.n_frames * self.dim * np.dtype(self.dtype).itemsize / 1e6
+            raise CacheError(
+                f"{self.path}: the disk is full ({reason}); the unfinished file was deleted. Free at "
+                f"least {need:.1f} MB in {self.path.parent} and run extract again: videos already "
+                "finished are kept and will not be extracted again") from exc
+        raise CacheError(f"{self.path}: cannot write this cache file ({reason}); the unfinished file was "
+                         f"deleted. Check {self.path.parent} and run extract again") from exc
+
     def _discard(self) -> None:
         try:
+            if self._io is not None:
+                self._io.drop()  # frees its space; what HDF5 still writes while closing goes nowhere
             if self._file is not None and self._file.id.valid:
-                self._file.close()
+                try:
+                    self._file.close()
+                except Exception as exc:  # the file is deleted anyway; the first error is what matters
+                    log.debug("%s: closing the unfinished file failed: %s", self.tmp, exc)
         finally:
+            if self._io is not None:
+                self._io.close()
             self.tmp.unlink(missing_ok=True)
             _writing.discard(str(self.tmp))
 
