@@ -121,6 +121,7 @@ class TrainConfig:
     models: tuple[Literal["lstm", "tcn"], ...] = ("lstm", "tcn")
     heads: Literal["joint", "per_behavior"] = "joint"
     seed: int = 0
+    workers: int = _f(1, min=1, max=256)
     epochs: int = _f(30, min=1)
     patience: int = _f(5, min=1)
     batch_size: int = _f(16, min=1)

@@ -21,12 +21,14 @@ from stages.common import common_options, config_options, get_config, handle_err
 def train_command(config_path, overrides, run_dir, final, overwrite, debug, quiet):
     """Train LSTM/TCN models on cached embeddings, fold by fold, and save out-of-fold predictions.
 
-    A killed or interrupted run resumes where it stopped when run again with the same config.
+    A killed or interrupted run resumes where it stopped when run again with the same config
+    (train.workers may differ: it runs trials in parallel processes without changing results).
 
     \b
     Examples:
       mouse-pipeline train --config configs/demo.yaml --final
       mouse-pipeline train --config configs/thesis.yaml --run runs/thesis --set train.models=[tcn]
+      mouse-pipeline train --config configs/thesis.yaml --set train.workers=4
     """
     from mouse_pipeline.sequences.training import train
 

@@ -27,15 +27,21 @@ Run folder layout (``train.run``)::
 
 A fold folder is built under ``fold_<i>.partial`` and renamed when complete, so a killed
 run resumes by redoing only unfinished folds.
+
+With ``train.workers`` > 1 the trials are fitted in that many spawned worker processes
+(:mod:`.workers`) and the main process writes each fold from the best trial's models; the
+results equal a sequential run's (see :func:`_train_in_workers`).
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
 import math
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,8 +60,9 @@ from ..folds import Fold, check_no_leakage, check_positives, make_folds, save_fo
 from ..locks import acquire_lock
 from ..metrics import mean_pr_auc
 from ..postprocess import choose_postprocess
-from .models import build_model, check_window, positive_weights, save_model
+from .models import CUSTOM_OBJECTS, build_model, check_window, positive_weights, save_model
 from .windows import WindowIndex, stitch, window_starts
+from .workers import WorkerPool, cpu_count
 
 log = logging.getLogger(__name__)
 
@@ -247,28 +254,40 @@ def _predict(heads: list[FitResult], emb: np.ndarray, tcfg: TrainConfig, k: int)
     return out
 
 
+def fit_trial(cfg: Config, kind: str, by_id: dict[str, VideoData], fold: Fold, t: int,
+              params: dict[str, Any], label: str, progress: bool) -> list[FitResult]:
+    """Fit the heads of trial ``t`` (hyperparameters ``params``) on one fold.
+
+    The seeds depend only on (seed, fold, trial, head), so a trial gives the same models
+    whichever process fits it and whatever was fitted before it.
+    """
+    train = [by_id[v] for v in fold.train]
+    val = [by_id[v] for v in fold.val]
+    tcfg = trial_config(cfg, params)
+    check_window(kind, tcfg)
+    n_trials = len(search_trials(cfg))
+    heads = []
+    for h, outputs in enumerate(_heads_for(cfg)):
+        seed = cfg.train.seed + 1000 * (fold.index + 1) + 100 * t + h  # final fold: index -1
+        tag = f"{label} trial {t + 1}/{n_trials}" + (
+            f" [{cfg.data.behaviors[outputs[0]]}]" if len(outputs) == 1 else "")
+        heads.append(fit_head(kind, tcfg, train, val, outputs, seed, tag, progress))
+    return heads
+
+
 def train_fold(cfg: Config, kind: str, by_id: dict[str, VideoData], fold: Fold, label: str,
                progress: bool) -> tuple[FoldOutcome, TrainConfig]:
     """Run the search for one fold on its training/validation videos only."""
-    train = [by_id[v] for v in fold.train]
-    val = [by_id[v] for v in fold.val]
     best: tuple[float, FoldOutcome, TrainConfig] | None = None
     trials = search_trials(cfg)
     records = []
     for t, params in enumerate(trials):
-        tcfg = trial_config(cfg, params)
-        check_window(kind, tcfg)
-        heads = []
-        for h, outputs in enumerate(_heads_for(cfg)):
-            seed = cfg.train.seed + 1000 * (fold.index + 1) + 100 * t + h  # final fold: index -1
-            tag = f"{label} trial {t + 1}/{len(trials)}" + (
-                f" [{cfg.data.behaviors[outputs[0]]}]" if len(outputs) == 1 else "")
-            heads.append(fit_head(kind, tcfg, train, val, outputs, seed, tag, progress))
+        heads = fit_trial(cfg, kind, by_id, fold, t, params, label, progress)
         score = float(np.mean([h.val_score for h in heads]))
         records.append({"trial": t, "params": params, "val_pr_auc": score})
         log.info("%s trial %d/%d %s: validation PR-AUC %.3f", label, t + 1, len(trials), params or "(defaults)", score)
         if best is None or score > best[0]:
-            best = (score, FoldOutcome(heads, params), tcfg)
+            best = (score, FoldOutcome(heads, params), trial_config(cfg, params))
     assert best is not None  # trials is never empty
     best[1].trials = records
     return best[1], best[2]
@@ -339,7 +358,7 @@ def _prepare_run(cfg: Config, run: Path, overwrite: bool) -> None:
         old = config_from_dict(yaml.safe_load(stored.read_text(encoding="utf-8")), str(stored))
         mine, theirs = cfg.to_dict(), old.to_dict()
         mine["train"]["run"] = theirs["train"]["run"]
-        if mine != theirs:
+        if _comparable(mine) != _comparable(theirs):
             raise RunError(f"{run}: run folder was made with a different config; use another "
                            "--run folder, or --overwrite to start it again")
         log.info("resuming run %s: finished folds are kept", run)
@@ -347,6 +366,13 @@ def _prepare_run(cfg: Config, run: Path, overwrite: bool) -> None:
         shutil.rmtree(run)
     run.mkdir(parents=True, exist_ok=True)
     dump_config(cfg, stored)
+
+
+def _comparable(d: dict) -> dict:
+    # Settings that do not change results may differ between a run and its resumption.
+    d = json.loads(json.dumps(d))
+    d["train"].pop("workers", None)
+    return d
 
 
 def train(cfg: Config, run_dir: str | Path | None = None, final: bool = False,
@@ -379,11 +405,12 @@ def train(cfg: Config, run_dir: str | Path | None = None, final: bool = False,
         if final:
             final_fold = _final_fold(ids, cfg)
             jobs += [(b, m, final_fold) for b in cfg.extract.backbones for m in cfg.train.models]
+        if cfg.train.workers > 1:
+            _train_in_workers(cfg, run, jobs, len(folds), datasets, progress)
+            return run
         t_start, done = time.perf_counter(), 0
         for i, (b, m, fold) in enumerate(jobs):
-            name = "final" if fold.index < 0 else f"fold_{fold.index}"
-            target = run / b / m / name
-            label = f"[{b}/{m}] " + ("final" if fold.index < 0 else f"fold {fold.index + 1}/{len(folds)}")
+            target, label = _unit_target(run, b, m, fold, len(folds))
             if (target / "fold.json").exists():
                 log.info("%s: already complete, skipped", label)
                 continue
@@ -396,6 +423,143 @@ def train(cfg: Config, run_dir: str | Path | None = None, final: bool = False,
             log.info("%s done (%d/%d); run ETA %s", label, i + 1, len(jobs),
                      _fmt_seconds(elapsed / done * left))
     return run
+
+
+def _unit_target(run: Path, backbone: str, kind: str, fold: Fold, n_folds: int) -> tuple[Path, str]:
+    """The folder of one (backbone, model, fold) and its label in progress lines."""
+    name = "final" if fold.index < 0 else f"fold_{fold.index}"
+    label = f"[{backbone}/{kind}] " + ("final" if fold.index < 0 else f"fold {fold.index + 1}/{n_folds}")
+    return run / backbone / kind / name, label
+
+
+# --------------------------------------------------------------------------- workers
+
+
+@dataclass
+class _PackedHead:
+    """A fitted head as it travels from a worker to the parent (the model as .keras bytes)."""
+
+    model: bytes
+    outputs: list[int]
+    history: dict[str, list[float]]
+    best_epoch: int
+    val_score: float
+    fit_seconds: float
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def pack(cls, head: FitResult) -> _PackedHead:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "model.keras"
+            head.model.save(path)
+            data = path.read_bytes()
+        return cls(data, head.outputs, head.history, head.best_epoch, head.val_score,
+                   head.fit_seconds, head.mean, head.std)
+
+    def unpack(self) -> FitResult:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "model.keras"
+            path.write_bytes(self.model)
+            model = keras.models.load_model(path, custom_objects=CUSTOM_OBJECTS, compile=True,
+                                            safe_mode=True)
+        return FitResult(model, self.outputs, self.history, self.best_epoch, self.val_score,
+                         self.fit_seconds, self.mean, self.std)
+
+
+_WORKER_DATA: dict[str, dict[str, VideoData]] = {}  # a worker's dataset, one backbone at a time
+
+
+def _configure_worker(inter_op_threads: int) -> None:
+    """TensorFlow set-up of a worker process (run once, before its first trial).
+
+    Only the inter-op pool is shrunk. The intra-op pool keeps TensorFlow's default size,
+    the one a sequential run uses, because oneDNN splits its reductions by that number of
+    threads: a TCN fitted with 1 and with 2 intra-op threads differs in the last bits, and
+    ``train.workers`` must not change results.
+    """
+    tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
+    tf.config.experimental.enable_op_determinism()
+    _gpu_memory_growth()
+
+
+def _gpu_memory_growth() -> None:
+    """Let several processes share a GPU (TensorFlow takes all its memory by default)."""
+    try:
+        for gpu in tf.config.list_physical_devices("GPU"):
+            tf.config.experimental.set_memory_growth(gpu, True)
+    except RuntimeError:  # the GPU was initialised already: nothing left to set
+        pass
+
+
+def _trial_in_worker(cfg: Config, backbone: str, kind: str, fold: Fold, t: int,
+                     params: dict[str, Any], label: str, progress: bool) -> tuple[float, list[_PackedHead]]:
+    """Worker task: fit trial ``t`` of one (backbone, model, fold); its score and heads."""
+    if backbone not in _WORKER_DATA:
+        _WORKER_DATA.clear()
+        _WORKER_DATA[backbone] = {v.video_id: v for v in load_dataset(cfg, backbone)}
+    heads = fit_trial(cfg, kind, _WORKER_DATA[backbone], fold, t, params, label, progress)
+    score = float(np.mean([h.val_score for h in heads]))
+    return score, [_PackedHead.pack(h) for h in heads]
+
+
+def _train_in_workers(cfg: Config, run: Path, jobs: list[tuple[str, str, Fold]], n_folds: int,
+                      datasets: dict[str, list[VideoData]], progress: bool) -> None:
+    """Every trial of every unfinished (backbone, model, fold) in ``train.workers`` processes.
+
+    Workers fit trials (in the order a sequential run would) and send back the score and
+    the models; the parent keeps the best trial of each fold (ties to the earlier trial,
+    as a sequential run) and writes the fold folder itself, as soon as the fold's last
+    trial is in. Results equal a sequential run's: seeds depend only on (seed, fold,
+    trial, head), and the intra-op thread count is TensorFlow's default in every process.
+    """
+    units = []
+    for b, m, fold in jobs:
+        target, label = _unit_target(run, b, m, fold, n_folds)
+        if (target / "fold.json").exists():
+            log.info("%s: already complete, skipped", label)
+        else:
+            units.append((b, m, fold, target, label))
+    if not units:
+        return
+    trials = search_trials(cfg)
+    n_proc = min(cfg.train.workers, len(units) * len(trials))
+    inter = max(1, cpu_count() // n_proc)
+    log.info("training %d trial(s) of %d fold(s) in %d worker processes", len(units) * len(trials),
+             len(units), n_proc)
+    _gpu_memory_growth()
+    scores: list[dict[int, float]] = [{} for _ in units]
+    best: list[tuple[float, int, list[_PackedHead]] | None] = [None] * len(units)
+    t_start, done = time.perf_counter(), 0
+    with WorkerPool(n_proc, setup=functools.partial(_configure_worker, inter), what="training") as pool:
+        futures = {}
+        for i, (b, m, fold, _, label) in enumerate(units):
+            for t, params in enumerate(trials):
+                fut = pool.submit(_trial_in_worker, cfg, b, m, fold, t, params, label, progress)
+                futures[fut] = (i, t)
+        for fut, (score, heads) in pool.completed(list(futures)):
+            i, t = futures.pop(fut)
+            b, m, fold, target, label = units[i]
+            log.info("%s trial %d/%d %s: validation PR-AUC %.3f", label, t + 1, len(trials),
+                     trials[t] or "(defaults)", score)
+            scores[i][t] = score
+            held = best[i]
+            if held is None or score > held[0] or (score == held[0] and t < held[1]):
+                best[i] = (score, t, heads)
+            del heads
+            if len(scores[i]) < len(trials):
+                continue
+            _, bt, packed = best[i]
+            best[i] = None
+            records = [{"trial": k, "params": trials[k], "val_pr_auc": scores[i][k]}
+                       for k in range(len(trials))]
+            outcome = FoldOutcome([h.unpack() for h in packed], trials[bt], records)
+            by_id = {v.video_id: v for v in datasets[b]}
+            _write_fold(cfg, outcome, trial_config(cfg, trials[bt]), by_id, fold, target)
+            done += 1
+            elapsed = time.perf_counter() - t_start
+            log.info("%s done (%d/%d); run ETA %s", label, done, len(units),
+                     _fmt_seconds(elapsed / done * (len(units) - done)))
 
 
 def _final_fold(ids: list[str], cfg: Config) -> Fold:

@@ -61,6 +61,8 @@ def test_overrides_are_parsed_as_yaml_and_validated(tmp_path):
     ("data.crop.mode=pose", r"key 'data\.crop\.pose': expected the folder of DeepLabCut files"),
     ("train.window.stride=500", r"key 'train\.window\.stride': expected at most train\.window\.length"),
     ("train.search.space={lstm.units: [0]}", r"key 'train\.search\.space\.lstm\.units': a candidate value is invalid"),
+    ("train.workers=0", r"key 'train\.workers': value out of range: expected an integer between 1 and 256, got 0"),
+    ("train.workers=2.5", r"key 'train\.workers': expected an integer, got float 2\.5"),
     ("data=3", r"key 'data': expected a mapping \(section\), got int 3"),
 ])
 def test_bad_values_name_file_key_expected_and_got(tmp_path, override, pattern):
