@@ -162,3 +162,19 @@ def test_embedding_spread():
     assert np.isnan(bb.embedding_spread(np.ones((1, 4))))
     assert bb.is_nearly_constant(1e-9) and not bb.is_nearly_constant(0.1)
     assert not bb.is_nearly_constant(float("nan"))
+
+
+def test_xla_path_pads_the_short_last_batch_and_keeps_its_frames(resnet, frames):
+    jit = bb.Backbone(resnet.name, resnet.model, SIZE, resnet.dim, resnet.weights_id, jit_compile=True)
+    assert jit.pads and not resnet.pads  # the plain TensorFlow path accepts any batch size
+    more = np.random.default_rng(1).integers(0, 256, (8, SIZE, SIZE, 3), dtype=np.uint8)
+    calls = []
+    real = jit._call
+    jit._call = lambda batch: calls.append(batch.shape) or real(batch)
+    jit.warm_up(8)
+    full = jit.embed(more)
+    short = jit.embed(frames)  # 5 frames after batches of 8: padded to 8, cut back to 5
+    assert calls == [(8, SIZE, SIZE, 3)] * 3
+    assert short.shape == (5, resnet.dim) and full.shape == (8, resnet.dim)
+    np.testing.assert_allclose(short, resnet.embed(frames), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(full, resnet.embed(more), rtol=1e-4, atol=1e-4)
