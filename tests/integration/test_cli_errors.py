@@ -3,6 +3,7 @@
 import pytest
 
 from mouse_pipeline.synthetic import generate_dataset
+from tests.integration import random_extract_args
 
 
 @pytest.fixture(scope="module")
@@ -13,10 +14,7 @@ def tiny(tmp_path_factory):
 
 
 def extract_args(root, cache, *extra):
-    return ["extract", "--config", "configs/demo.yaml", "--quiet",
-            "--set", f"data.videos={root / 'videos'}", "--set", f"extract.cache={cache}",
-            "--set", "extract.backbones=[mobilenet_v3_small]", "--set", "extract.weights=random", "--set", "data.crop.mode=none",
-            "--set", "extract.input_size=32", *extra]
+    return random_extract_args(root, cache, "mobilenet_v3_small", 32, *extra)
 
 
 @pytest.mark.parametrize("extra, pattern", [

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from mouse_pipeline.synthetic import generate_dataset
+from tests.integration import random_extract_args
 
 pytestmark = pytest.mark.slow
 
@@ -35,10 +36,7 @@ def data(tmp_path_factory):
 
 
 def extract_args(root: Path, cache: Path) -> list[str]:
-    return ["extract", "--config", "configs/demo.yaml", "--quiet",
-            "--set", f"data.videos={root / 'videos'}", "--set", f"extract.cache={cache}",
-            "--set", "extract.backbones=[resnet50v2]", "--set", "extract.weights=random",
-            "--set", "data.crop.mode=none", "--set", "extract.input_size=64", "--set", "extract.batch_size=16"]
+    return random_extract_args(root, cache, "resnet50v2", 64, "--set", "extract.batch_size=16")
 
 
 def complete_files(folder: Path) -> dict[str, np.ndarray]:

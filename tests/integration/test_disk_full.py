@@ -29,6 +29,7 @@ from mouse_pipeline.features.store import CacheWriter, cache_path, expected_attr
 from mouse_pipeline.locks import acquire_lock
 from mouse_pipeline.synthetic import generate_dataset
 from mouse_pipeline.video import video_fingerprint
+from tests.integration import random_extract_args
 
 REPO = Path(__file__).resolve().parents[2]
 _real_pwrite = os.pwrite
@@ -195,10 +196,7 @@ def data(tmp_path_factory):
 
 
 def extract_args(root: Path, cache: Path) -> list[str]:
-    return ["extract", "--config", "configs/demo.yaml", "--quiet",
-            "--set", f"data.videos={root / 'videos'}", "--set", f"extract.cache={cache}",
-            "--set", "extract.backbones=[resnet50v2]", "--set", "extract.weights=random",
-            "--set", "data.crop.mode=none", "--set", "extract.input_size=32", "--set", "extract.batch_size=8"]
+    return random_extract_args(root, cache, "resnet50v2", 32, "--set", "extract.batch_size=8")
 
 
 def embeddings(cache: Path) -> dict[str, np.ndarray]:
