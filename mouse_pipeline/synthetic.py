@@ -25,9 +25,17 @@ before rearing there, and walks to the open centre before rearing in the middle.
 
 - walk: moves along its heading, body undulating, tail swaying;
 - rest: still, a little hunched, body possibly curled;
-- grooming: same posture as rest, but the head strokes back and forth and sideways
-  and the body rocks and bends at 2.5-4 Hz (at most 0.4 x fps, so frames do not
-  alias): one frame looks like rest, telling them apart needs several frames;
+- grooming, as a mouse grooms: it sits on its haunches (shorter and wider than at rest),
+  forepaws raised to its face, and grooms in fast strokes at 2.5-4 Hz (at most
+  0.4 x fps, so frames do not alias) while the body rocks. It starts with face washing,
+  both pink forepaws at the snout stroking from the nose back over the head and out to
+  the sides, the head nodding with them; then alternates with body licking: the body
+  bends hard to one side, the head turns back to the flank and licks in quick nods,
+  the paws holding the fur beside the mouth (phases of 1.5-4 s and 1-3 s, blending
+  in ~0.2 s). (Earlier versions drew grooming as rest with a slightly moving head,
+  which untrained CNN features could not tell from rest: issue #3.) The grooming
+  details draw from a random stream of their own, so which behaviour happens when, and
+  so the label files, are what they were before;
 - mid rearing: in the open, body foreshortened (shorter, rounder, lighter), head larger
   and lighter (closer to the camera), pink ears and forepaws visible;
 - wall rearing: the same posture at a wall, facing it, head and forepaws over the
@@ -92,8 +100,12 @@ def _wrap(a: float) -> float:
 class _Planner:
     """Semi-Markov behaviour sequence and the animal's per-frame posture."""
 
-    def __init__(self, rng: np.random.Generator, scene: _Scene, fps: float, n: int):
+    def __init__(self, rng: np.random.Generator, scene: _Scene, fps: float, n: int,
+                 detail: np.random.Generator | None = None):
         self.rng, self.s, self.fps, self.n = rng, scene, fps, n
+        # the grooming sequence (face washing / body licking) draws from its own stream, so
+        # which behaviour happens when depends on ``rng`` alone
+        self.detail = rng if detail is None else detail
         self.states: list[str] = []
         self.rows: list[tuple[float, ...]] = []
         self.counts = dict.fromkeys(_TARGET, 0)
@@ -110,14 +122,16 @@ class _Planner:
 
     def emit(self, state: str, hunch: float, curl: float, head_dx: float = 0.0,
              head_yaw: float = 0.0, rear: float = 0.0, dx: float = 0.0, dy: float = 0.0,
-             wiggle: float = 0.0) -> None:
+             wiggle: float = 0.0, paws: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> None:
         """Append one frame; hunch and curl move smoothly towards the values given, while
-        ``wiggle`` (extra curl), head and offsets apply at once."""
+        ``wiggle`` (extra curl), head, offsets and ``paws`` apply at once. ``paws`` is
+        (shown 0-1, forward of the head centre, half spread), lengths in body lengths: the
+        forepaws held at the face while grooming."""
         self.hunch += self.alpha * (hunch - self.hunch)
         self.curl += self.alpha * (curl - self.curl)
         self.states.append(state)
         self.rows.append((self.x + dx, self.y + dy, self.theta, self.hunch, self.curl + wiggle,
-                          head_dx, head_yaw, rear, self.phase))
+                          head_dx, head_yaw, rear, self.phase, *paws))
         if state in self.counts:
             self.counts[state] += 1
 
@@ -182,17 +196,41 @@ class _Planner:
             self.emit("rest", hunch, curl, hdx, hyaw)
 
     def do_groom(self) -> None:
-        hunch, curl, hdx, hyaw = self._still_posture()
+        """Groom in a compact sitting posture, forepaws up, in strokes at 2.5-4 Hz.
+
+        Face washing (first, then alternating with body licking): both forepaws at the
+        snout, stroking from the nose back over the head and out to the sides, the head
+        nodding with them. Body licking: the body bends hard to one side, the head turns
+        back to the flank and licks in quick nods, the paws holding the fur beside the
+        mouth. Phases last 1.5-4 s (face) and 1-3 s (body) and blend in ~0.2 s."""
+        _, _, _, hyaw = self._still_posture()  # the plan's draws are those of earlier versions
         hz = min(self.rng.uniform(2.5, 4.0), 0.4 * self.fps)
         w, ph = 2 * math.pi * hz / self.fps, self.rng.uniform(0, 2 * math.pi)
-        side = 0.04 * self.s.length * np.array([-math.sin(self.theta), math.cos(self.theta)])
-        for i in range(self.bout("groom")):
+        n = self.bout("groom")
+        d = self.detail  # everything below: the plan's stream is not touched
+        hunch = d.uniform(0.68, 0.76)  # sitting on its haunches: shorter and wider than at rest
+        side = 0.05 * self.s.length * np.array([-math.sin(self.theta), math.cos(self.theta)])
+        face, left = True, round(d.uniform(1.5, 4.0) * self.fps)
+        lick_side, blend = float(d.choice([-1, 1])), 0.0  # blend: 0 face washing, 1 licking
+        for i in range(n):
+            if left <= 0:
+                face = not face
+                left = round((d.uniform(1.5, 4.0) if face else d.uniform(1.0, 3.0)) * self.fps)
+                if not face:
+                    lick_side = float(d.choice([-1, 1]))
+            left -= 1
+            blend += self.alpha * ((0.0 if face else 1.0) - blend)
             a = ph + w * i
             amp = 0.75 + 0.25 * math.sin(a / 6.3)  # strokes wax and wane
-            rock = amp * math.sin(a + 2.0)
-            self.emit("groom", hunch, curl, 0.3 * hdx + 0.16 * amp * math.sin(a),
-                      0.3 * hyaw + 0.6 * amp * math.sin(a + 1.1), dx=rock * side[0],
-                      dy=rock * side[1], wiggle=0.25 * amp * math.sin(a + 0.7))
+            stroke, rock, bend = amp * math.sin(a), amp * math.sin(a + 2.0), blend * lick_side
+            self.emit("groom", hunch, 1.6 * bend,
+                      head_dx=(1 - blend) * (-0.04 + 0.09 * stroke) + blend * 0.06 * stroke,
+                      head_yaw=0.2 * hyaw + 1.1 * bend + 0.3 * amp * math.sin(a + 1.1 - 0.5 * blend),
+                      dx=rock * side[0], dy=rock * side[1],
+                      wiggle=(1 - blend) * 0.15 * stroke + blend * 0.25 * amp * math.sin(a + 0.7),
+                      paws=(1.0, (1 - blend) * (0.08 + 0.11 * math.cos(a))
+                            + blend * (0.1 + 0.04 * math.cos(a)),
+                            (1 - blend) * (0.06 + 0.04 * math.sin(a)) + blend * 0.05))
 
     def _rear(self, kind: str, toward: tuple[float, float] = (0.0, 0.0)) -> None:
         n, ramp = self.bout(kind), max(1, round(0.2 * self.fps))
@@ -269,7 +307,7 @@ def _ellipse(img: np.ndarray, p: np.ndarray, a: float, b: float, angle: float,
 
 def _draw(img: np.ndarray, row: np.ndarray, scene: _Scene, wall_rear: bool) -> np.ndarray:
     """Draw the animal in place; return snout, midbody and tail base (3, 2) in pixels."""
-    x, y, theta, hunch, curl, head_dx, head_yaw, rear, phase = row
+    x, y, theta, hunch, curl, head_dx, head_yaw, rear, phase, paws, paw_fwd, paw_side = row
     L, fur = scene.length, scene.fur
     fore = 1 - 0.5 * rear  # foreshortening of the raised body
     half = 0.36 * L * hunch * fore
@@ -314,6 +352,11 @@ def _draw(img: np.ndarray, row: np.ndarray, scene: _Scene, wall_rear: bool) -> n
         paw = head + hdir * 0.17 * L if wall_rear else head - hdir * 0.24 * L
         for side in (-1, 1):
             _circle(img, paw + side * hnorm * 0.09 * L, 0.045 * L, _PINK)
+    if paws > 0:  # grooming: forepaws over the face, drawn on top of the head
+        col = fur + paws * (_PINK - fur)
+        for side in (-1, 1):
+            _ellipse(img, head + hdir * paw_fwd * L + side * hnorm * paw_side * L,
+                     0.11 * L, 0.07 * L, hang, col)
     snout = head + hdir * 0.15 * L * grow
     return np.array([snout, spine[centre], spine[0]])
 
@@ -345,14 +388,17 @@ def _pose_table(rng: np.random.Generator, parts: np.ndarray, states: list[str],
 def _make_video(path: Path, n_frames: int, size: int, fps: float, margin: int,
                 seq: np.random.SeedSequence) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Write one video; return its (n_frames, 3) int8 labels and its pose tracks."""
-    plan_rng, look_rng, noise_rng, pose_rng = (np.random.default_rng(s) for s in seq.spawn(4))
+    # spawn(5) begins with the same four children as spawn(4): adding the grooming detail
+    # stream left every other stream, and so the behaviour plan, as it was
+    plan_rng, look_rng, noise_rng, pose_rng, detail_rng = (
+        np.random.default_rng(s) for s in seq.spawn(5))
     wall = max(2, round(0.07 * size))
     length = size / 6 * look_rng.uniform(0.9, 1.1)
     fur = np.array([1.0, 1.05, 1.12]) * look_rng.uniform(35, 80)
     scene = _Scene(size, margin + wall, size - margin - wall, length,
                    look_rng.uniform(1.6, 2.4) * length, fur)
     bg = _background(look_rng, size, margin, wall)
-    states, rows = _Planner(plan_rng, scene, fps, n_frames).run()
+    states, rows = _Planner(plan_rng, scene, fps, n_frames, detail_rng).run()
     parts = np.empty((n_frames, 3, 2))
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size, size))
     if not writer.isOpened():

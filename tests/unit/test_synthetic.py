@@ -98,6 +98,48 @@ def test_rearing_changes_the_pixels_near_the_animal(dataset):
     assert np.mean(rear) > np.mean(quiet)
 
 
+def test_grooming_shows_forepaws_and_moves_unlike_rest(dataset):
+    root, ids, labels = dataset
+    h = SIZE // 8
+    pink, motion = {"groom": [], "rest": []}, {"groom": [], "rest": []}
+    for v in ids:
+        frames = frames_of(root / "videos" / f"{v}.mp4").astype(float)
+        snout = read_dlc(root / "pose" / f"{v}.csv", "snout")
+        mid = read_dlc(root / "pose" / f"{v}.csv", "midbody")
+        still = np.r_[False, np.hypot(*np.diff(mid, axis=0).T) < 0.5]
+        groom, unlabelled = labels[v][:, 0] == 1, labels[v].sum(axis=1) == 0
+        for i in range(1, FRAMES):
+            if groom[i] and groom[i - 1]:
+                kind = "groom"
+            elif unlabelled[i] and unlabelled[i - 1] and still[i]:
+                kind = "rest"  # walking moves the midbody by 1-3 px a frame
+            else:
+                continue
+            x, y = np.round(snout[i]).astype(int)
+            box = (slice(max(y - h, 0), y + h), slice(max(x - h, 0), x + h))
+            red_over_green = frames[i][box][..., 0] - frames[i][box][..., 1]
+            pink[kind].append(red_over_green.max())  # RGB frames
+            motion[kind].append(np.abs(frames[i][box] - frames[i - 1][box]).mean())
+    assert len(pink["groom"]) > 50 and len(pink["rest"]) > 50
+    groom_pink, rest_pink = np.array(pink["groom"]), np.array(pink["rest"])
+    # forepaws at the face: pink beside the snout while grooming (red above green by
+    # 13-40 grey levels after mp4v at 64 px), not at rest (0-10)
+    assert np.median(groom_pink) > 3 * max(np.median(rest_pink), 1.0)
+    assert np.mean(groom_pink > 12) > 0.8 and np.mean(rest_pink > 12) < 0.1
+    # strokes: the head region changes from frame to frame far more than at rest
+    assert np.median(motion["groom"]) > 2 * np.median(motion["rest"])
+
+
+def test_grooming_details_do_not_change_the_plan():
+    scene = _Scene(128, 12.0, 116.0, 21.0, 42.0, np.full(3, 50.0))
+    plans = [_Planner(np.random.default_rng(7), scene, 10.0, 3000, np.random.default_rng(d)).run()
+             for d in (1, 2)]
+    assert plans[0][0] == plans[1][0] and "groom" in plans[0][0]
+    groom = np.array(plans[0][0]) == "groom"
+    assert not np.array_equal(plans[0][1][groom], plans[1][1][groom])  # the details differ
+    np.testing.assert_array_equal(plans[0][1][~groom][:, :3], plans[1][1][~groom][:, :3])
+
+
 def test_same_seed_same_data_and_videos_independent_of_count(tmp_path):
     a = generate_dataset(tmp_path / "a", n_videos=2, n_frames=40, size=SIZE, seed=3)
     generate_dataset(tmp_path / "b", n_videos=2, n_frames=40, size=SIZE, seed=3)
