@@ -190,10 +190,13 @@ def run_bench(video: Path | None, backbone_name: str = "resnet50v2", input_size:
     mem_frames = np.concatenate(list(iter_batches(video, batch, None, size)))[: max(batch * 4, min(info.n_frames, 256))]
     bb = build_backbone(backbone_name, "random", size)
     res["model_frames_per_s"] = model_fps(bb, mem_frames, batch, repeats=2)
-    cfg = load_config(None, [f"data.videos={video}", f"extract.cache={work / 'cache'}",
-                             f"extract.backbones=[{backbone_name}]", "extract.weights=random",
-                             f"extract.input_size={size}", f"extract.batch_size={batch}",
-                             f"extract.frame_threads={frame_threads}"])
+    def extract_config(videos: Path, cache: Path, *extra: str):
+        return load_config(None, [f"data.videos={videos}", f"extract.cache={cache}",
+                                  f"extract.backbones=[{backbone_name}]", "extract.weights=random",
+                                  f"extract.input_size={size}", f"extract.batch_size={batch}",
+                                  f"extract.frame_threads={frame_threads}", *extra])
+
+    cfg = extract_config(video, work / "cache")
     extract(cfg, progress=False)  # warm-up pass (graph tracing, file cache)
     t_full, summary = _timed(extract, cfg, overwrite=True, progress=False)
     # streaming throughput (decode + model + HDF5 write) of the video itself, and the
@@ -206,11 +209,7 @@ def run_bench(video: Path | None, backbone_name: str = "resnet50v2", input_size:
         many.mkdir()
         for i in range(parallel_videos):
             (many / f"{video.stem}_{i}{video.suffix}").symlink_to(video.resolve())
-        pcfg = load_config(None, [f"data.videos={many}", f"extract.cache={work / 'cache_many'}",
-                                  f"extract.backbones=[{backbone_name}]", "extract.weights=random",
-                                  f"extract.input_size={size}", f"extract.batch_size={batch}",
-                             f"extract.frame_threads={frame_threads}",
-                                  f"extract.decode_workers={parallel_videos}"])
+        pcfg = extract_config(many, work / "cache_many", f"extract.decode_workers={parallel_videos}")
         psum = extract(pcfg, progress=False)
         res["parallel_videos"] = parallel_videos
         res["extract_parallel_frames_per_s"] = psum.frames_extracted / psum.stream_seconds
