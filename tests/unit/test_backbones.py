@@ -178,3 +178,35 @@ def test_xla_path_pads_the_short_last_batch_and_keeps_its_frames(resnet, frames)
     assert short.shape == (5, resnet.dim) and full.shape == (8, resnet.dim)
     np.testing.assert_allclose(short, resnet.embed(frames), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(full, resnet.embed(more), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the TensorFlow graph path")
+def test_tensorflow_forward_is_traced_once_for_every_batch_size():
+    # a video's short last batch must not trace the backbone again (about 0.6 s for
+    # resnet50v2 on a CPU, counted in that video's frames/s)
+    traces = []
+
+    class Probe(keras.layers.Layer):
+        def call(self, x):
+            traces.append(tuple(x.shape))
+            return keras.ops.mean(x, axis=(1, 2))
+
+    inp = keras.Input((8, 8, 3))
+    model = keras.Model(inp, Probe()(inp))
+    forward = bb.compiled_forward(model)
+    traces.clear()  # building the model called the layer symbolically
+    rng = np.random.default_rng(0)
+    for n in (4, 3, 1, 4, 2):
+        batch = rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8)
+        np.testing.assert_allclose(np.asarray(forward(batch)), batch.mean(axis=(1, 2)), rtol=1e-6)
+    assert traces == [(None, 8, 8, 3)]
+
+
+def test_warm_up_traces_before_the_first_video(small):
+    fresh = bb.Backbone(small.name, small.model, SIZE, small.dim, small.weights_id)
+    calls = []
+    real = fresh._call
+    fresh._call = lambda batch: calls.append(batch.shape) or real(batch)
+    fresh.warm_up(32)
+    # the plain graph takes any batch size: one frame traces it
+    assert calls == [(1, SIZE, SIZE, 3)]
