@@ -12,10 +12,15 @@ RUN    ?= demo_out/run
 VIDEOS ?= demo_out/data_new/videos
 OUT    ?= demo_out/predictions
 ARGS   ?=
+SEED   ?= 17
+FRESH  := demo_out/fresh_$(SEED)
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup test lint demo extract train report predict bench clean
+FRESH_SET = --set data.videos=$(FRESH)/data/videos --set data.labels=$(FRESH)/data/labels \
+	--set data.crop.pose=$(FRESH)/data/pose --set extract.cache=$(FRESH)/cache
+
+.PHONY: setup test lint demo demo-fresh extract train report predict bench clean
 
 setup: $(STAMP)
 
@@ -40,6 +45,17 @@ demo: setup
 	$(MP) report --run demo_out/run
 	$(MP) predict --run demo_out/run --videos demo_out/data_new/videos --pose demo_out/data_new/pose --out demo_out/predictions
 	@echo "Report: $(CURDIR)/demo_out/run/report.html"
+
+# The demo's settings were chosen while looking at the demo's own videos (synth seed 1), so
+# its scores are optimistic. This runs the same config, unchanged, on 6 new videos of
+# another seed (SEED=17 by default) and prints prevalence and out-of-fold PR-AUC.
+demo-fresh: setup
+	$(MP) synth --out $(FRESH)/data --videos 6 --frames 1200 --size 128 --seed $(SEED) --quiet
+	$(MP) extract --config configs/demo.yaml $(FRESH_SET)
+	$(MP) train --config configs/demo.yaml $(FRESH_SET) --set train.run=$(FRESH)/run
+	$(MP) report --run $(FRESH)/run --quiet
+	@sed -n '/^| behaviour | annotated/,/^\*Prevalence/p;/^### PR-AUC at a glance/,/^\*Pooled/p' $(FRESH)/run/report.md
+	@echo "Report: $(CURDIR)/$(FRESH)/run/report.html"
 
 extract: setup
 	$(MP) extract --config $(CONFIG) $(ARGS)
