@@ -166,23 +166,36 @@ def run_bench(video: Path | None, backbone_name: str = "resnet50v2", input_size:
               batch: int = 32, frames: int = 320, per_frame: int = 48, out: Path | None = None,
               memory: bool = True, stage2: bool = True, parallel_videos: int = 1,
               frame_threads: int = 1) -> dict:
-    """Measure every figure (see the module docstring) and return them as a dict."""
+    """Measure every figure (see the module docstring) and return them as a dict.
+
+    Synthetic videos, caches and the memory runs' files go to a temporary folder that is
+    deleted at the end, whether the run succeeds or not.
+    """
+    with tempfile.TemporaryDirectory(prefix="mp-bench-") as tmp:
+        return _run_bench(Path(tmp), video, backbone_name, input_size, batch, frames, per_frame, out,
+                          memory, stage2, parallel_videos, frame_threads)
+
+
+def _run_bench(work: Path, video: Path | None, backbone_name: str, input_size: int | None, batch: int,
+               frames: int, per_frame: int, out: Path | None, memory: bool, stage2: bool,
+               parallel_videos: int, frame_threads: int) -> dict:
     from .backbones import build_backbone, embedding_spread, get_spec
     from .features.extract import extract
     from .features.store import cache_path, read_embeddings
     from .synthetic import generate_dataset
     from .video import iter_batches, probe_video
 
-    work = Path(tempfile.mkdtemp(prefix="mp-bench-"))
+    label = None if video is None else str(video)
     if video is None:
         generate_dataset(work / "synth", n_videos=1, n_frames=frames, size=256, fps=10, seed=0, prefix="bench")
         video = work / "synth" / "videos" / "bench_000.mp4"
+        label = "synthetic, seed 0"
     info = probe_video(video)
     size = int(input_size or get_spec(backbone_name).default_size)
     res: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                              "python": platform.python_version(), "bf16_cpu": cpu_has_bf16()},
                  "settings": {"backbone": backbone_name, "input_size": size, "batch_size": batch,
-                              "video": str(video), "video_frames": info.n_frames,
+                              "video": label, "video_frames": info.n_frames,
                               "video_size": f"{info.width}x{info.height}"}}
     res["machine"]["keras_backend"], res["machine"]["gpus"] = accelerators()
     res["settings"]["frame_threads"] = frame_threads
