@@ -274,17 +274,60 @@ def boundary_jump_ratio(probs: np.ndarray, starts: np.ndarray, length: int) -> f
         The ratio; ``nan`` when there are no boundary steps or no other steps, or both
         means are 0, and ``inf`` when only the other mean is 0.
     """
+    return _jump_ratio([_jump_sums(probs, starts, length)])
+
+
+def _jump_sums(probs: np.ndarray, starts: np.ndarray, length: int) -> tuple[float, int, float, int]:
+    """Sum and count of the frame-to-frame changes at window edges, and elsewhere."""
     p = np.asarray(probs, dtype=np.float64)
     p = p[:, None] if p.ndim == 1 else p
-    d = np.abs(np.diff(p, axis=0)).mean(axis=1)
+    d = np.abs(np.diff(p, axis=0)).mean(axis=1) if len(p) > 1 else np.zeros(0)
     starts = np.asarray(starts, dtype=np.int64)
     edges = np.concatenate([starts, starts + length]) - 1  # steps t with t+1 at an edge
     edges = edges[(edges >= 0) & (edges < len(d))]
     boundary = np.zeros(len(d), dtype=bool)
     boundary[edges] = True
-    if not boundary.any() or boundary.all():
+    return float(d[boundary].sum()), int(boundary.sum()), float(d[~boundary].sum()), int((~boundary).sum())
+
+
+def _jump_ratio(sums: Sequence[tuple[float, int, float, int]]) -> float:
+    at, n_at, other, n_other = (sum(col) for col in zip(*sums, strict=True)) if sums else (0, 0, 0, 0)
+    if n_at == 0 or n_other == 0:
         return float("nan")
-    at, elsewhere = d[boundary].mean(), d[~boundary].mean()
-    if elsewhere == 0:
+    at, other = at / n_at, other / n_other
+    if other == 0:
         return float("nan") if at == 0 else float("inf")
-    return float(at / elsewhere)
+    return float(at / other)
+
+
+def boundary_jump_summary(videos: Sequence[tuple[np.ndarray, np.ndarray]], length: int,
+                          stride: int) -> dict[str, float]:
+    """:func:`boundary_jump_ratio` pooled over videos, with the range chance gives.
+
+    One video's ratio is noisy: a few real behaviour changes that happen to fall on window
+    edges move it a lot (0.5-2 is common for predictions with no edge effect at all). So
+    the changes of all videos are pooled, and the same pooled ratio is computed with every
+    edge moved 1 to ``stride - 1`` frames, onto steps where no window starts or ends for a
+    regular grid: the spread of those ratios is what chance alone gives (the true ratio
+    is one more draw, so it may fall just outside it; an edge effect puts it far above).
+
+    Parameters
+    ----------
+    videos
+        ``(probs, starts)`` per video: its probabilities and the starts of the windows
+        that produced them.
+    length, stride
+        Window length and the stride of the starts.
+
+    Returns
+    -------
+    dict
+        ``ratio`` (pooled), ``chance_low`` and ``chance_high`` (min and max over the moved
+        edges; NaN when ``stride`` is 1).
+    """
+    ratio = _jump_ratio([_jump_sums(p, s, length) for p, s in videos])
+    moved = [_jump_ratio([_jump_sums(p, np.asarray(s) + k, length) for p, s in videos])
+             for k in range(1, max(1, int(stride)))]
+    moved = [r for r in moved if np.isfinite(r)]
+    return {"ratio": ratio, "chance_low": float(min(moved)) if moved else float("nan"),
+            "chance_high": float(max(moved)) if moved else float("nan")}

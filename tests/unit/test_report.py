@@ -222,7 +222,10 @@ def test_report_shows_prevalence_cost_and_folds(reported):
     costs = {r["model"]: r for r in meta["cost"]["models"]}
     costs.update({r["backbone"]: r for r in meta["cost"]["backbones"]})
     assert costs["resnet50v2/lstm"]["train_minutes"] == pytest.approx(4 * 30.0 / 60)
-    assert np.isfinite(costs["resnet50v2/lstm"]["boundary_jump_ratio"])
+    lstm = costs["resnet50v2/lstm"]
+    assert np.isfinite(lstm["boundary_jump_ratio"])
+    assert lstm["boundary_jump_chance_low"] <= lstm["boundary_jump_chance_high"]
+    assert "edges moved off the grid" in page
     assert costs["resnet50v2"]["extract_frames_per_s"] == pytest.approx(25.0)
     section = page[page.index('id="folds"'):]
     for fold in folds:

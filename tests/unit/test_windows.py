@@ -9,6 +9,7 @@ from mouse_pipeline.errors import ConfigError
 from mouse_pipeline.sequences.windows import (
     WindowIndex,
     boundary_jump_ratio,
+    boundary_jump_summary,
     make_windows,
     predict_windows_plan,
     stitch,
@@ -133,3 +134,35 @@ def test_stitching_removes_window_boundary_jumps():
     assert starts[1] == length // 4
     stitched = stitch(model(starts), starts, n)
     assert boundary_jump_ratio(stitched, starts, length) < 1.5
+
+
+def test_boundary_jump_summary_pools_videos():
+    a = np.array([0.0, 0.1, 0.2, 0.8, 0.9, 1.0])  # edge step 0.6, four others of 0.1
+    b = np.array([0.5, 0.5, 0.5, 0.7, 0.7, 0.7])  # edge step 0.2, four others of 0.0
+    pooled = boundary_jump_summary([(a, np.array([0, 3])), (b, np.array([0, 3]))], 3, 3)
+    # pooled means: edges (0.6 + 0.2) / 2, elsewhere 0.4 / 8, not the mean of per-video ratios
+    assert pooled["ratio"] == pytest.approx(0.4 / 0.05)
+    assert np.isfinite(pooled["chance_low"]) and pooled["chance_low"] <= pooled["chance_high"]
+    assert np.isnan(boundary_jump_summary([(a, np.arange(6))], 1, 1)["chance_low"])  # stride 1: no room
+
+
+def test_boundary_jump_chance_range_separates_edge_effects_from_noise():
+    """Random behaviour changes: predictions without an edge effect give a ratio near 1,
+    like the moved edges do; a model that shifts each window's output sits far above."""
+    rng = np.random.default_rng(1)
+    n, length, stride = 1000, 64, 16
+    videos, edgy = [], []
+    for _ in range(10):
+        changes = np.sort(rng.choice(n, 12, replace=False))
+        truth = (np.searchsorted(changes, np.arange(n)) % 2).astype(float)
+        smooth = np.convolve(truth, np.ones(5) / 5, mode="same")
+        starts = window_starts(n, length, stride)
+        videos.append((smooth, starts))
+        offsets = rng.uniform(-0.2, 0.2, len(starts))
+        windows = np.stack([np.pad(smooth, (0, length))[s:s + length] + o for s, o in zip(starts, offsets, strict=True)])
+        edgy.append((stitch(windows[..., None], starts, n, "uniform")[:, 0], starts))
+    clean = boundary_jump_summary(videos, length, stride)
+    # one draw among the moved-edge ones: near that spread, not necessarily inside it
+    assert 0.5 < clean["chance_low"] <= clean["chance_high"] < 1.5 and 0.5 < clean["ratio"] < 1.5
+    bad = boundary_jump_summary(edgy, length, stride)
+    assert bad["ratio"] > 2 * bad["chance_high"]
