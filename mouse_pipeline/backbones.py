@@ -34,6 +34,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from . import devices
 from .errors import ConfigError, PipelineError
 
 log = logging.getLogger(__name__)
@@ -367,6 +368,7 @@ def build_backbone(name: str, weights: str, input_size: int | None = None,
         source = _imagenet_weights(name, spec)
     else:
         source = str(weights)
+    where = devices.describe()  # before building: the first look for a GPU
     ctor = getattr(keras.applications, spec.constructor)
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(PRECISIONS[precision])
@@ -391,8 +393,8 @@ def build_backbone(name: str, weights: str, input_size: int | None = None,
         model.trainable = False
     finally:
         keras.config.set_dtype_policy(previous)
-    log.info("backbone %s: input %d px, %d-d, weights %s, precision %s", name, size, spec.dim,
-             wid if len(wid) < 24 else wid[:23] + "...", precision)
+    log.info("backbone %s: input %d px, %d-d, weights %s, precision %s, %s", name, size, spec.dim,
+             wid if len(wid) < 24 else wid[:23] + "...", precision, where)
     return Backbone(name, model, size, spec.dim, wid, precision, jit_compile)
 
 

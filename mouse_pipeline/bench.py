@@ -48,20 +48,9 @@ def accelerators() -> tuple[str, list[str]]:
     """Keras's backend and the GPUs it sees (names as the backend reports them)."""
     import keras
 
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
+    from .devices import gpus
 
-        return backend, [d.name for d in tf.config.list_physical_devices("GPU")]
-    if backend == "jax":
-        import jax
-
-        return backend, [f"{d.platform}:{d.device_kind}" for d in jax.devices() if d.platform == "gpu"]
-    if backend == "torch":
-        import torch
-
-        return backend, [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    return backend, []
+    return keras.backend.backend(), list(gpus())
 
 
 def _timed(fn, *args, **kwargs) -> tuple[float, object]:

@@ -187,6 +187,7 @@ def predict_videos(run_dir: str | Path, videos: list[Path], out: str | Path,
     ``pose_dir`` is the folder of DeepLabCut files for these videos when the run crops
     around a body part (default: the run's ``data.crop.pose``).
     """
+    from .devices import describe
     from .features.extract import extract
 
     run, out = Path(run_dir), Path(out)
@@ -195,6 +196,7 @@ def predict_videos(run_dir: str | Path, videos: list[Path], out: str | Path,
         cfg = cfg.replace(**{"data.crop.pose": str(pose_dir)})
     final = choose_final(run, cfg, model_name)
     paths = _resolve_videos(videos)
+    log.info("predict runs %s", describe())
     out.mkdir(parents=True, exist_ok=True)
     written, summary = [], []
     for path in paths:

@@ -53,6 +53,7 @@ import numpy as np
 import tensorflow as tf
 import yaml
 
+from .. import devices
 from ..config import Config, TrainConfig, config_from_dict, dump_config
 from ..dataset import VideoData, load_dataset
 from ..errors import RunError
@@ -386,6 +387,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, final: bool = False,
             check_window(kind, trial_config(cfg, params))
     run.parent.mkdir(parents=True, exist_ok=True)
     tf.config.experimental.enable_op_determinism()
+    log.info("stage 2 runs %s", devices.describe())
     with acquire_lock(run.parent, name=f".{run.name}.lock"):
         _prepare_run(cfg, run, overwrite)
         datasets = {b: load_dataset(cfg, b) for b in cfg.extract.backbones}
@@ -485,6 +487,8 @@ def _configure_worker(inter_op_threads: int) -> None:
 
 def _gpu_memory_growth() -> None:
     """Let several processes share a GPU (TensorFlow takes all its memory by default)."""
+    if not devices.gpus():  # also the first look for CUDA, without its no-driver noise
+        return
     try:
         for gpu in tf.config.list_physical_devices("GPU"):
             tf.config.experimental.set_memory_growth(gpu, True)

@@ -1,0 +1,112 @@
+"""Which devices Keras's backend computes on, found once per process and said plainly.
+
+TensorFlow looks for CUDA the first time a device is needed. On a machine without an
+NVIDIA driver that look fails, and TensorFlow's C++ logging prints
+``E ... failed call to cuInit: INTERNAL: CUDA error ... (303)`` to stderr, an alarming
+line that only means "no GPU here": every command would start with it (and every training
+worker). :func:`gpus` makes that first look itself, with the C++ side's stderr caught, and
+passes on every caught line except that one, and only when no NVIDIA driver is installed
+(``/proc/driver/nvidia`` is absent). Where a driver is installed, a failed CUDA start is a
+real problem: the line is kept and :func:`describe` adds a warning that the work runs on
+the CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+#: C++ log lines that mean "no GPU" on a machine without an NVIDIA driver.
+NO_DRIVER_NOISE = ("failed call to cuInit",)
+_DRIVER = Path("/proc/driver/nvidia")
+
+
+def nvidia_driver_present() -> bool:
+    """Whether an NVIDIA kernel driver is loaded (Linux); True where that cannot be told."""
+    if not sys.platform.startswith("linux"):
+        return True
+    return _DRIVER.exists()
+
+
+@contextlib.contextmanager
+def stderr_without(drop: tuple[str, ...]) -> Iterator[None]:
+    """Catch everything written to file descriptor 2 (C and C++ code included) meanwhile,
+    then write it to stderr again without the lines that contain any of ``drop``."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as caught:
+            os.dup2(caught.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                caught.seek(0)
+                text = caught.read().decode("utf-8", errors="replace")
+                kept = [line for line in text.splitlines(keepends=True)
+                        if not any(d in line for d in drop)]
+                if kept:
+                    sys.stderr.write("".join(kept))
+                    sys.stderr.flush()
+    finally:
+        os.close(saved)
+
+
+@functools.cache
+def gpus() -> tuple[str, ...]:
+    """Names of the GPUs Keras's backend sees (empty: it computes on the CPU)."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        drop = () if nvidia_driver_present() else NO_DRIVER_NOISE
+        with stderr_without(drop):
+            found = tf.config.list_physical_devices("GPU")
+        names = []
+        for d in found:
+            try:
+                names.append(tf.config.experimental.get_device_details(d).get("device_name", d.name))
+            except (RuntimeError, ValueError):
+                names.append(d.name)
+        return tuple(names)
+    if backend == "jax":
+        import jax
+
+        return tuple(d.device_kind for d in jax.devices() if d.platform == "gpu")
+    if backend == "torch":
+        import torch
+
+        return tuple(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+    return ()
+
+
+def describe() -> str:
+    """One phrase for logs: ``on GPU (NVIDIA H100 80GB HBM3)`` or ``on the CPU (no GPU
+    visible to tensorflow)``. Warns once when a driver is installed but no GPU is seen."""
+    import keras
+
+    found = gpus()
+    if found:
+        return f"on GPU ({', '.join(found)})"
+    backend = keras.backend.backend()
+    if nvidia_driver_present() and sys.platform.startswith("linux"):
+        _warn_no_gpu(backend)
+    return f"on the CPU (no GPU visible to {backend})"
+
+
+@functools.cache
+def _warn_no_gpu(backend: str) -> None:
+    log.warning("an NVIDIA driver is installed but %s sees no GPU, so this runs on the CPU; "
+                "install the GPU build (pip install -e '.[gpu]') and check CUDA_VISIBLE_DEVICES",
+                backend)

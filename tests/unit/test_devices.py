@@ -1,0 +1,58 @@
+"""Device discovery: said in one phrase, without TensorFlow's no-driver noise."""
+
+import logging
+import os
+
+import pytest
+
+from mouse_pipeline import devices
+
+
+def test_stderr_without_drops_only_the_named_lines_written_by_any_code(capfd):
+    with devices.stderr_without(("failed call to cuInit",)):
+        # os.write reaches file descriptor 2 the way TensorFlow's C++ logging does
+        os.write(2, b"E0000 cuda_platform.cc:51] failed call to cuInit: INTERNAL: CUDA error (303)\n")
+        os.write(2, b"W0000 something else worth seeing\n")
+    os.write(2, b"after\n")
+    err = capfd.readouterr().err
+    assert "cuInit" not in err
+    assert err.splitlines() == ["W0000 something else worth seeing", "after"]
+
+
+def test_stderr_is_restored_when_the_body_raises(capfd):
+    with pytest.raises(RuntimeError), devices.stderr_without(("x",)):
+        os.write(2, b"kept line\n")
+        raise RuntimeError("boom")
+    os.write(2, b"still stderr\n")
+    assert capfd.readouterr().err.splitlines() == ["kept line", "still stderr"]
+
+
+def test_driver_detection_follows_proc_driver_nvidia(monkeypatch, tmp_path):
+    if not devices.sys.platform.startswith("linux"):
+        pytest.skip("Linux only")
+    monkeypatch.setattr(devices, "_DRIVER", tmp_path / "absent")
+    assert not devices.nvidia_driver_present()
+    monkeypatch.setattr(devices, "_DRIVER", tmp_path)
+    assert devices.nvidia_driver_present()
+
+
+def test_describe_says_cpu_and_warns_when_a_driver_is_there_but_no_gpu(monkeypatch, tmp_path, caplog):
+    monkeypatch.setattr(devices, "gpus", lambda: ())
+    monkeypatch.setattr(devices, "_DRIVER", tmp_path / "absent")
+    with caplog.at_level(logging.WARNING, logger="mouse_pipeline.devices"):
+        assert devices.describe().startswith("on the CPU (no GPU visible to ")
+    assert not caplog.records  # no driver: the CPU is expected
+    if devices.sys.platform.startswith("linux"):
+        monkeypatch.setattr(devices, "_DRIVER", tmp_path)
+        devices._warn_no_gpu.cache_clear()
+        with caplog.at_level(logging.WARNING, logger="mouse_pipeline.devices"):
+            devices.describe()
+        assert "NVIDIA driver is installed" in caplog.text
+        devices._warn_no_gpu.cache_clear()
+    monkeypatch.setattr(devices, "gpus", lambda: ("NVIDIA H100 80GB HBM3",))
+    assert devices.describe() == "on GPU (NVIDIA H100 80GB HBM3)"
+
+
+def test_gpus_on_this_machine_is_a_tuple_of_names():
+    found = devices.gpus()
+    assert isinstance(found, tuple) and all(isinstance(n, str) and n for n in found)
