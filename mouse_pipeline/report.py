@@ -100,9 +100,9 @@ THESIS_FIGURES: dict[str, dict[str, dict[str, float]]] = {
 }
 # The model of this project that corresponds to each thesis model (for "ours" beside it).
 THESIS_MODEL_NAMES = {"ResNet50V2 + LSTM": "resnet50v2/lstm",
-                      "InceptionResNetV2 + LSTM": "inceptionresnetv2/lstm",
+                      "InceptionResNetV2 + LSTM": "inception_resnet_v2/lstm",
                       "ResNet50V2 + TCN": "resnet50v2/tcn",
-                      "InceptionResNetV2 + TCN": "inceptionresnetv2/tcn"}
+                      "InceptionResNetV2 + TCN": "inception_resnet_v2/tcn"}
 THESIS_LABEL = "different data (thesis: 17 videos, ImageNet features)"
 
 ENSEMBLE = "ensemble"

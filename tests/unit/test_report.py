@@ -232,6 +232,16 @@ def test_report_shows_prevalence_cost_and_folds(reported):
         assert ", ".join(fold.train).replace("<", "&lt;").replace(">", "&gt;") in section
 
 
+def test_thesis_models_map_to_names_this_project_gives_its_models():
+    # a typo here silently shows "not in this run" beside the thesis's InceptionResNet figures
+    from mouse_pipeline.backbones import REGISTRY
+
+    assert set(report.THESIS_MODEL_NAMES) == set(report.THESIS_FIGURES)
+    for name in report.THESIS_MODEL_NAMES.values():
+        backbone, kind = name.split("/")
+        assert backbone in REGISTRY and kind in ("lstm", "tcn"), name
+
+
 def test_thesis_figures_beside_ours_or_said_missing(reported, tmp_path, monkeypatch):
     run, *_ = reported
     page = (run / "report.html").read_text(encoding="utf-8")
