@@ -250,7 +250,7 @@ def test_thesis_figures_beside_ours_or_said_missing(reported, tmp_path, monkeypa
     for thesis_model, per in report.THESIS_FIGURES.items():
         assert thesis_model in section
         assert f"{per['grooming']['pr_auc']:.3f}" in section
-    monkeypatch.setattr(report, "THESIS_FIGURES", {})
+    monkeypatch.setattr(report.sections, "THESIS_FIGURES", {})  # where the section reads it
     other, *_ = make_run(tmp_path, models=("lstm",))
     page = report.write_report(other).read_text(encoding="utf-8")
     section = page[page.index('id="thesis"'):page.index('id="pr"')]
