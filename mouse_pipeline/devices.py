@@ -41,7 +41,13 @@ def stderr_without(drop: tuple[str, ...]) -> Iterator[None]:
     """Catch everything written to file descriptor 2 (C and C++ code included) meanwhile,
     then write it to stderr again without the lines that contain any of ``drop``."""
     sys.stderr.flush()
-    saved = os.dup(2)
+    try:
+        saved = os.dup(2)
+    except OSError:  # no file descriptor 2 (a daemon): nothing to filter
+        saved = -1
+    if saved < 0:
+        yield
+        return
     try:
         with tempfile.TemporaryFile() as caught:
             os.dup2(caught.fileno(), 2)

@@ -56,3 +56,16 @@ def test_describe_says_cpu_and_warns_when_a_driver_is_there_but_no_gpu(monkeypat
 def test_gpus_on_this_machine_is_a_tuple_of_names():
     found = devices.gpus()
     assert isinstance(found, tuple) and all(isinstance(n, str) and n for n in found)
+
+
+def test_a_process_without_stderr_is_left_alone():
+    import subprocess
+    import sys
+
+    code = ("import os; os.close(2)\n"
+            "from mouse_pipeline import devices\n"
+            "with devices.stderr_without(('x',)):\n"
+            "    pass\n"
+            "print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ok"
