@@ -28,11 +28,14 @@ def test_stderr_is_restored_when_the_body_raises(capfd):
 
 
 def test_driver_detection_follows_proc_driver_nvidia(monkeypatch, tmp_path):
-    if not devices.sys.platform.startswith("linux"):
-        pytest.skip("Linux only")
+    monkeypatch.setattr(devices.sys, "platform", "linux")
     monkeypatch.setattr(devices, "_DRIVER", tmp_path / "absent")
     assert not devices.nvidia_driver_present()
     monkeypatch.setattr(devices, "_DRIVER", tmp_path)
+    assert devices.nvidia_driver_present()
+    # elsewhere it cannot be told, so nothing is filtered
+    monkeypatch.setattr(devices.sys, "platform", "darwin")
+    monkeypatch.setattr(devices, "_DRIVER", tmp_path / "absent")
     assert devices.nvidia_driver_present()
 
 
@@ -42,13 +45,13 @@ def test_describe_says_cpu_and_warns_when_a_driver_is_there_but_no_gpu(monkeypat
     with caplog.at_level(logging.WARNING, logger="mouse_pipeline.devices"):
         assert devices.describe().startswith("on the CPU (no GPU visible to ")
     assert not caplog.records  # no driver: the CPU is expected
-    if devices.sys.platform.startswith("linux"):
-        monkeypatch.setattr(devices, "_DRIVER", tmp_path)
-        devices._warn_no_gpu.cache_clear()
-        with caplog.at_level(logging.WARNING, logger="mouse_pipeline.devices"):
-            devices.describe()
-        assert "NVIDIA driver is installed" in caplog.text
-        devices._warn_no_gpu.cache_clear()
+    monkeypatch.setattr(devices.sys, "platform", "linux")
+    monkeypatch.setattr(devices, "_DRIVER", tmp_path)
+    devices._warn_no_gpu.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="mouse_pipeline.devices"):
+        devices.describe()
+    assert "NVIDIA driver is installed" in caplog.text
+    devices._warn_no_gpu.cache_clear()
     monkeypatch.setattr(devices, "gpus", lambda: ("NVIDIA H100 80GB HBM3",))
     assert devices.describe() == "on GPU (NVIDIA H100 80GB HBM3)"
 
