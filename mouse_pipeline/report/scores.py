@@ -13,7 +13,7 @@ from ..errors import CacheError
 from ..features.store import cache_path, read_attrs
 from ..metrics import binary_metrics, bout_metrics, summarize_folds
 from ..postprocess import apply as apply_post
-from ..sequences.windows import boundary_jump_summary, window_starts
+from ..sequences.windows import boundary_jump_summary
 from .data import ENSEMBLE, RunData
 
 log = logging.getLogger(__name__)
@@ -147,12 +147,10 @@ def cost_rows(data: RunData) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
             per_model_speed.append(float(np.mean(speeds)) if speeds else nan)
         # members run one after the other: their times per frame add up
         inference = 1.0 / sum(1.0 / s for s in per_model_speed) if all(s > 0 for s in per_model_speed) else nan
-        grids = {(fr.meta.get("window"), fr.meta.get("inference_stride")) for fr in results}
-        jumps = {"ratio": nan, "chance_low": nan, "chance_high": nan}
-        if len(grids) == 1 and all(grids.pop()):  # one window grid for every fold
-            length, stride = int(results[0].meta["window"]), int(results[0].meta["inference_stride"])
-            jumps = boundary_jump_summary([(p, window_starts(len(p), length, stride))
-                                           for fr in results for p in fr.test.values()], length, stride)
+        # each fold's own window grid (a search may choose different window lengths)
+        jumps = boundary_jump_summary([(p, fr.meta["window"], fr.meta["inference_stride"])
+                                       for fr in results if fr.meta.get("window") and fr.meta.get("inference_stride")
+                                       for p in fr.test.values()])
         models.append({"model": name,
                        "train_minutes": sum(float(s) for s in fit) / 60 if fit and all(s is not None for s in fit) else nan,
                        "inference_frames_per_s": inference,

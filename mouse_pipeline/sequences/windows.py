@@ -300,34 +300,33 @@ def _jump_ratio(sums: Sequence[tuple[float, int, float, int]]) -> float:
     return float(at / other)
 
 
-def boundary_jump_summary(videos: Sequence[tuple[np.ndarray, np.ndarray]], length: int,
-                          stride: int) -> dict[str, float]:
+def boundary_jump_summary(videos: Sequence[tuple[np.ndarray, int, int]]) -> dict[str, float]:
     """:func:`boundary_jump_ratio` pooled over videos, with the range chance gives.
 
     One video's ratio is noisy: a few real behaviour changes that happen to fall on window
     edges move it a lot (0.5-2 is common for predictions with no edge effect at all). So
     the changes of all videos are pooled, and the same pooled ratio is computed with every
-    edge moved 1 to ``stride - 1`` frames, onto steps where no window starts or ends for a
-    regular grid: the spread of those ratios is what chance alone gives (the true ratio
-    is one more draw, so it may fall just outside it; an edge effect puts it far above).
+    edge moved 1 to ``stride - 1`` frames (the smallest stride of the videos), onto steps
+    where no window starts or ends for a regular grid: the spread of those ratios is what
+    chance alone gives (the true ratio is one more draw, so it may fall just outside it;
+    an edge effect puts it far above).
 
     Parameters
     ----------
     videos
-        ``(probs, starts)`` per video: its probabilities and the starts of the windows
-        that produced them.
-    length, stride
-        Window length and the stride of the starts.
+        ``(probs, length, stride)`` per video: its probabilities, and the window length
+        and stride that produced them (:func:`window_starts`); folds may differ in both.
 
     Returns
     -------
     dict
         ``ratio`` (pooled), ``chance_low`` and ``chance_high`` (min and max over the moved
-        edges; NaN when ``stride`` is 1).
+        edges; NaN when a stride is 1).
     """
-    ratio = _jump_ratio([_jump_sums(p, s, length) for p, s in videos])
-    moved = [_jump_ratio([_jump_sums(p, np.asarray(s) + k, length) for p, s in videos])
-             for k in range(1, max(1, int(stride)))]
+    grids = [(p, window_starts(len(p), int(length), int(stride)), int(length)) for p, length, stride in videos]
+    ratio = _jump_ratio([_jump_sums(p, s, length) for p, s, length in grids])
+    room = min((int(stride) for _, _, stride in videos), default=1)
+    moved = [_jump_ratio([_jump_sums(p, s + k, length) for p, s, length in grids]) for k in range(1, room)]
     moved = [r for r in moved if np.isfinite(r)]
     return {"ratio": ratio, "chance_low": float(min(moved)) if moved else float("nan"),
             "chance_high": float(max(moved)) if moved else float("nan")}

@@ -139,11 +139,11 @@ def test_stitching_removes_window_boundary_jumps():
 def test_boundary_jump_summary_pools_videos():
     a = np.array([0.0, 0.1, 0.2, 0.8, 0.9, 1.0])  # edge step 0.6, four others of 0.1
     b = np.array([0.5, 0.5, 0.5, 0.7, 0.7, 0.7])  # edge step 0.2, four others of 0.0
-    pooled = boundary_jump_summary([(a, np.array([0, 3])), (b, np.array([0, 3]))], 3, 3)
+    pooled = boundary_jump_summary([(a, 3, 3), (b, 3, 3)])  # starts 0 and 3
     # pooled means: edges (0.6 + 0.2) / 2, elsewhere 0.4 / 8, not the mean of per-video ratios
     assert pooled["ratio"] == pytest.approx(0.4 / 0.05)
     assert np.isfinite(pooled["chance_low"]) and pooled["chance_low"] <= pooled["chance_high"]
-    assert np.isnan(boundary_jump_summary([(a, np.arange(6))], 1, 1)["chance_low"])  # stride 1: no room
+    assert np.isnan(boundary_jump_summary([(a, 1, 1)])["chance_low"])  # stride 1: no room
 
 
 def test_boundary_jump_chance_range_separates_edge_effects_from_noise():
@@ -157,12 +157,20 @@ def test_boundary_jump_chance_range_separates_edge_effects_from_noise():
         truth = (np.searchsorted(changes, np.arange(n)) % 2).astype(float)
         smooth = np.convolve(truth, np.ones(5) / 5, mode="same")
         starts = window_starts(n, length, stride)
-        videos.append((smooth, starts))
+        videos.append((smooth, length, stride))
         offsets = rng.uniform(-0.2, 0.2, len(starts))
         windows = np.stack([np.pad(smooth, (0, length))[s:s + length] + o for s, o in zip(starts, offsets, strict=True)])
-        edgy.append((stitch(windows[..., None], starts, n, "uniform")[:, 0], starts))
-    clean = boundary_jump_summary(videos, length, stride)
+        edgy.append((stitch(windows[..., None], starts, n, "uniform")[:, 0], length, stride))
+    clean = boundary_jump_summary(videos)
     # one draw among the moved-edge ones: near that spread, not necessarily inside it
     assert 0.5 < clean["chance_low"] <= clean["chance_high"] < 1.5 and 0.5 < clean["ratio"] < 1.5
-    bad = boundary_jump_summary(edgy, length, stride)
+    bad = boundary_jump_summary(edgy)
     assert bad["ratio"] > 2 * bad["chance_high"]
+
+
+def test_boundary_jump_summary_takes_each_videos_own_window_grid():
+    # folds of one run may have chosen different window lengths in a search
+    p = np.random.default_rng(2).random(40)
+    mixed = boundary_jump_summary([(p, 8, 4), (p[:30], 6, 2)])
+    assert np.isfinite(mixed["ratio"]) and np.isfinite(mixed["chance_low"])  # moved by 1 only
+    assert mixed["chance_low"] == mixed["chance_high"]
