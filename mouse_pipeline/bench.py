@@ -174,11 +174,10 @@ def _run_bench(work: Path, video: Path | None, backbone_name: str, input_size: i
     from .synthetic import generate_dataset
     from .video import iter_batches, probe_video
 
-    label = None if video is None else str(video)
+    label = "synthetic, seed 0" if video is None else str(video)
     if video is None:
         generate_dataset(work / "synth", n_videos=1, n_frames=frames, size=256, fps=10, seed=0, prefix="bench")
         video = work / "synth" / "videos" / "bench_000.mp4"
-        label = "synthetic, seed 0"
     info = probe_video(video)
     size = int(input_size or get_spec(backbone_name).default_size)
     res: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
