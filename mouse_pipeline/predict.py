@@ -23,22 +23,21 @@ Every file is written beside its final name and renamed into place.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from .config import Config, config_from_dict
-from .dataset import find_videos
+from .config import Config
+from .dataset import find_videos, open_features
 from .errors import InputError, RunError
-from .features.store import cache_path, read_attrs, read_embeddings, sanitize_id
+from .features.store import cache_path, read_attrs, sanitize_id
+from .fileio import atomic_open
 from .metrics import bouts_from_binary
 from .plots import ethogram_figure, save_png
 from .postprocess import apply as apply_postprocess
+from .runs import FinalModel, RunFolder
 from .scoring import write_rows_csv
 
 log = logging.getLogger(__name__)
@@ -46,86 +45,42 @@ log = logging.getLogger(__name__)
 BOUT_COLUMNS = ["behavior", "start_frame", "end_frame", "start_s", "end_s", "duration_s"]
 
 
-@dataclass(frozen=True)
-class FinalModel:
-    """The final model of one backbone x sequence-model combination of a run."""
+def choose_final(run: RunFolder, cfg: Config, model_name: str | None) -> FinalModel:
+    """The final model named ``backbone/model``, or the best by cross-validated PR-AUC.
 
-    backbone: str
-    kind: str
-    folder: Path
-    behaviors: tuple[str, ...]
-    thresholds: tuple[float, ...]
-    max_gap: tuple[int, ...]
-    min_len: tuple[int, ...]
-    window: int
-    inference_stride: int
-
-
-def load_run_config(run: Path) -> Config:
-    """The resolved config a run was trained with."""
-    path = Path(run) / "config.yaml"
-    if not path.is_file():
-        raise RunError(f"{run}: not a run folder (no config.yaml); pass the folder `mouse-pipeline train` wrote")
-    return config_from_dict(yaml.safe_load(path.read_text(encoding="utf-8")), str(path))
-
-
-def _model_score(run: Path, backbone: str, kind: str) -> float:
-    """Mean cross-validated PR-AUC from metrics.json (written by report), NaN if absent."""
-    metrics = run / "metrics.json"
-    if not metrics.is_file():
-        return math.nan
-    rows = json.loads(metrics.read_text(encoding="utf-8")).get("pooled", [])
-    vals = [r["pr_auc"] for r in rows if r.get("model") == f"{backbone}/{kind}"
-            and r.get("stage") == "raw" and r.get("pr_auc") is not None]
-    return float(np.nanmean(vals)) if vals else math.nan
-
-
-def choose_final(run: Path, cfg: Config, model_name: str | None) -> FinalModel:
-    """The final model named ``backbone/model``, or the best by cross-validated PR-AUC."""
+    Without a name, a run of one model uses it; a run of several uses the one with the
+    best mean pooled PR-AUC in the report's ``metrics.json`` (RunError before a report).
+    """
     combos = [(b, m) for b in cfg.extract.backbones for m in cfg.train.models]
+    names = ", ".join(f"{b}/{m}" for b, m in combos)
     if model_name:
         backbone, _, kind = model_name.partition("/")
         if (backbone, kind) not in combos:
-            names = ", ".join(f"{b}/{m}" for b, m in combos)
-            raise RunError(f"--model {model_name!r}: not trained in {run}; choose one of {names}")
+            raise RunError(f"--model {model_name!r}: not trained in {run.path}; choose one of {names}")
     elif len(combos) == 1:
         backbone, kind = combos[0]
     else:
-        scores = {c: _model_score(run, *c) for c in combos}
-        if all(math.isnan(s) for s in scores.values()):
-            names = ", ".join(f"{b}/{m}" for b, m in combos)
-            raise RunError(f"{run}: several models ({names}); run `mouse-pipeline report --run {run}` "
-                           "first so the best can be chosen, or pass --model backbone/model")
-        backbone, kind = max(scores, key=lambda c: -np.inf if math.isnan(scores[c]) else scores[c])
-        log.info("using %s/%s, the best by cross-validated PR-AUC (%.3f)", backbone, kind, scores[(backbone, kind)])
-    folder = run / backbone / kind / "final"
-    if not (folder / "fold.json").is_file():
-        raise RunError(f"{run}: no final model for {backbone}/{kind}; train it with "
-                       f"`mouse-pipeline train --config {run / 'config.yaml'} --run {run} --final` "
-                       "(finished folds are kept)")
-    post = json.loads((folder / "postprocess.json").read_text(encoding="utf-8"))
-    meta = json.loads((folder / "fold.json").read_text(encoding="utf-8"))
-    behaviors = tuple(cfg.data.behaviors)
-    return FinalModel(backbone, kind, folder, behaviors,
-                      tuple(post[b]["threshold"] for b in behaviors),
-                      tuple(post[b]["max_gap"] for b in behaviors),
-                      tuple(post[b]["min_len"] for b in behaviors),
-                      int(meta["window"]), int(meta["inference_stride"]))
+        scores = run.model_scores()
+        scored = {c: scores[f"{c[0]}/{c[1]}"] for c in combos
+                  if not math.isnan(scores.get(f"{c[0]}/{c[1]}", math.nan))}
+        if not scored:
+            raise RunError(f"{run.path}: several models ({names}); run `mouse-pipeline report --run "
+                           f"{run.path}` first so the best can be chosen, or pass --model backbone/model")
+        backbone, kind = max(scored, key=lambda c: scored[c])
+        log.info("using %s/%s, the best by cross-validated PR-AUC (%.3f)", backbone, kind, scored[(backbone, kind)])
+    return run.read_final(cfg, backbone, kind)
 
 
-def final_probabilities(final: FinalModel, emb: np.ndarray) -> np.ndarray:
-    """Per-frame probabilities (n_frames, n_behaviours) of the final model(s)."""
+def final_probabilities(final: FinalModel, frames) -> np.ndarray:
+    """Per-frame probabilities (n_frames, n_behaviours) of the final model(s).
+
+    ``frames`` is the video's features: an array, or its cache file read window by window.
+    """
+    from .sequences.inference import predict_heads
     from .sequences.models import load_model
-    from .sequences.training import predict_video
 
-    out = np.zeros((emb.shape[0], len(final.behaviors)), np.float32)
-    if (final.folder / "model.keras").is_file():
-        out[:] = predict_video(load_model(final.folder / "model.keras"), emb, final.window, final.inference_stride)
-    else:
-        for j, b in enumerate(final.behaviors):
-            model = load_model(final.folder / f"model_{b}.keras")
-            out[:, j] = predict_video(model, emb, final.window, final.inference_stride)[:, 0]
-    return out
+    heads = [(outputs, load_model(path)) for outputs, path in final.heads]
+    return predict_heads(heads, frames, final.window, final.inference_stride, len(final.behaviors))
 
 
 def bouts_table(binary: np.ndarray, behaviors: tuple[str, ...], fps: float) -> list[dict]:
@@ -157,13 +112,11 @@ def summary_rows(video: str, binary: np.ndarray, behaviors: tuple[str, ...], fps
 def write_predictions_csv(path: Path, probs: np.ndarray, binary: np.ndarray,
                           behaviors: tuple[str, ...], fps: float) -> None:
     """``frame, time_s, p_<b>..., <b>...`` (written beside, then renamed)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with atomic_open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["frame", "time_s", *(f"p_{b}" for b in behaviors), *behaviors])
         for i in range(probs.shape[0]):
             w.writerow([i, f"{i / fps:.4f}", *(f"{p:.5f}" for p in probs[i]), *binary[i].tolist()])
-    tmp.replace(path)
 
 
 def _resolve_videos(videos: list[Path]) -> list[Path]:
@@ -190,8 +143,8 @@ def predict_videos(run_dir: str | Path, videos: list[Path], out: str | Path,
     from .devices import describe
     from .features.extract import extract
 
-    run, out = Path(run_dir), Path(out)
-    cfg = load_run_config(run)
+    run, out = RunFolder(run_dir), Path(out)
+    cfg = run.read_config()
     if pose_dir is not None:
         cfg = cfg.replace(**{"data.crop.pose": str(pose_dir)})
     final = choose_final(run, cfg, model_name)
@@ -205,9 +158,12 @@ def predict_videos(run_dir: str | Path, videos: list[Path], out: str | Path,
         extract(vcfg, progress=progress)
         vid = sanitize_id(path.stem)
         cfile = cache_path(cfg.extract.cache, final.backbone, vid)
-        emb = np.asarray(read_embeddings(cfile, expected_backbone=final.backbone), np.float32)
+        features = open_features(cfile, final.backbone)
         fps = float(cfg.data.fps or read_attrs(cfile)["fps"])
-        probs = final_probabilities(final, emb)
+        try:
+            probs = final_probabilities(final, features)
+        finally:
+            features.close()
         binary = apply_postprocess(probs, final.thresholds, final.max_gap, final.min_len)
         target = out / f"{vid}_predictions.csv"
         write_predictions_csv(target, probs, binary, final.behaviors, fps)

@@ -46,16 +46,18 @@ import json
 import logging
 from pathlib import Path
 
-import matplotlib.pyplot as plt
+import matplotlib
 
+from ..fileio import write_bytes
+from ..runs import FoldResult, RunFolder
 from ..scoring import write_rows_csv
-from .data import ENSEMBLE, FoldResult, RunData, _video_fps, add_ensemble, find_models, load_run
+from .data import ENSEMBLE, RunData, _video_fps, add_ensemble, load_run
 from .document import _json_safe
 from .scores import CSV_COLUMNS, compute_metrics, cost_rows, score_videos
 from .sections import THESIS_FIGURES, THESIS_LABEL, THESIS_MODEL_NAMES, build_document
 
 __all__ = ["CSV_COLUMNS", "ENSEMBLE", "THESIS_FIGURES", "THESIS_LABEL", "THESIS_MODEL_NAMES", "FoldResult",
-           "RunData", "_video_fps", "add_ensemble", "compute_metrics", "cost_rows", "find_models", "load_run",
+           "RunData", "_video_fps", "add_ensemble", "compute_metrics", "cost_rows", "load_run",
            "score_videos", "write_report"]
 
 log = logging.getLogger(__name__)
@@ -96,22 +98,16 @@ def write_report(run_dir: str | Path) -> Path:
     payload = {"version": 1, "run": run.name, "models": list(data.models), "behaviors": list(data.behaviors),
                "incomplete_models": data.incomplete, "ensemble": ensemble, **metrics,
                "cost": {"backbones": cost[0], "models": cost[1]}}
-    _write_bytes(run / "metrics.json", json.dumps(_json_safe(payload), indent=1, allow_nan=False).encode())
-    with plt.rc_context({"text.parse_math": False}):  # names with "$" stay text
+    write_bytes(RunFolder(run).metrics_file, json.dumps(_json_safe(payload), indent=1, allow_nan=False).encode())
+    with matplotlib.rc_context({"text.parse_math": False}):  # names with "$" stay text
         doc = build_document(data, metrics, cost)
     figures = run / "figures"
     figures.mkdir(exist_ok=True)
     for name, png in doc.figures:
-        _write_bytes(figures / name, png)
-    _write_bytes(run / "report.md", doc.render_md().encode("utf-8"))
-    _write_bytes(run / "report.html", doc.render_html(f"mouse-pipeline report: {run.name}").encode("utf-8"))
+        write_bytes(figures / name, png)
+    write_bytes(run / "report.md", doc.render_md().encode("utf-8"))
+    write_bytes(run / "report.html", doc.render_html(f"mouse-pipeline report: {run.name}").encode("utf-8"))
     log.info("report of %d model(s) on %d test videos: %s", len(data.models),
              sum(len(f.test) for f in data.folds), run / "report.html")
     return run / "report.html"
 
-
-def _write_bytes(path: Path, payload: bytes) -> None:
-    """Write beside the final name, then rename into place."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(payload)
-    tmp.replace(path)

@@ -1,4 +1,4 @@
-"""The report, on a fake run folder built without TensorFlow (layout of sequences/training.py)."""
+"""The report, on a fake run folder built without TensorFlow, through the run folder's writer."""
 
 import csv
 import json
@@ -13,11 +13,12 @@ from sklearn.metrics import average_precision_score
 
 from mouse_pipeline import report
 from mouse_pipeline.annotations import Labels, write_labels_csv
-from mouse_pipeline.config import Config, dump_config
+from mouse_pipeline.config import Config
 from mouse_pipeline.errors import RunError
 from mouse_pipeline.features.store import cache_path
-from mouse_pipeline.folds import make_folds, save_folds
+from mouse_pipeline.folds import make_folds
 from mouse_pipeline.postprocess import choose_postprocess
+from mouse_pipeline.runs import PROBS_FILE, RunFolder
 
 BEHAVIORS = ("grooming", "mid_rearing", "wall_rearing")
 EVIL = "m<script>1"  # a video id that must come out escaped
@@ -40,12 +41,12 @@ def make_run(root, models=MODELS, seed=0):
     rng = np.random.default_rng(seed)
     labels_dir, run = root / "labels", root / "run"
     labels_dir.mkdir(parents=True)
-    run.mkdir()
     cfg = Config().replace(**{"data.labels": str(labels_dir), "data.fps": FPS,
                               "data.behaviors": list(BEHAVIORS), "extract.cache": str(root / "cache"),
                               "extract.backbones": ["resnet50v2"], "train.models": list(models),
                               "train.run": str(run)})
-    dump_config(cfg, run / "config.yaml")
+    folder = RunFolder(run)
+    folder.write_config(cfg)
     truth = {}
     for vid in VIDEOS:
         y = _labels(FRAMES[vid], rng)
@@ -58,36 +59,31 @@ def make_run(root, models=MODELS, seed=0):
     with h5py.File(cache, "w") as f:
         f.attrs.update({"fps": FPS, "extract_frames_per_s": 25.0, "weights": "random"})
     folds = make_folds(VIDEOS, "leave_one_video_out", n_val=1, seed=0)
-    save_folds(run / "folds.json", folds)
+    folder.write_folds(folds)
     for m, model in enumerate(models):
         for fold in folds:
             probs = {}
             for vid in (*fold.test, *fold.val):
                 noise = rng.normal(0, 0.18, truth[vid].shape)
                 probs[vid] = np.clip(0.25 + 0.5 * (truth[vid] == 1) + noise, 0, 1).astype(np.float32)
-            write_fold(run / "resnet50v2" / model / f"fold_{fold.index}", fold, probs, truth, m)
+            with folder.fold_writer("resnet50v2", model, fold.index) as writer:
+                write_fold(writer, fold, probs, truth, m)
     return run, folds, truth
 
 
-def write_fold(folder, fold, probs, truth, m):
-    folder.mkdir(parents=True)
-    with h5py.File(folder / "probs.h5", "w") as f:
-        f.attrs["behaviors"] = json.dumps(list(BEHAVIORS))
-        for split, vids in (("test", fold.test), ("val", fold.val)):
-            for vid in vids:
-                f.create_dataset(f"{split}/{vid}", data=probs[vid])
+def write_fold(writer, fold, probs, truth, m):
+    writer.write_probs(list(BEHAVIORS), {split: {v: probs[v] for v in vids}
+                                         for split, vids in (("test", fold.test), ("val", fold.val))})
     post = {}
     for j, b in enumerate(BEHAVIORS):
         p = choose_postprocess([truth[v][:, j] for v in fold.val], [probs[v][:, j] for v in fold.val])
         post[b] = {"threshold": p.threshold, "max_gap": p.max_gap, "min_len": p.min_len}
-    dump = {"postprocess.json": post,
-            "history.json": {"heads": [{"outputs": list(BEHAVIORS), "best_epoch": 3, "val_pr_auc": [0.4, 0.6, 0.7, 0.65],
+    writer.write_records(
+        post,
+        {"heads": [{"outputs": list(BEHAVIORS), "best_epoch": 3, "val_pr_auc": [0.4, 0.6, 0.7, 0.65],
                                         "loss": [0.9, 0.6, 0.5, 0.45]}], "trials": [], "params": {}},
-            "timings.json": {"fit_seconds": 30.0 + m, "best_epochs": [3], "inference_frames_per_s": 900.0,
-                             "train_frames": 400},
-            "fold.json": {**fold.to_dict(), "window": 32, "inference_stride": 8}}
-    for name, obj in dump.items():
-        (folder / name).write_text(json.dumps(obj), encoding="utf-8")
+        {"fit_seconds": 30.0 + m, "best_epochs": [3], "inference_frames_per_s": 900.0, "train_frames": 400},
+        {**fold.to_dict(), "window": 32, "inference_stride": 8})
 
 
 def read_csv(path):
@@ -125,7 +121,7 @@ def test_pooled_pr_auc_equals_sklearn_on_the_concatenated_test_frames(reported):
     for model in ("lstm", "tcn"):
         y, p = [], []
         for fold in folds:
-            with h5py.File(run / "resnet50v2" / model / f"fold_{fold.index}" / "probs.h5") as f:
+            with h5py.File(RunFolder(run).unit("resnet50v2", model, fold.index) / PROBS_FILE) as f:
                 for vid in fold.test:
                     y.append(truth[vid])
                     p.append(f[f"test/{vid}"][()])
@@ -178,7 +174,7 @@ def test_ensemble_thresholds_are_chosen_on_validation_probabilities_only(tmp_pat
     fold = folds[0]
     val = {}
     for model in MODELS:
-        with h5py.File(run / "resnet50v2" / model / "fold_0" / "probs.h5") as f:
+        with h5py.File(RunFolder(run).unit("resnet50v2", model, 0) / PROBS_FILE) as f:
             for vid in fold.val:
                 val.setdefault(vid, []).append(f[f"val/{vid}"][()])
     chosen = {(p["fold"], p["behavior"]): p for p in first["ensemble"]["postprocess"]}
@@ -188,7 +184,7 @@ def test_ensemble_thresholds_are_chosen_on_validation_probabilities_only(tmp_pat
         assert chosen[(0, b)]["threshold"] == pytest.approx(expected.threshold)
     # scramble the test probabilities of fold 0: the chosen thresholds must not move
     for model in MODELS:
-        with h5py.File(run / "resnet50v2" / model / "fold_0" / "probs.h5", "r+") as f:
+        with h5py.File(RunFolder(run).unit("resnet50v2", model, 0) / PROBS_FILE, "r+") as f:
             for vid in fold.test:
                 f[f"test/{vid}"][...] = 1.0 - f[f"test/{vid}"][()]
     report.write_report(run)
@@ -272,13 +268,13 @@ def test_incomplete_model_is_reported_not_crashed(tmp_path, caplog):
 
 def test_missing_folds_or_probabilities_is_a_run_error(tmp_path):
     run, *_ = make_run(tmp_path, models=("lstm",))
-    (run / "resnet50v2" / "lstm" / "fold_1" / "probs.h5").unlink()
+    (RunFolder(run).unit("resnet50v2", "lstm", 1) / PROBS_FILE).unlink()
     with pytest.raises(RunError, match="mouse-pipeline train"):
         report.write_report(run)
     shutil.rmtree(run / "resnet50v2")
     with pytest.raises(RunError, match=r"no model .*`mouse-pipeline train` first"):
         report.write_report(run)
-    (run / "folds.json").unlink()
+    RunFolder(run).folds_file.unlink()
     with pytest.raises(RunError, match=r"no folds\.json.*`mouse-pipeline train` first"):
         report.write_report(run)
 
