@@ -1,25 +1,33 @@
 """Stage 2's view of the data: cached embeddings and labels per video, never the video.
 
 ``load_dataset(cfg, backbone)`` finds the videos named by ``data.videos`` (by name only:
-no video is opened), reads each one's cache file ``<cache>/<backbone>/<id>.h5`` and its
-label file ``<labels>/<id>.csv``, checks that they agree in frame count (within
+no video is opened), opens each one's cache file ``<cache>/<backbone>/<id>.h5`` and reads
+its label file ``<labels>/<id>.csv``, checks that they agree in frame count (within
 ``data.max_frame_mismatch``) and that every cache file of the backbone was made with the
 same settings, and returns one :class:`VideoData` per labelled video.
+
+Embeddings are not read until they are needed: :class:`CachedFeatures` slices frames
+from the cache file as a window asks for them, so a labelled set larger than memory can
+still be trained on; :func:`load_into_memory` reads them once when they fit a budget.
 """
 
 from __future__ import annotations
 
 import glob
 import logging
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
+import h5py
 import numpy as np
 
 from .annotations import Labels, check_length, read_labels
 from .config import Config
 from .errors import CacheError, InputError
-from .features.store import cache_path, read_attrs, read_embeddings, sanitize_id
+from .features.store import DATASET, cache_path, read_attrs, sanitize_id
+from .fileio import first_line
 
 log = logging.getLogger(__name__)
 
@@ -28,19 +36,121 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".mpg", ".mpeg", ".m4v", ".wmv
 SETTINGS_KEYS = ("backbone", "weights", "input_size", "crop", "precision", "dim")
 
 
+class CachedFeatures:
+    """The embeddings of one cache file, read as they are sliced (as float32).
+
+    Slices like a ``(n_frames, dim)`` array: ``features[a:b]`` reads frames ``a..b-1``
+    from the file (a stop past the end is clipped). The file is opened on first use and
+    kept open until :meth:`close` (or pickling, which drops the handle).
+
+    Parameters
+    ----------
+    path
+        The cache file, already checked (:func:`open_features`).
+    shape
+        ``(n_frames, dim)`` of its embeddings.
+    """
+
+    def __init__(self, path: Path, shape: tuple[int, int]) -> None:
+        self.path, self.shape = Path(path), (int(shape[0]), int(shape[1]))
+        self._file: h5py.File | None = None
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if self._file is None:
+            self._file = h5py.File(self.path, "r")
+        try:
+            return np.asarray(self._file[DATASET][key], dtype=np.float32)
+        except (OSError, KeyError, ValueError) as exc:
+            raise CacheError(f"{self.path}: cannot read embeddings ({first_line(exc)}); the file is "
+                             "damaged: re-run extract with --overwrite") from None
+
+    def load(self) -> np.ndarray:
+        """Every frame, as one float32 array."""
+        try:
+            return self[:]
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Close the file (it is opened again by the next read)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __getstate__(self) -> dict:
+        return {"path": self.path, "shape": self.shape, "_file": None}
+
+
+def open_features(path: Path, backbone: str) -> CachedFeatures:
+    """Check a cache file (dataset, backbone, shape) without reading its embeddings.
+
+    Raises
+    ------
+    CacheError
+        Missing, unreadable, of another backbone, or inconsistent with its attributes.
+    """
+    if not path.is_file():
+        raise CacheError(f"{path}: no such cache file; run `mouse-pipeline extract` first")
+    try:
+        with h5py.File(path, "r") as f:
+            ds = f.get(DATASET)
+            if not isinstance(ds, h5py.Dataset):
+                raise CacheError(f"{path}: no {DATASET!r} dataset, not a mouse-pipeline cache file; "
+                                 "delete it or re-run extract with --overwrite")
+            found = f.attrs.get("backbone")
+            found = found.decode() if isinstance(found, bytes) else found
+            if found != backbone:
+                raise CacheError(f"{path}: holds {found!r} embeddings where {backbone!r} "
+                                 "was expected; re-run extract with --overwrite")
+            n_frames, shape = f.attrs.get("n_frames"), ds.shape
+    except (OSError, KeyError, ValueError) as exc:
+        raise CacheError(f"{path}: unreadable cache file ({first_line(exc)}); delete it or re-run "
+                         "extract with --overwrite") from None
+    if len(shape) != 2 or n_frames is None or shape[0] != int(n_frames):
+        raise CacheError(f"{path}: embeddings of shape {shape} but n_frames {n_frames}; the "
+                         "file is damaged: re-run extract with --overwrite")
+    return CachedFeatures(path, shape)
+
+
 @dataclass(frozen=True)
 class VideoData:
-    """Embeddings and labels of one video for one backbone."""
+    """Embeddings and labels of one video for one backbone.
+
+    ``features`` is ``(n_frames, dim)``: a float32 array, or :class:`CachedFeatures`
+    read from the cache as sliced.
+    """
 
     video_id: str
-    embeddings: np.ndarray  # (n_frames, dim) float32
+    features: Any
     labels: Labels | None
     fps: float
     cache_file: Path
 
     @property
     def n_frames(self) -> int:
-        return int(self.embeddings.shape[0])
+        return int(self.features.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.features.shape[1])
+
+
+def load_into_memory(videos: Sequence[VideoData], budget_gb: float) -> list[VideoData]:
+    """The videos with their embeddings in memory when all fit ``budget_gb``; else as they are.
+
+    Reading per window from the cache gives the same numbers, only more slowly, so this
+    changes speed and memory, never a result.
+    """
+    need = sum(v.n_frames * v.dim * 4 for v in videos)
+    if need > budget_gb * 1e9:
+        log.info("embeddings (%.2f GB) exceed train.memory_gb (%.2f): windows are read from the "
+                 "cache as needed", need / 1e9, budget_gb)
+        return list(videos)
+    return [v if isinstance(v.features, np.ndarray) else replace(v, features=v.features.load())
+            for v in videos]
 
 
 def find_videos(spec: str | Path) -> list[Path]:
@@ -104,7 +214,7 @@ def load_video(cfg: Config, backbone: str, video_id: str, need_labels: bool = Tr
     if not path.is_file():
         raise CacheError(f"{path}: no cached embeddings for video {video_id!r} and backbone "
                          f"{backbone!r}; run `mouse-pipeline extract` with this config first")
-    emb = np.asarray(read_embeddings(path, expected_backbone=backbone), dtype=np.float32)
+    features = open_features(path, backbone)
     attrs = read_attrs(path)
     fps = float(cfg.data.fps or attrs.get("fps") or 0.0)
     if fps <= 0:
@@ -117,9 +227,9 @@ def load_video(cfg: Config, backbone: str, video_id: str, need_labels: bool = Tr
                              f"(expected {video_id}.csv)")
         columns = dict(cfg.data.label_columns) or None
         labels = read_labels(lf, cfg.data.label_format, cfg.data.behaviors, columns=columns,
-                             fps=fps, n_frames=emb.shape[0])
-        labels = check_length(labels, emb.shape[0], cfg.data.max_frame_mismatch, video_id)
-    return VideoData(video_id, emb, labels, fps, path)
+                             fps=fps, n_frames=len(features))
+        labels = check_length(labels, len(features), cfg.data.max_frame_mismatch, video_id)
+    return VideoData(video_id, features, labels, fps, path)
 
 
 def load_dataset(cfg: Config, backbone: str) -> list[VideoData]:

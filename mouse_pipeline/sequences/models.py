@@ -14,6 +14,7 @@ video) contribute nothing.
 from __future__ import annotations
 
 import logging
+import zipfile
 from pathlib import Path
 
 import keras
@@ -23,6 +24,7 @@ from tcn import TCN
 
 from ..config import TrainConfig
 from ..errors import ConfigError, RunError
+from ..fileio import atomic_path, first_line
 
 log = logging.getLogger(__name__)
 
@@ -141,13 +143,22 @@ def check_window(kind: str, cfg: TrainConfig) -> None:
 
 def save_model(model: keras.Model, path: Path) -> None:
     """Save as ``.keras`` (atomic: written beside, then renamed)."""
-    tmp = path.with_name(path.stem + ".tmp.keras")
-    model.save(tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        model.save(tmp)
 
 
-def load_model(path: Path) -> keras.Model:
-    """Load a saved model with Keras's safe mode on (no arbitrary code from the file)."""
+def load_model(path: Path, compile: bool = False) -> keras.Model:
+    """Load a saved model with Keras's safe mode on (no arbitrary code from the file).
+
+    Raises
+    ------
+    RunError
+        The file is missing or not a model this project saved (damaged, truncated).
+    """
     if not Path(path).is_file():
         raise RunError(f"{path}: model file missing; re-run `mouse-pipeline train` for this run")
-    return keras.models.load_model(path, custom_objects=CUSTOM_OBJECTS, compile=False, safe_mode=True)
+    try:
+        return keras.models.load_model(path, custom_objects=CUSTOM_OBJECTS, compile=compile, safe_mode=True)
+    except (OSError, ValueError, TypeError, KeyError, zipfile.BadZipFile) as err:
+        raise RunError(f"{path}: not a readable model ({first_line(err)}); re-run "
+                       "`mouse-pipeline train` for this run") from None

@@ -1,16 +1,21 @@
-"""Fixed-length windows over per-video sequences, and stitching them back together.
+"""Fixed-length windows over per-video sequences: the one windowing of stage 2.
 
 Sequence models see windows of ``length`` frames cut from a video every ``stride``
 frames. :func:`window_starts` lists the starts so that every frame is covered; the last
-window may run past the end of the video, and its missing frames are padded: features
-repeat the last frame (``pad='edge'``) or are zero, and labels are ``-1`` so a masked loss
-ignores them.
+window may run past the end of the video. One padding policy holds everywhere (training,
+validation, inference, bench): frames past the end are zero in the features and ``-1``
+in the labels, so the masked loss ignores them (:func:`gather_windows`).
 
-At inference windows overlap (stride ``length // 4`` by default, see
-:func:`predict_windows_plan`) and :func:`stitch` averages the per-window predictions of
-each frame with a taper weight that is near zero at a window's edges, where a model has
-the least context. A frame's prediction then no longer depends on where a window
-happened to start; :func:`boundary_jump_ratio` measures how much it still does.
+Windows are cut from any per-video frame source that slices like an array: a numpy
+array, or a cache file read as needed (:class:`mouse_pipeline.dataset.CachedFeatures`),
+so a video's embeddings need not be in memory.
+
+At inference windows overlap (stride :func:`default_stride`, ``length // 4``, unless
+``train.window.inference_stride`` says otherwise) and a :class:`Stitcher` averages the
+per-window predictions of each frame with a taper weight that is near zero at a
+window's edges, where a model has the least context. A frame's prediction then no longer
+depends on where a window happened to start; :func:`boundary_jump_ratio` measures how
+much it still does.
 
 Pure numpy: this module imports no TensorFlow.
 """
@@ -19,9 +24,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from mouse_pipeline.errors import ConfigError
 
@@ -38,6 +43,16 @@ def _check(length: int, stride: int) -> None:
             f"window length {length} and stride {stride}: need length >= 1 and "
             "1 <= stride <= length (else frames are skipped)"
         )
+
+
+def default_stride(length: int) -> int:
+    """The inference stride when none is configured: ``length // 4`` (at least 1)."""
+    return max(1, int(length) // 4)
+
+
+def inference_stride(length: int, configured: int | None) -> int:
+    """The configured inference stride, or :func:`default_stride`."""
+    return int(configured) if configured else default_stride(length)
 
 
 def window_starts(n_frames: int, length: int, stride: int) -> np.ndarray:
@@ -65,70 +80,49 @@ def window_starts(n_frames: int, length: int, stride: int) -> np.ndarray:
     return np.arange(n_windows, dtype=np.int64) * stride
 
 
-def predict_windows_plan(n_frames: int, length: int, stride: int | None = None) -> np.ndarray:
-    """Window starts for inference: overlapping windows, ``stride = length // 4`` by default."""
-    return window_starts(n_frames, length, stride or max(length // 4, 1))
-
-
-def _pad(a: np.ndarray, n: int, value: float | None) -> np.ndarray:
-    """``a`` as float32 with ``n`` rows, extra rows ``value`` (``None``: repeat the last)."""
-    out = np.empty((n, *a.shape[1:]), dtype=np.float32)
-    out[: len(a)] = a
-    if n > len(a):
-        out[len(a) :] = a[-1] if value is None else value
-    return out
-
-
-def make_windows(
-    x: np.ndarray, y: np.ndarray | None, length: int, stride: int, pad: str = "edge"
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Cut one video's features (and labels) into windows.
+def gather_windows(frames: Any, starts: Sequence[int] | np.ndarray, length: int,
+                   labels: Any = None, offset: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+    """Stack the windows starting at ``starts`` of one video into a batch.
 
     Parameters
     ----------
-    x
-        Features, shape ``(T, D)``.
-    y
-        Labels, shape ``(T, K)``, ``int8`` with ``-1`` for unlabelled frames; or ``None``.
-    length, stride
-        Window length and stride in frames.
-    pad
-        ``'edge'`` repeats the last frame's features in padded frames, ``'zero'`` uses 0.
+    frames
+        The video's features, ``(T, D)``, anything that slices like an array (a numpy
+        array, an h5py dataset, :class:`~mouse_pipeline.dataset.CachedFeatures`); or a
+        slice of them beginning at frame ``offset``.
+    starts
+        Window starts in video frames.
+    length
+        Window length.
+    labels
+        ``(T, K)`` labels sliced like ``frames``, or None.
+    offset
+        The video frame that ``frames[0]`` is.
 
     Returns
     -------
-    xw : numpy.ndarray
-        ``(N, length, D)`` float32, a read-only strided view over one padded copy of ``x``
-        (overlapping windows share memory; copy it before writing).
-    yw : numpy.ndarray or None
-        ``(N, length, K)`` float32 read-only view; padded frames are ``-1``.
+    xb : numpy.ndarray
+        ``(B, length, D)`` float32; frames past the end of ``frames`` are 0.
+    yb : numpy.ndarray or None
+        ``(B, length, K)`` float32, ``-1`` past the end.
     """
-    x = np.asarray(x)
-    if x.ndim != 2:
-        raise ValueError(f"Expected features of shape (T, D), but got {x.shape}")
-    if y is not None and (np.ndim(y) != 2 or len(y) != len(x)):
-        raise ValueError(f"Expected labels of shape ({len(x)}, K), but got {np.shape(y)}")
-    if pad not in ("edge", "zero"):
-        raise ValueError(f"pad must be 'edge' or 'zero', got {pad!r}")
-    starts = window_starts(len(x), length, stride)
-    n_total = int(starts[-1]) + length if len(starts) else 0
-
-    def view(a: np.ndarray) -> np.ndarray:
-        s0, s1 = a.strides
-        shape = (len(starts), length, a.shape[1])
-        return as_strided(a, shape=shape, strides=(stride * s0, s0, s1), writeable=False)
-
-    xw = view(_pad(x, n_total, None if pad == "edge" else 0.0))
-    yw = None if y is None else view(_pad(np.asarray(y), n_total, -1.0))
-    return xw, yw
+    xb = np.zeros((len(starts), length, frames.shape[1]), np.float32)
+    yb = None if labels is None else np.full((len(starts), length, labels.shape[1]), -1.0, np.float32)
+    for j, s in enumerate(starts):
+        a = int(s) - offset
+        chunk = frames[a:a + length]
+        xb[j, :len(chunk)] = chunk
+        if yb is not None:
+            yb[j, :len(chunk)] = labels[a:a + length]
+    return xb, yb
 
 
 class WindowIndex:
     """Lazy list of ``(video, start)`` windows over many videos.
 
     A data loader draws indices (shuffled or not) and calls :meth:`gather` to slice just
-    those windows from per-video arrays (numpy arrays or h5py datasets), so the windows
-    of a large dataset are never all in memory.
+    those windows from per-video frame sources, so the windows of a large dataset are
+    never all in memory.
 
     Parameters
     ----------
@@ -172,83 +166,104 @@ class WindowIndex:
         y_by_video: Mapping | Sequence | None,
         indices: Sequence[int] | np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Stack windows ``indices`` into a batch.
+        """Stack windows ``indices`` (of any videos) into a batch, padded as
+        :func:`gather_windows` pads.
 
         Returns
         -------
         xb : numpy.ndarray
-            ``(B, length, D)`` float32; padded frames repeat the video's last frame.
+            ``(B, length, D)`` float32, 0 past the end of a video.
         yb : numpy.ndarray or None
-            ``(B, length, K)`` float32 with ``-1`` in padded frames.
+            ``(B, length, K)`` float32 with ``-1`` past the end.
         """
         indices = np.asarray(indices, dtype=np.int64)
-        first = x_by_video[self.videos[0]] if len(self.videos) else None
-        dim = first.shape[1] if first is not None else 0
-        xb = np.empty((len(indices), self.length, dim), dtype=np.float32)
+        dim = x_by_video[self.videos[0]].shape[1] if len(self.videos) else 0
+        xb = np.zeros((len(indices), self.length, dim), dtype=np.float32)
         yb = None
+        if y_by_video is not None and len(self.videos):
+            k = y_by_video[self.videos[0]].shape[1]
+            yb = np.full((len(indices), self.length, k), -1.0, dtype=np.float32)
         for b, i in enumerate(indices):
             video, start = self[int(i)]
-            end = min(start + self.length, self.n_frames[video])
-            xb[b] = _pad(np.asarray(x_by_video[video][start:end]), self.length, None)
-            if y_by_video is not None:
-                y = np.asarray(y_by_video[video][start:end])
-                if yb is None:
-                    yb = np.empty((len(indices), self.length, y.shape[1]), dtype=np.float32)
-                yb[b] = _pad(y, self.length, -1.0)
+            chunk = x_by_video[video][start:start + self.length]
+            xb[b, :len(chunk)] = chunk
+            if yb is not None:
+                yb[b, :len(chunk)] = y_by_video[video][start:start + self.length]
         return xb, yb
 
 
 def _weights(length: int, kind: str) -> np.ndarray:
     if kind == "uniform":
         return np.ones(length)
-    if kind == "hann":
-        return np.sin(np.pi * (np.arange(length) + 0.5) / length) ** 2 + TAPER_FLOOR
-    raise ValueError(f"weights must be 'hann' or 'uniform', got {kind!r}")
+    return np.sin(np.pi * (np.arange(length) + 0.5) / length) ** 2 + TAPER_FLOOR
 
 
-def stitch(
-    window_probs: np.ndarray, starts: np.ndarray, n_frames: int, weights: str = "hann"
-) -> np.ndarray:
-    """Combine overlapping window predictions into per-frame probabilities.
+class Stitcher:
+    """Overlapping window predictions of one video, blended into per-frame probabilities.
+
+    Windows are added in any number of batches (:meth:`add`), so a long video's windows
+    need never be in memory together; :meth:`result` gives the weighted mean of every
+    window covering each frame.
 
     Parameters
     ----------
-    window_probs
-        ``(N, length, K)`` predictions, one window per start.
-    starts
-        ``(N,)`` window starts; together the windows must cover frames ``0..n_frames-1``.
     n_frames
         Frames in the video; window frames past it (padding) are dropped.
     weights
         ``'hann'`` (default): weight ``sin^2(pi (j + 0.5) / length) + TAPER_FLOOR`` for
         position ``j`` in a window, so a window fades in and out and its edges, where the
         model has least context, count little. ``'uniform'``: plain mean.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(n_frames, K)`` float32, the weighted mean of every window covering each frame.
     """
-    window_probs = np.asarray(window_probs, dtype=np.float64)
-    starts = np.asarray(starts, dtype=np.int64)
-    if window_probs.ndim != 3 or len(window_probs) != len(starts):
-        raise ValueError(
-            f"Expected window_probs of shape ({len(starts)}, length, K), "
-            f"but got {window_probs.shape}"
-        )
-    length = window_probs.shape[1]
-    w = _weights(length, weights)
-    total = np.zeros((n_frames, window_probs.shape[2]))
-    weight = np.zeros(n_frames)
-    for probs, start in zip(window_probs, starts, strict=True):
-        stop = min(start + length, n_frames)
-        if stop <= start:
-            continue
-        total[start:stop] += w[: stop - start, None] * probs[: stop - start]
-        weight[start:stop] += w[: stop - start]
-    if n_frames and weight.min() == 0:
-        raise ValueError(f"windows leave frame {int(np.argmin(weight))} uncovered")
-    return (total / weight[:, None]).astype(np.float32)
+
+    def __init__(self, n_frames: int, weights: str = "hann") -> None:
+        if weights not in ("hann", "uniform"):
+            raise ValueError(f"weights must be 'hann' or 'uniform', got {weights!r}")
+        self.n_frames, self.kind = int(n_frames), weights
+        self.total: np.ndarray | None = None
+        self.weight = np.zeros(self.n_frames)
+
+    def add(self, window_probs: np.ndarray, starts: np.ndarray) -> None:
+        """Add ``(N, length, K)`` predictions of the windows starting at ``starts``."""
+        window_probs = np.asarray(window_probs, dtype=np.float64)
+        starts = np.asarray(starts, dtype=np.int64)
+        if window_probs.ndim != 3 or len(window_probs) != len(starts):
+            raise ValueError(
+                f"Expected window_probs of shape ({len(starts)}, length, K), "
+                f"but got {window_probs.shape}"
+            )
+        if self.total is None:
+            self.total = np.zeros((self.n_frames, window_probs.shape[2]))
+        length = window_probs.shape[1]
+        w = _weights(length, self.kind)
+        for probs, start in zip(window_probs, starts, strict=True):
+            stop = min(start + length, self.n_frames)
+            if stop <= start:
+                continue
+            self.total[start:stop] += w[: stop - start, None] * probs[: stop - start]
+            self.weight[start:stop] += w[: stop - start]
+
+    def result(self) -> np.ndarray:
+        """``(n_frames, K)`` float32 probabilities; ValueError when a frame is uncovered."""
+        if self.total is None:
+            if self.n_frames:
+                raise ValueError("windows leave frame 0 uncovered")
+            return np.zeros((0, 0), np.float32)
+        if self.n_frames and self.weight.min() == 0:
+            raise ValueError(f"windows leave frame {int(np.argmin(self.weight))} uncovered")
+        return (self.total / self.weight[:, None]).astype(np.float32)
+
+
+def stitch(
+    window_probs: np.ndarray, starts: np.ndarray, n_frames: int, weights: str = "hann"
+) -> np.ndarray:
+    """Combine overlapping window predictions into per-frame probabilities in one call.
+
+    ``window_probs`` is ``(N, length, K)``, one window per start; see :class:`Stitcher`
+    for the weights. Returns ``(n_frames, K)`` float32.
+    """
+    stitcher = Stitcher(n_frames, weights)
+    stitcher.add(window_probs, starts)
+    return stitcher.result()
 
 
 def boundary_jump_ratio(probs: np.ndarray, starts: np.ndarray, length: int) -> float:

@@ -116,7 +116,7 @@ def test_file_of_another_backbone_is_stale_refused_by_training_and_re_extracted(
     for vid in reference:
         np.testing.assert_array_equal(got[vid], reference[vid])
     assert statuses(ls_rows(run_cli, cache), "resnet50v2") == ["fresh"] * 3
-    assert [v.embeddings.shape for v in load_dataset(cfg, "resnet50v2")] == [(32, 2048)] * 3
+    assert [v.features.shape for v in load_dataset(cfg, "resnet50v2")] == [(32, 2048)] * 3
 
 
 def test_file_made_at_another_input_size_is_stale_refused_by_training_and_re_extracted(data, tmp_path,

@@ -10,6 +10,9 @@ from mouse_pipeline.annotations import Labels
 from mouse_pipeline.config import load_config
 from mouse_pipeline.dataset import VideoData
 from mouse_pipeline.errors import ConfigError
+from mouse_pipeline.sequences.fit import fit_head
+from mouse_pipeline.sequences.inference import predict_video
+from mouse_pipeline.sequences.loader import WindowSequence, feature_statistics
 from mouse_pipeline.sequences.models import (
     MaskedWeightedBCE,
     build_model,
@@ -19,7 +22,7 @@ from mouse_pipeline.sequences.models import (
     save_model,
     tcn_receptive_field,
 )
-from mouse_pipeline.sequences.training import WindowSequence, fit_head, predict_video, search_trials
+from mouse_pipeline.sequences.search import search_trials
 from mouse_pipeline.sequences.windows import boundary_jump_ratio, window_starts
 
 DIM = 16
@@ -96,13 +99,35 @@ def test_window_sequence_pads_with_masked_targets():
     x = [np.arange(10, dtype=np.float32)[:, None]]
     y = [np.ones((10, 1), np.float32)]
     seq = WindowSequence(x, y, length=8, stride=4, batch_size=8, seed=0, shuffle=False)
+    assert len(seq) == 1 and seq.n_windows == 2  # starts 0 and 4: frames 4..9 and 2 padded
     xb, yb = seq[0]
-    starts = [int(v) for v in xb[:, 0, 0]]
-    assert starts == [0, 4, 8][: len(starts)]
-    last = starts.index(8) if 8 in starts else None
-    if last is not None:
-        assert yb[last, :2, 0].tolist() == [1, 1] and (yb[last, 2:, 0] == -1).all()
-        assert (xb[last, 2:, 0] == 0).all()
+    assert xb.shape == (2, 8, 1) and yb.shape == (2, 8, 1)
+    assert xb[:, 0, 0].tolist() == [0, 4]
+    np.testing.assert_array_equal(xb[1, :6, 0], np.arange(4, 10))
+    assert yb[1, :6, 0].tolist() == [1] * 6 and yb[1, 6:, 0].tolist() == [-1, -1]
+    assert xb[1, 6:, 0].tolist() == [0, 0]
+    assert (yb[0] == 1).all()
+
+
+def test_window_sequence_shuffles_every_epoch_and_covers_every_window():
+    x = [np.arange(40, dtype=np.float32)[:, None], 100 + np.arange(20, dtype=np.float32)[:, None]]
+    y = [np.zeros((40, 1), np.float32), np.zeros((20, 1), np.float32)]
+    seq = WindowSequence(x, y, length=8, stride=4, batch_size=3, seed=0)
+    first = sorted(float(v) for i in range(len(seq)) for v in seq[i][0][:, 0, 0])
+    order = seq.order.copy()
+    seq.on_epoch_end()
+    assert not np.array_equal(order, seq.order)
+    again = sorted(float(v) for i in range(len(seq)) for v in seq[i][0][:, 0, 0])
+    assert first == again == sorted([*range(0, 33, 4), *range(100, 113, 4)])
+
+
+def test_feature_statistics_stream_equals_stacked_numpy_bit_for_bit():
+    rng = np.random.default_rng(4)
+    xs = [rng.normal(3, 2, size=(n, 24)).astype(np.float32) for n in (700, 333, 1000)]
+    mean, std = feature_statistics(xs, chunk=128)
+    stacked = np.concatenate(xs)
+    np.testing.assert_array_equal(mean, stacked.mean(axis=0))
+    np.testing.assert_array_equal(std, stacked.std(axis=0))
 
 
 @pytest.mark.slow
@@ -113,7 +138,7 @@ def test_model_learns_planted_structure_far_above_prevalence(tcfg, kind):
     val = [planted_video(rng, vid="val")]
     test = planted_video(rng, vid="test")
     res = fit_head(kind, tcfg, train, val, [0, 1], seed=3, label=kind, progress=False)
-    probs = predict_video(res.model, test.embeddings, tcfg.window.length, 8)
+    probs = predict_video(res.model, test.features, tcfg.window.length, 8)
     for k in range(2):
         keep = test.labels.matrix[:, k] >= 0
         yk = test.labels.matrix[keep, k]
@@ -133,7 +158,7 @@ def test_fit_is_repeatable_with_a_seed(tcfg):
                              "train.lstm.units=8"]).train
     a = fit_head("lstm", cfg, train, val, [0, 1], seed=7, label="a", progress=False)
     b = fit_head("lstm", cfg, train, val, [0, 1], seed=7, label="b", progress=False)
-    x = val[0].embeddings
+    x = val[0].features
     np.testing.assert_array_equal(predict_video(a.model, x, 32, 8), predict_video(b.model, x, 32, 8))
 
 

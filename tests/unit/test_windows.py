@@ -7,11 +7,13 @@ from hypothesis import strategies as st
 
 from mouse_pipeline.errors import ConfigError
 from mouse_pipeline.sequences.windows import (
+    Stitcher,
     WindowIndex,
     boundary_jump_ratio,
     boundary_jump_summary,
-    make_windows,
-    predict_windows_plan,
+    default_stride,
+    gather_windows,
+    inference_stride,
     stitch,
     window_starts,
 )
@@ -22,7 +24,8 @@ def test_window_starts_examples():
     assert window_starts(8, 4, 4).tolist() == [0, 4]
     assert window_starts(3, 4, 2).tolist() == [0]
     assert window_starts(0, 4, 2).tolist() == []
-    assert predict_windows_plan(20, 8).tolist() == [0, 2, 4, 6, 8, 10, 12]
+    assert window_starts(20, 8, default_stride(8)).tolist() == [0, 2, 4, 6, 8, 10, 12]
+    assert default_stride(3) == 1 and inference_stride(64, None) == 16 and inference_stride(64, 5) == 5
 
 
 @given(n=st.integers(1, 400), length=st.integers(1, 64), data=st.data())
@@ -42,30 +45,42 @@ def test_window_args_checked(length, stride):
         window_starts(10, length, stride)
 
 
-def test_make_windows_values_and_padding():
+def test_gather_windows_values_and_padding():
     x = np.arange(11 * 2, dtype=np.float64).reshape(11, 2)
     y = np.zeros((11, 1), dtype=np.int8)
     y[3] = 1
     y[4] = -1
-    xw, yw = make_windows(x, y, length=4, stride=3)  # starts 0, 3, 6, 9
+    xw, yw = gather_windows(x, [0, 3, 6, 9], 4, labels=y)
     assert xw.shape == (4, 4, 2) and yw.shape == (4, 4, 1)
     assert xw.dtype == np.float32 and yw.dtype == np.float32
     np.testing.assert_array_equal(xw[1], x[3:7])
     np.testing.assert_array_equal(xw[3, :2], x[9:11])
-    np.testing.assert_array_equal(xw[3, 2:], np.repeat(x[10:11], 2, axis=0))  # edge padding
+    assert (xw[3, 2:] == 0).all()  # the one padding policy: zero features ...
     assert yw[1, :, 0].tolist() == [1, -1, 0, 0]
-    assert yw[3, :, 0].tolist() == [0, 0, -1, -1]
-    assert not xw.flags.writeable  # strided view: shared memory, no copy per window
-    xz, _ = make_windows(x, None, length=4, stride=3, pad="zero")
-    assert xz[3, 2:].sum() == 0
+    assert yw[3, :, 0].tolist() == [0, 0, -1, -1]  # ... and -1 targets past the end
+    # a slice of the video beginning at frame `offset` gives the same windows
+    part, _ = gather_windows(x[6:], [6, 9], 4, offset=6)
+    np.testing.assert_array_equal(part, xw[2:])
 
 
-def test_make_windows_empty_video():
-    xw, yw = make_windows(np.zeros((0, 3)), np.zeros((0, 2), dtype=np.int8), 5, 5)
-    assert xw.shape == (0, 5, 3) and yw.shape == (0, 5, 2)
+def test_gather_windows_reads_only_the_frames_asked_for():
+    class Source:  # a frame source that records what is read, like a cache file
+        shape = (40, 3)
+
+        def __init__(self):
+            self.reads = []
+
+        def __getitem__(self, key):
+            self.reads.append((key.start, key.stop))
+            return np.ones((len(range(40)[key]), 3), np.float32)
+
+    src = Source()
+    xb, _ = gather_windows(src, [8, 36], 8)
+    assert src.reads == [(8, 16), (36, 44)]
+    assert xb[1, :4].sum() == 12 and xb[1, 4:].sum() == 0
 
 
-def test_window_index_matches_make_windows():
+def test_window_index_gathers_windows_of_several_videos():
     rng = np.random.default_rng(0)
     xs = {"a": rng.normal(size=(23, 3)), "b": rng.normal(size=(9, 3))}
     ys = {v: rng.integers(-1, 2, size=(len(x), 2)).astype(np.int8) for v, x in xs.items()}
@@ -74,19 +89,31 @@ def test_window_index_matches_make_windows():
     assert index[0] == ("a", 0) and index[4] == ("a", 16) and index[6] == ("b", 4)
     order = np.array([6, 4, 0])
     xb, yb = index.gather(xs, ys, order)
-    xa, ya = make_windows(xs["a"], ys["a"], 8, 4)
-    xb_b, yb_b = make_windows(xs["b"], ys["b"], 8, 4)
+    xa, ya = gather_windows(xs["a"], window_starts(23, 8, 4), 8, labels=ys["a"])
+    xb_b, yb_b = gather_windows(xs["b"], window_starts(9, 8, 4), 8, labels=ys["b"])
     np.testing.assert_array_equal(xb, np.stack([xb_b[1], xa[4], xa[0]]))
     np.testing.assert_array_equal(yb, np.stack([yb_b[1], ya[4], ya[0]]))
+    assert yb[0, 5:].tolist() == [[-1, -1]] * 3  # b's frames 4..8: 5 real, 3 padded
     positional = WindowIndex([23, 9], length=8, stride=4)
     assert positional[5] == (1, 0)
     assert list(positional) == [(0, 0), (0, 4), (0, 8), (0, 12), (0, 16), (1, 0), (1, 4)]
 
 
+def test_stitcher_in_batches_equals_one_call():
+    rng = np.random.default_rng(3)
+    starts = window_starts(70, 16, 4)
+    probs = rng.random((len(starts), 16, 2))
+    whole = stitch(probs, starts, 70)
+    parts = Stitcher(70)
+    for a in range(0, len(starts), 5):
+        parts.add(probs[a:a + 5], starts[a:a + 5])
+    np.testing.assert_array_equal(parts.result(), whole)
+
+
 def test_stitch_recovers_consistent_predictions():
     rng = np.random.default_rng(1)
     truth = rng.random((50, 2))
-    starts = predict_windows_plan(50, 12)
+    starts = window_starts(50, 12, default_stride(12))
     padded = np.concatenate([truth, np.full((12, 2), 9.0)])  # padding values are dropped
     windows = np.stack([padded[s : s + 12] for s in starts])
     for weights in ("hann", "uniform"):
@@ -130,7 +157,7 @@ def test_stitching_removes_window_boundary_jumps():
     naive = stitch(model(naive_starts), naive_starts, n, "uniform")
     assert boundary_jump_ratio(naive, naive_starts, length) > 5
 
-    starts = predict_windows_plan(n, length)  # stride = length // 4
+    starts = window_starts(n, length, default_stride(length))  # stride = length // 4
     assert starts[1] == length // 4
     stitched = stitch(model(starts), starts, n)
     assert boundary_jump_ratio(stitched, starts, length) < 1.5

@@ -214,13 +214,14 @@ def data(tmp_path_factory):
 
 def test_a_fitted_head_travels_from_a_worker_unchanged(data):
     from mouse_pipeline.dataset import load_dataset
-    from mouse_pipeline.sequences.training import _PackedHead, fit_head, predict_video
+    from mouse_pipeline.sequences.fit import PackedHead, fit_head
+    from mouse_pipeline.sequences.inference import predict_video
 
     vids = load_dataset(data, "resnet50v2")
     tcfg = data.replace(**{"train.epochs": 1}).train
     head = fit_head("tcn", tcfg, vids[:2], vids[2:3], [1], seed=5, label="t", progress=False)
-    again = pickle.loads(pickle.dumps(_PackedHead.pack(head))).unpack()
-    x = vids[3].embeddings
+    again = pickle.loads(pickle.dumps(PackedHead.pack(head))).unpack()
+    x = vids[3].features
     np.testing.assert_array_equal(predict_video(again.model, x, 16, 4), predict_video(head.model, x, 16, 4))
     assert (again.outputs, again.history, again.best_epoch, again.val_score) == \
         (head.outputs, head.history, head.best_epoch, head.val_score)
