@@ -151,6 +151,28 @@ def find_pose_file(folder: str | Path, video_id: str) -> Path:
     return found[0]
 
 
+def _columns(path: Path, parts: list[str], coords: list[str], bodypart: str) -> tuple[list[int], int, int]:
+    """Columns of ``bodypart``'s x, y (and likelihood) in a DeepLabCut header; the number of
+    index columns; the number of header cells."""
+    n_index = 1
+    while n_index < len(coords) and coords[n_index].strip() == "":
+        n_index += 1
+    bad = [c for c in coords[n_index:] if c.strip() not in _COORDS]
+    if bad or n_index == len(coords):
+        raise InputError(f"{path}: not a DeepLabCut CSV: the 'coords' row must hold x, y "
+                         f"(and likelihood) per body part, got {coords[n_index:n_index + 6]}")
+    columns = {(parts[j].strip(), coords[j].strip()): j for j in range(n_index, len(coords))
+               if j < len(parts)}
+    if (bodypart, "x") not in columns or (bodypart, "y") not in columns:
+        present = list(dict.fromkeys(p for p, _ in columns))
+        raise InputError(f"{path}: body part {bodypart!r} not found; the file has: "
+                         f"{', '.join(present)}; set data.crop.bodypart")
+    wanted = [columns[(bodypart, "x")], columns[(bodypart, "y")]]
+    if (bodypart, "likelihood") in columns:
+        wanted.append(columns[(bodypart, "likelihood")])
+    return wanted, n_index, len(coords)
+
+
 def _read_csv(path: Path, bodypart: str) -> tuple[np.ndarray, np.ndarray | None]:
     """x, y (T, 2) and likelihood (T,) or None of one body part, NaN where a cell is empty."""
     try:
@@ -168,24 +190,8 @@ def _read_csv(path: Path, bodypart: str) -> tuple[np.ndarray, np.ndarray | None]
     if tuple(first[:3]) != _HEADER:
         raise InputError(f"{path}: not a DeepLabCut CSV: expected the first cells of the first "
                          f"three rows to be 'scorer', 'bodyparts', 'coords', got {first[:3]}")
-    parts, coords = rows[1], rows[2]
-    n_index = 1
-    while n_index < len(coords) and coords[n_index].strip() == "":
-        n_index += 1
-    bad = [c for c in coords[n_index:] if c.strip() not in _COORDS]
-    if bad or n_index == len(coords):
-        raise InputError(f"{path}: not a DeepLabCut CSV: the 'coords' row must hold x, y "
-                         f"(and likelihood) per body part, got {coords[n_index:n_index + 6]}")
-    columns = {(parts[j].strip(), coords[j].strip()): j for j in range(n_index, len(coords))
-               if j < len(parts)}
-    if (bodypart, "x") not in columns or (bodypart, "y") not in columns:
-        present = list(dict.fromkeys(p for p, _ in columns))
-        raise InputError(f"{path}: body part {bodypart!r} not found; the file has: "
-                         f"{', '.join(present)}; set data.crop.bodypart")
-    wanted = [columns[(bodypart, "x")], columns[(bodypart, "y")]]
-    has_likelihood = (bodypart, "likelihood") in columns
-    if has_likelihood:
-        wanted.append(columns[(bodypart, "likelihood")])
+    wanted, n_index, n_cells = _columns(path, rows[1], rows[2], bodypart)
+    has_likelihood = len(wanted) == 3
     body = rows[3:]
     while body and not any(c.strip() for c in body[-1]):
         body.pop()
@@ -197,7 +203,7 @@ def _read_csv(path: Path, bodypart: str) -> tuple[np.ndarray, np.ndarray | None]
         line = i + 4
         if len(row) <= max(wanted):
             raise InputError(f"{path}: row {line} has {len(row)} cells, the header has "
-                             f"{len(coords)}; the file is truncated or malformed")
+                             f"{n_cells}; the file is truncated or malformed")
         index_is_int = index_is_int and bool(_INT.match(row[0]))
         for k, j in enumerate(wanted):
             cell = row[j].strip()
@@ -208,7 +214,7 @@ def _read_csv(path: Path, bodypart: str) -> tuple[np.ndarray, np.ndarray | None]
                 values[i, k] = float(cell)
             except ValueError:
                 raise InputError(f"{path}: row {line}: {cell!r} in column {bodypart}/"
-                                 f"{coords[j].strip()} is not a number") from None
+                                 f"{'xy'[k] if k < 2 else 'likelihood'} is not a number") from None
     if index_is_int:
         frames = np.array([int(r[0]) for r in body])
         wrong = np.flatnonzero(frames != np.arange(len(body)))

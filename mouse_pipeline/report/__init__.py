@@ -1,8 +1,8 @@
 """The evaluation a scientist reads: metrics tables, figures, report.html and report.md.
 
-:func:`write_report` reads only a run folder (layout in :mod:`mouse_pipeline.sequences.training`)
-and the label files its config names. Every number is computed on out-of-fold *test*
-frames (``probs.h5`` ``test/<video>``), frames not annotated (``-1``) left out; thresholds,
+:func:`write_report` reads only a run folder (through :mod:`mouse_pipeline.runs`, which owns
+its layout) and the label files its config names. Every number is computed on out-of-fold
+*test* frames (each fold's test probabilities), frames not annotated (``-1``) left out; thresholds,
 early stopping and post-processing come from each fold's validation videos.
 
 Models of a run are the ``<backbone>/<model>`` folders holding ``fold_<i>`` folders
