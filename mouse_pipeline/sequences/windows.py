@@ -14,7 +14,7 @@ At inference windows overlap (stride :func:`default_stride`, ``length // 4``, un
 ``train.window.inference_stride`` says otherwise) and a :class:`Stitcher` averages the
 per-window predictions of each frame with a taper weight that is near zero at a
 window's edges, where a model has the least context. A frame's prediction then no longer
-depends on where a window happened to start; :func:`boundary_jump_ratio` measures how
+depends on where a window happened to start; :func:`boundary_jump_summary` measures how
 much it still does.
 
 Pure numpy: this module imports no TensorFlow.
@@ -253,45 +253,6 @@ class Stitcher:
         return (self.total / self.weight[:, None]).astype(np.float32)
 
 
-def stitch(
-    window_probs: np.ndarray, starts: np.ndarray, n_frames: int, weights: str = "hann"
-) -> np.ndarray:
-    """Combine overlapping window predictions into per-frame probabilities in one call.
-
-    ``window_probs`` is ``(N, length, K)``, one window per start; see :class:`Stitcher`
-    for the weights. Returns ``(n_frames, K)`` float32.
-    """
-    stitcher = Stitcher(n_frames, weights)
-    stitcher.add(window_probs, starts)
-    return stitcher.result()
-
-
-def boundary_jump_ratio(probs: np.ndarray, starts: np.ndarray, length: int) -> float:
-    """How much predictions jump at window edges compared with elsewhere.
-
-    With ``d[t] = |p[t+1] - p[t]|`` (averaged over behaviours), the ratio is the mean of
-    ``d[t]`` over boundary steps, those where ``t+1`` is a window start or the first frame
-    after a window (``start + length``), divided by the mean over all other steps. About 1
-    means predictions ignore where windows start; the thesis fork's predictions give ~19.
-
-    Parameters
-    ----------
-    probs
-        ``(T,)`` or ``(T, K)`` per-frame probabilities.
-    starts
-        Starts of the windows that produced them.
-    length
-        Window length.
-
-    Returns
-    -------
-    float
-        The ratio; ``nan`` when there are no boundary steps or no other steps, or both
-        means are 0, and ``inf`` when only the other mean is 0.
-    """
-    return _jump_ratio([_jump_sums(probs, starts, length)])
-
-
 def _jump_sums(probs: np.ndarray, starts: np.ndarray, length: int) -> tuple[float, int, float, int]:
     """Sum and count of the frame-to-frame changes at window edges, and elsewhere."""
     p = np.asarray(probs, dtype=np.float64)
@@ -316,7 +277,15 @@ def _jump_ratio(sums: Sequence[tuple[float, int, float, int]]) -> float:
 
 
 def boundary_jump_summary(videos: Sequence[tuple[np.ndarray, int, int]]) -> dict[str, float]:
-    """:func:`boundary_jump_ratio` pooled over videos, with the range chance gives.
+    """How much predictions jump at window edges compared with elsewhere, pooled over videos,
+    with the range chance gives.
+
+    With ``d[t] = |p[t+1] - p[t]|`` (averaged over behaviours), the ratio is the mean of
+    ``d[t]`` over boundary steps, those where ``t+1`` is a window start or the first frame
+    after a window (``start + length``), divided by the mean over all other steps. About 1
+    means predictions ignore where windows start; the thesis fork's predictions give ~19.
+    It is ``nan`` when there are no boundary steps or no other steps, or both means are 0,
+    and ``inf`` when only the other mean is 0.
 
     One video's ratio is noisy: a few real behaviour changes that happen to fall on window
     edges move it a lot (0.5-2 is common for predictions with no edge effect at all). So

@@ -23,7 +23,7 @@ from mouse_pipeline.sequences.models import (
     tcn_receptive_field,
 )
 from mouse_pipeline.sequences.search import search_trials
-from mouse_pipeline.sequences.windows import boundary_jump_ratio, window_starts
+from mouse_pipeline.sequences.windows import boundary_jump_summary
 
 DIM = 16
 
@@ -146,8 +146,7 @@ def test_model_learns_planted_structure_far_above_prevalence(tcfg, kind):
         prevalence = yk.mean()
         assert ap > max(0.6, 2.5 * prevalence), (kind, k, ap, prevalence)
     # stitched predictions do not jump where windows start
-    starts = window_starts(test.n_frames, tcfg.window.length, 8)
-    assert boundary_jump_ratio(probs, starts, tcfg.window.length) <= 1.5
+    assert boundary_jump_summary([(probs, tcfg.window.length, 8)])["ratio"] <= 1.5
 
 
 def test_fit_is_repeatable_with_a_seed(tcfg):
