@@ -314,7 +314,7 @@ class RunFolder:
         folder = self.path / name / unit_name(fold.index)
         meta = read_meta(folder)
         if sorted(meta.get("test", [])) != sorted(fold.test):
-            raise RunError(f"{folder}: trained with test videos {meta.get('test')} but {FOLDS_FILE} "
+            raise RunError(f"{folder / FOLD_FILE}: trained with test videos {meta.get('test')} but {FOLDS_FILE} "
                            f"says {list(fold.test)}; the run folder mixes two runs")
         probs = read_probs(folder, fold, behaviors)
         return FoldResult(fold, probs["test"], probs["val"], read_post(folder, behaviors),
