@@ -122,7 +122,7 @@ class TrainConfig:
     heads: Literal["joint", "per_behavior"] = "joint"
     seed: int = 0
     workers: int = _f(1, min=1, max=256)
-    memory_gb: float = _f(8.0, min=0.01, max=1e6)
+    memory_gb: float = _f(8.0, min=0.0, max=1e6)
     epochs: int = _f(30, min=1)
     patience: int = _f(5, min=1)
     batch_size: int = _f(16, min=1)

@@ -146,7 +146,7 @@ def load_into_memory(videos: Sequence[VideoData], budget_gb: float) -> list[Vide
     """
     need = sum(v.n_frames * v.dim * 4 for v in videos)
     if need > budget_gb * 1e9:
-        log.info("embeddings (%.2f GB) exceed train.memory_gb (%.2f): windows are read from the "
+        log.info("embeddings (%.3g GB) exceed train.memory_gb (%g): windows are read from the "
                  "cache as needed", need / 1e9, budget_gb)
         return list(videos)
     return [v if isinstance(v.features, np.ndarray) else replace(v, features=v.features.load())

@@ -23,6 +23,7 @@ from mouse_pipeline.annotations import Labels, write_labels_csv
 from mouse_pipeline.config import Config
 from mouse_pipeline.errors import InputError, RunError
 from mouse_pipeline.features.store import CacheWriter, cache_path, expected_attrs
+from mouse_pipeline.runs import HISTORY_FILE, NORMALIZATION_FILE, POSTPROCESS_FILE, PROBS_FILE
 from mouse_pipeline.sequences.workers import WorkerPool
 from mouse_pipeline.video import video_fingerprint
 
@@ -188,20 +189,23 @@ def outputs(run: Path) -> dict:
     out = {}
     for folder in sorted(run.glob("resnet50v2/*/*")):
         key = f"{folder.parent.name}/{folder.name}"
-        with h5py.File(folder / "probs.h5") as f:
+        with h5py.File(folder / PROBS_FILE) as f:
             for split in f:
                 for vid in f[split]:
                     out[f"{key}/{split}/{vid}"] = f[split][vid][()]
-        history = json.loads((folder / "history.json").read_text())
+        history = json.loads((folder / HISTORY_FILE).read_text())
         out[f"{key}/history"] = history
-        out[f"{key}/postprocess"] = json.loads((folder / "postprocess.json").read_text())
+        out[f"{key}/postprocess"] = json.loads((folder / POSTPROCESS_FILE).read_text())
+        out[f"{key}/normalization"] = dict(np.load(folder / NORMALIZATION_FILE))
     return out
 
 
 def assert_same(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
     for key in a:
-        if isinstance(a[key], np.ndarray):
+        if isinstance(a[key], dict) and all(isinstance(v, np.ndarray) for v in a[key].values()):
+            assert_same(a[key], b[key])
+        elif isinstance(a[key], np.ndarray):
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)
         else:
             assert a[key] == b[key], key
@@ -228,24 +232,44 @@ def test_a_fitted_head_travels_from_a_worker_unchanged(data):
     np.testing.assert_array_equal(again.std, head.std)
 
 
+@pytest.fixture(scope="module")
+def sequential(data, tmp_path_factory):
+    """A run trained in this process, embeddings in memory (they fit train.memory_gb)."""
+    from mouse_pipeline.sequences.training import train
+
+    return train(data, run_dir=tmp_path_factory.mktemp("sequential") / "run", progress=False)
+
+
 @pytest.mark.slow
-def test_two_workers_give_the_sequential_run_and_resume_it(data, tmp_path, caplog):
+def test_windows_read_from_the_cache_give_the_in_memory_run(data, sequential, tmp_path, caplog):
+    """With train.memory_gb below the embeddings' size every window is read from the cache
+    files as needed: the same probabilities, statistics, trials and thresholds bit for bit."""
+    from mouse_pipeline.sequences.training import train
+
+    caplog.set_level(logging.INFO, logger="mouse_pipeline")
+    streamed = train(data.replace(**{"train.memory_gb": 0}), run_dir=tmp_path / "streamed", progress=False)
+    assert "exceed train.memory_gb (0): windows are read from the cache as needed" in caplog.text
+    assert_same(outputs(sequential), outputs(streamed))
+
+
+@pytest.mark.slow
+def test_two_workers_give_the_sequential_run_and_resume_it(data, sequential, tmp_path, caplog):
     """A sequential run, then a copy of it with folds missing or half-written finished by
     two workers: the folds they train equal the sequential ones bit for bit."""
     from mouse_pipeline.sequences.training import train
 
-    reference = train(data, run_dir=tmp_path / "sequential", progress=False)
+    reference = sequential
     ref = outputs(reference)
     assert len([k for k in ref if k.endswith("/history")]) == 4  # 2 models x 2 folds
 
     run = tmp_path / "parallel"
     shutil.copytree(reference, run)
-    kept = run / "resnet50v2" / "lstm" / "fold_0" / "probs.h5"
+    kept = run / "resnet50v2" / "lstm" / "fold_0" / PROBS_FILE
     before = kept.stat().st_mtime_ns
     for gone in ("lstm/fold_1", "tcn/fold_0"):
         shutil.rmtree(run / "resnet50v2" / gone)
     (run / "resnet50v2" / "tcn" / "fold_0.partial").mkdir()  # a fold killed half-written
-    (run / "resnet50v2" / "tcn" / "fold_0.partial" / "probs.h5").write_bytes(b"half")
+    (run / "resnet50v2" / "tcn" / "fold_0.partial" / PROBS_FILE).write_bytes(b"half")
 
     caplog.set_level(logging.INFO, logger="mouse_pipeline")
     train(data.replace(**{"train.workers": 2}), run_dir=run)  # another worker count: still resumes
