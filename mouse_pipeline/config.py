@@ -23,6 +23,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 import yaml
 
 from .errors import ConfigError
+from .fileio import write_text
 
 # --------------------------------------------------------------------------- schema
 
@@ -410,7 +411,4 @@ def _to_plain(obj: Any) -> Any:
 
 def dump_config(cfg: Config, path: str | Path) -> None:
     """Write the resolved config as YAML (``runs/<name>/config.yaml``)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
-    tmp.replace(path)  # atomic: a killed process never leaves half a config
+    write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))  # a killed run leaves no half config
