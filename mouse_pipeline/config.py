@@ -389,13 +389,18 @@ def _convert(tp: Any, value: Any, key: str, source: str, meta: Any = None) -> An
         return value
     else:  # pragma: no cover - schema uses only the types above
         raise TypeError(f"unsupported config type {tp}")
+    if out != out:  # NaN
+        raise bad()
+    return _check_range(tp, out, value, key, source, meta)
+
+
+def _check_range(tp: Any, out: int | float, value: Any, key: str, source: str, meta: Any) -> int | float:
+    """``out`` (``value`` converted) when within the field's ``min``/``max`` (inclusive)."""
     lo = meta.get("min") if meta else None
     hi = meta.get("max") if meta else None
     if (lo is not None and out < lo) or (hi is not None and out > hi):
         rng = f">= {lo}" if hi is None else f"between {lo} and {hi}"
         raise ConfigError(f"{source}: key '{key}': value out of range: expected {_describe(tp)} {rng}, got {value!r}")
-    if out != out:  # NaN
-        raise bad()
     return out
 
 
