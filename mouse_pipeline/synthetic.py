@@ -52,12 +52,12 @@ Files
 (DeepLabCut analysis layout; body parts ``snout``, ``midbody``, ``tailbase``; about
 2 % of points per part are wrong detections with likelihood below 0.5).
 Video ``i`` depends only on ``(seed, i)``; label and pose files are byte-identical
-for a seed, and the decoded frames identical.
+for a seed, and the decoded frames identical. Every file is written under a temporary
+name and renamed into place (:mod:`mouse_pipeline.fileio`).
 """
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 from dataclasses import dataclass
@@ -66,7 +66,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .annotations import Labels, write_labels_csv
 from .errors import PipelineError
+from .fileio import atomic_path
 from .pose import write_dlc_csv
 
 log = logging.getLogger(__name__)
@@ -101,11 +103,11 @@ class _Planner:
     """Semi-Markov behaviour sequence and the animal's per-frame posture."""
 
     def __init__(self, rng: np.random.Generator, scene: _Scene, fps: float, n: int,
-                 detail: np.random.Generator | None = None):
+                 detail: np.random.Generator):
         self.rng, self.s, self.fps, self.n = rng, scene, fps, n
         # the grooming sequence (face washing / body licking) draws from its own stream, so
         # which behaviour happens when depends on ``rng`` alone
-        self.detail = rng if detail is None else detail
+        self.detail = detail
         self.states: list[str] = []
         self.rows: list[tuple[float, ...]] = []
         self.counts = dict.fromkeys(_TARGET, 0)
@@ -400,19 +402,20 @@ def _make_video(path: Path, n_frames: int, size: int, fps: float, margin: int,
     bg = _background(look_rng, size, margin, wall)
     states, rows = _Planner(plan_rng, scene, fps, n_frames, detail_rng).run()
     parts = np.empty((n_frames, 3, 2))
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size, size))
-    if not writer.isOpened():
-        raise PipelineError(f"{path}: OpenCV cannot write an mp4v video here; check the "
-                            "folder is writable")
-    try:
-        for t in range(n_frames):
-            img = bg.copy()
-            parts[t] = _draw(img, rows[t], scene, states[t] == "wall_rear")
-            noisy = img * np.float32(1 + 0.01 * noise_rng.standard_normal())
-            noisy += noise_rng.normal(0, 3.0, (size, size, 1)).astype(np.float32)
-            writer.write(np.clip(noisy, 0, 255).astype(np.uint8))
-    finally:
-        writer.release()
+    with atomic_path(path) as tmp:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size, size))
+        if not writer.isOpened():
+            raise PipelineError(f"{path}: OpenCV cannot write an mp4v video here; check the "
+                                "folder is writable")
+        try:
+            for t in range(n_frames):
+                img = bg.copy()
+                parts[t] = _draw(img, rows[t], scene, states[t] == "wall_rear")
+                noisy = img * np.float32(1 + 0.01 * noise_rng.standard_normal())
+                noisy += noise_rng.normal(0, 3.0, (size, size, 1)).astype(np.float32)
+                writer.write(np.clip(noisy, 0, 255).astype(np.uint8))
+        finally:
+            writer.release()
     labels = np.zeros((n_frames, len(BEHAVIORS)), np.int8)
     for t, st in enumerate(states):
         if st in _LABEL:
@@ -421,8 +424,7 @@ def _make_video(path: Path, n_frames: int, size: int, fps: float, margin: int,
 
 
 def generate_dataset(out: str | Path, n_videos: int = 6, n_frames: int = 600, size: int = 128,
-                     fps: float = 10.0, seed: int = 0, arena_margin: int | None = None,
-                     prefix: str = "mouse") -> list[str]:
+                     fps: float = 10.0, seed: int = 0, prefix: str = "mouse") -> list[str]:
     """Write ``videos/<id>.mp4``, ``labels/<id>.csv`` and ``pose/<id>.csv`` for each video.
 
     Parameters
@@ -440,9 +442,6 @@ def generate_dataset(out: str | Path, n_videos: int = 6, n_frames: int = 600, si
         Frame rate; bout lengths and movements are defined in seconds.
     seed
         The same seed gives the same labels, pose and frames.
-    arena_margin
-        Pixels of dark border between the frame edge and the arena wall; default 2 % of
-        ``size``.
     prefix
         Video ids are ``<prefix>_000``, ``<prefix>_001``, ...
 
@@ -457,9 +456,7 @@ def generate_dataset(out: str | Path, n_videos: int = 6, n_frames: int = 600, si
     if size % 2:
         log.warning("frame size %d is odd; mp4v needs even sides, using %d", size, size - 1)
         size -= 1
-    margin = round(0.02 * size) if arena_margin is None else int(arena_margin)
-    if not 0 <= margin <= size // 6:
-        raise ValueError(f"arena_margin must be within [0, {size // 6}] for size {size}, got {margin}")
+    margin = round(0.02 * size)  # dark border between the frame edge and the arena wall
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise PipelineError(f"{out}: exists and is not a folder; choose another output folder")
@@ -470,11 +467,9 @@ def generate_dataset(out: str | Path, n_videos: int = 6, n_frames: int = 600, si
         vid = f"{prefix}_{i:03d}"
         labels, pose = _make_video(out / "videos" / f"{vid}.mp4", n_frames, size, fps, margin,
                                    np.random.SeedSequence([seed % 2**63, i]))
-        with open(out / "labels" / f"{vid}.csv", "w", newline="") as fh:
-            w = csv.writer(fh, lineterminator="\n")
-            w.writerow(BEHAVIORS)
-            w.writerows(labels.tolist())
-        write_dlc_csv(out / "pose" / f"{vid}.csv", pose)
+        write_labels_csv(out / "labels" / f"{vid}.csv", Labels(BEHAVIORS, labels))
+        with atomic_path(out / "pose" / f"{vid}.csv") as tmp:
+            write_dlc_csv(tmp, pose)
         log.info("%s: %d frames, %s", vid, n_frames,
                  ", ".join(f"{b} {labels[:, j].mean():.0%}" for j, b in enumerate(BEHAVIORS)))
         ids.append(vid)
