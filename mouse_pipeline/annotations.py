@@ -53,6 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from mouse_pipeline.errors import ConfigError, InputError
+from mouse_pipeline.fileio import atomic_open
 
 logger = logging.getLogger(__name__)
 
@@ -195,9 +196,8 @@ def check_length(labels: Labels, n_frames: int, max_mismatch: int, video_id: str
 
 
 def write_labels_csv(path: str | Path, labels: Labels) -> None:
-    """Write labels in the thesis layout (header of behaviour names, one row per frame)."""
-    path = Path(path)
-    with path.open("w", newline="", encoding="utf-8") as f:
+    """Write labels atomically in the thesis layout (header of behaviours, one row per frame)."""
+    with atomic_open(path, "w", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(labels.behaviors)
         writer.writerows(labels.matrix.tolist())

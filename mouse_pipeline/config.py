@@ -23,6 +23,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 import yaml
 
 from .errors import ConfigError
+from .fileio import write_text
 
 # --------------------------------------------------------------------------- schema
 
@@ -389,13 +390,18 @@ def _convert(tp: Any, value: Any, key: str, source: str, meta: Any = None) -> An
         return value
     else:  # pragma: no cover - schema uses only the types above
         raise TypeError(f"unsupported config type {tp}")
+    if out != out:  # NaN
+        raise bad()
+    return _check_range(tp, out, value, key, source, meta)
+
+
+def _check_range(tp: Any, out: int | float, value: Any, key: str, source: str, meta: Any) -> int | float:
+    """``out`` (``value`` converted) when within the field's ``min``/``max`` (inclusive)."""
     lo = meta.get("min") if meta else None
     hi = meta.get("max") if meta else None
     if (lo is not None and out < lo) or (hi is not None and out > hi):
         rng = f">= {lo}" if hi is None else f"between {lo} and {hi}"
         raise ConfigError(f"{source}: key '{key}': value out of range: expected {_describe(tp)} {rng}, got {value!r}")
-    if out != out:  # NaN
-        raise bad()
     return out
 
 
@@ -411,7 +417,4 @@ def _to_plain(obj: Any) -> Any:
 
 def dump_config(cfg: Config, path: str | Path) -> None:
     """Write the resolved config as YAML (``runs/<name>/config.yaml``)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
-    tmp.replace(path)  # atomic: a killed process never leaves half a config
+    write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))  # a killed run leaves no half config

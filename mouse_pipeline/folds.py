@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ import numpy as np
 
 from mouse_pipeline.annotations import Labels
 from mouse_pipeline.errors import ConfigError, InputError, RunError
+from mouse_pipeline.fileio import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -234,12 +234,8 @@ def check_positives(folds: Sequence[Fold], labels_by_video: Mapping[str, Labels]
 
 
 def save_folds(path: str | Path, folds: Sequence[Fold]) -> None:
-    """Write ``folds.json`` (written to a temporary name, then renamed into place)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    payload = {"version": _FOLDS_VERSION, "folds": [fold.to_dict() for fold in folds]}
-    tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    """Write ``folds.json`` atomically (:func:`~mouse_pipeline.fileio.write_json`)."""
+    write_json(path, {"version": _FOLDS_VERSION, "folds": [fold.to_dict() for fold in folds]})
 
 
 def load_folds(path: str | Path) -> list[Fold]:

@@ -18,6 +18,7 @@ import numpy as np
 
 from .annotations import read_labels
 from .errors import InputError
+from .fileio import atomic_open
 from .metrics import binary_metrics, bout_metrics
 
 log = logging.getLogger(__name__)
@@ -117,19 +118,17 @@ def score_files(labels: Path, predictions: Path, columns: str | None = None,
 
 
 def write_rows_csv(path: Path, rows: list[dict], fieldnames: list[str] | None = None) -> None:
-    """Rows of dicts as a CSV that pandas reads (written beside, then renamed).
+    """Rows of dicts as a CSV that pandas reads, written atomically (CRLF line ends).
 
     ``fieldnames`` fixes the header (needed when ``rows`` may be empty).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     keys = fieldnames or list(dict.fromkeys(k for r in rows for k in r))
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with atomic_open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=keys)
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(path)
 
 
 def format_table(rows: list[dict], columns: tuple[str, ...] = TABLE_COLUMNS) -> str:

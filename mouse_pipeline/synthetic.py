@@ -52,12 +52,12 @@ Files
 (DeepLabCut analysis layout; body parts ``snout``, ``midbody``, ``tailbase``; about
 2 % of points per part are wrong detections with likelihood below 0.5).
 Video ``i`` depends only on ``(seed, i)``; label and pose files are byte-identical
-for a seed, and the decoded frames identical.
+for a seed, and the decoded frames identical. Every file is written under a temporary
+name and renamed into place (:mod:`mouse_pipeline.fileio`).
 """
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 from dataclasses import dataclass
@@ -66,8 +66,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .annotations import Labels, write_labels_csv
 from .errors import PipelineError
+from .fileio import atomic_path
 from .pose import write_dlc_csv
+from .synthetic_draw import background, draw_animal
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +82,6 @@ _BOUT_S = {"rest": (2.5, 0.6, 0.8, 10.0), "groom": (7.0, 0.55, 2.5, 25.0),
 _TARGET = {"groom": 0.12, "mid_rear": 0.10, "wall_rear": 0.12}
 _WEIGHT = {"explore": 1.0, "rest": 0.5, "groom": 0.06, "mid_rear": 0.15, "wall_rear": 0.6}
 _GAIN = 8.0  # how strongly choices lean towards behaviours below their target share
-_PINK = np.array([165.0, 160.0, 215.0])  # BGR
-_SHIFT = 4  # sub-pixel bits for cv2 drawing
 
 
 @dataclass(frozen=True)
@@ -101,11 +102,11 @@ class _Planner:
     """Semi-Markov behaviour sequence and the animal's per-frame posture."""
 
     def __init__(self, rng: np.random.Generator, scene: _Scene, fps: float, n: int,
-                 detail: np.random.Generator | None = None):
+                 detail: np.random.Generator):
         self.rng, self.s, self.fps, self.n = rng, scene, fps, n
         # the grooming sequence (face washing / body licking) draws from its own stream, so
         # which behaviour happens when depends on ``rng`` alone
-        self.detail = rng if detail is None else detail
+        self.detail = detail
         self.states: list[str] = []
         self.rows: list[tuple[float, ...]] = []
         self.counts = dict.fromkeys(_TARGET, 0)
@@ -266,101 +267,6 @@ class _Planner:
         self._rear("wall_rear", ((d0 - d1) * math.cos(face), (d0 - d1) * math.sin(face)))
 
 
-def _background(rng: np.random.Generator, size: int, margin: int, wall: int) -> np.ndarray:
-    """Arena image (uint8 BGR): dark border, textured wall band, bright textured floor."""
-    def blotches(cells: int, amp: float) -> np.ndarray:
-        small = rng.standard_normal((cells, cells)).astype(np.float32)
-        return amp * cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC)
-
-    floor = rng.uniform(165, 215) + blotches(10, 9) + rng.normal(0, 4, (size, size))
-    specks = rng.random((size, size)) < 0.015
-    floor[specks] -= rng.uniform(20, 45, int(specks.sum()))
-    wall_v = rng.uniform(55, 95) + blotches(24, 6)
-    img = np.empty((size, size, 3), np.float32)
-    tint = np.array([rng.uniform(0.9, 0.98), rng.uniform(0.96, 1.0), 1.0], np.float32)
-    img[:] = (floor * (1 - 0.04 * blotches(6, 1)))[..., None] * tint
-    a, b = margin, size - margin
-    band = np.zeros((size, size), bool)
-    band[a:b, a:b] = True
-    band[a + wall:b - wall, a + wall:b - wall] = False
-    img[band] = wall_v[band][:, None] * np.array([1.0, 1.0, 1.02], np.float32)
-    outside = np.ones((size, size), bool)
-    outside[a:b, a:b] = False
-    img[outside] = rng.uniform(15, 35)
-    return np.clip(img, 0, 255).astype(np.uint8)
-
-
-def _pt(p: np.ndarray) -> tuple[int, int]:
-    return int(round(p[0] * (1 << _SHIFT))), int(round(p[1] * (1 << _SHIFT)))
-
-
-def _circle(img: np.ndarray, p: np.ndarray, r: float, colour: np.ndarray) -> None:
-    cv2.circle(img, _pt(p), max(1, round(r * (1 << _SHIFT))), colour.tolist(), -1, cv2.LINE_AA, _SHIFT)
-
-
-def _ellipse(img: np.ndarray, p: np.ndarray, a: float, b: float, angle: float,
-             colour: np.ndarray) -> None:
-    axes = (max(1, round(a * (1 << _SHIFT))), max(1, round(b * (1 << _SHIFT))))
-    cv2.ellipse(img, _pt(p), axes, math.degrees(angle), 0, 360, colour.tolist(), -1,
-                cv2.LINE_AA, _SHIFT)
-
-
-def _draw(img: np.ndarray, row: np.ndarray, scene: _Scene, wall_rear: bool) -> np.ndarray:
-    """Draw the animal in place; return snout, midbody and tail base (3, 2) in pixels."""
-    x, y, theta, hunch, curl, head_dx, head_yaw, rear, phase, paws, paw_fwd, paw_side = row
-    L, fur = scene.length, scene.fur
-    fore = 1 - 0.5 * rear  # foreshortening of the raised body
-    half = 0.36 * L * hunch * fore
-    s = np.linspace(-1, 1, 13)
-    ang = theta + 0.5 * curl * s
-    mid_ang = 0.5 * (ang[1:] + ang[:-1])
-    steps = half * (s[1] - s[0]) * np.stack([np.cos(mid_ang), np.sin(mid_ang)], 1)
-    spine = np.vstack([np.zeros(2), np.cumsum(steps, 0)])
-    centre = len(s) // 2
-    spine += np.array([x, y]) - spine[centre]
-    normal = np.stack([-np.sin(ang), np.cos(ang)], 1)
-    width = 0.17 * L * (1 + 0.6 * (1 - hunch)) * (1 + 0.18 * rear)
-    r = width * np.sqrt(np.clip(1 - s ** 2, 0, 1)) ** 0.8 * (1 - 0.12 * s)
-    outline = np.vstack([spine + normal * r[:, None], (spine - normal * r[:, None])[::-1]])
-    # tail first, under the body: from the tail base backwards, swaying with the stride
-    k = np.arange(9)
-    tail_ang = ang[0] + math.pi + 0.35 * np.sin(phase - 0.8 * k) * k / 8
-    tail = spine[0] + np.vstack([np.zeros(2), np.cumsum(
-        0.1 * L * np.stack([np.cos(tail_ang[1:]), np.sin(tail_ang[1:])], 1), 0)])
-    tail_col = 0.55 * fur + 0.45 * _PINK
-    cv2.polylines(img, [np.round(tail * (1 << _SHIFT)).astype(np.int32)], False,
-                  tail_col.tolist(), max(1, round(0.045 * L)), cv2.LINE_AA, _SHIFT)
-    body_col = np.minimum(fur + 40 * rear, 255)
-    cv2.fillPoly(img, [np.round(outline * (1 << _SHIFT)).astype(np.int32)], body_col.tolist(),
-                 cv2.LINE_AA, _SHIFT)
-    # head, ears, forepaws
-    hang = ang[-1] + head_yaw
-    hdir = np.array([math.cos(hang), math.sin(hang)])
-    hnorm = np.array([-hdir[1], hdir[0]])
-    tip = np.array([math.cos(ang[-1]), math.sin(ang[-1])])
-    grow = 1 + 0.3 * rear
-    head = spine[-1] + tip * (0.10 * L * fore + head_dx * L)
-    neck = head - spine[-2]  # a thin neck keeps a stretched head attached
-    _ellipse(img, spine[-2] + neck / 2, 0.5 * float(np.hypot(*neck)), 0.05 * L,
-             math.atan2(neck[1], neck[0]), body_col)
-    _ellipse(img, head, 0.15 * L * grow, 0.105 * L * grow, hang, np.minimum(fur + 12 + 65 * rear, 255))
-    ear_col = fur + 18 + rear * (_PINK - fur - 18)
-    for side in (-1, 1):
-        _circle(img, head - hdir * 0.06 * L + side * hnorm * 0.1 * L * grow,
-                0.045 * L * (1 + 0.8 * rear), ear_col)
-    if rear >= 0.5:
-        paw = head + hdir * 0.17 * L if wall_rear else head - hdir * 0.24 * L
-        for side in (-1, 1):
-            _circle(img, paw + side * hnorm * 0.09 * L, 0.045 * L, _PINK)
-    if paws > 0:  # grooming: forepaws over the face, drawn on top of the head
-        col = fur + paws * (_PINK - fur)
-        for side in (-1, 1):
-            _ellipse(img, head + hdir * paw_fwd * L + side * hnorm * paw_side * L,
-                     0.11 * L, 0.07 * L, hang, col)
-    snout = head + hdir * 0.15 * L * grow
-    return np.array([snout, spine[centre], spine[0]])
-
-
 def _pose_table(rng: np.random.Generator, parts: np.ndarray, states: list[str],
                 scene: _Scene) -> dict[str, np.ndarray]:
     """DeepLabCut-like tracks: small noise, likelihood ~0.95, ~2 % wrong low-likelihood points."""
@@ -397,22 +303,23 @@ def _make_video(path: Path, n_frames: int, size: int, fps: float, margin: int,
     fur = np.array([1.0, 1.05, 1.12]) * look_rng.uniform(35, 80)
     scene = _Scene(size, margin + wall, size - margin - wall, length,
                    look_rng.uniform(1.6, 2.4) * length, fur)
-    bg = _background(look_rng, size, margin, wall)
+    bg = background(look_rng, size, margin, wall)
     states, rows = _Planner(plan_rng, scene, fps, n_frames, detail_rng).run()
     parts = np.empty((n_frames, 3, 2))
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size, size))
-    if not writer.isOpened():
-        raise PipelineError(f"{path}: OpenCV cannot write an mp4v video here; check the "
-                            "folder is writable")
-    try:
-        for t in range(n_frames):
-            img = bg.copy()
-            parts[t] = _draw(img, rows[t], scene, states[t] == "wall_rear")
-            noisy = img * np.float32(1 + 0.01 * noise_rng.standard_normal())
-            noisy += noise_rng.normal(0, 3.0, (size, size, 1)).astype(np.float32)
-            writer.write(np.clip(noisy, 0, 255).astype(np.uint8))
-    finally:
-        writer.release()
+    with atomic_path(path) as tmp:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size, size))
+        if not writer.isOpened():
+            raise PipelineError(f"{path}: OpenCV cannot write an mp4v video here; check the "
+                                "folder is writable")
+        try:
+            for t in range(n_frames):
+                img = bg.copy()
+                parts[t] = draw_animal(img, rows[t], scene.length, scene.fur, states[t] == "wall_rear")
+                noisy = img * np.float32(1 + 0.01 * noise_rng.standard_normal())
+                noisy += noise_rng.normal(0, 3.0, (size, size, 1)).astype(np.float32)
+                writer.write(np.clip(noisy, 0, 255).astype(np.uint8))
+        finally:
+            writer.release()
     labels = np.zeros((n_frames, len(BEHAVIORS)), np.int8)
     for t, st in enumerate(states):
         if st in _LABEL:
@@ -421,8 +328,7 @@ def _make_video(path: Path, n_frames: int, size: int, fps: float, margin: int,
 
 
 def generate_dataset(out: str | Path, n_videos: int = 6, n_frames: int = 600, size: int = 128,
-                     fps: float = 10.0, seed: int = 0, arena_margin: int | None = None,
-                     prefix: str = "mouse") -> list[str]:
+                     fps: float = 10.0, seed: int = 0, prefix: str = "mouse") -> list[str]:
     """Write ``videos/<id>.mp4``, ``labels/<id>.csv`` and ``pose/<id>.csv`` for each video.
 
     Parameters
@@ -440,9 +346,6 @@ def generate_dataset(out: str | Path, n_videos: int = 6, n_frames: int = 600, si
         Frame rate; bout lengths and movements are defined in seconds.
     seed
         The same seed gives the same labels, pose and frames.
-    arena_margin
-        Pixels of dark border between the frame edge and the arena wall; default 2 % of
-        ``size``.
     prefix
         Video ids are ``<prefix>_000``, ``<prefix>_001``, ...
 
@@ -457,9 +360,7 @@ def generate_dataset(out: str | Path, n_videos: int = 6, n_frames: int = 600, si
     if size % 2:
         log.warning("frame size %d is odd; mp4v needs even sides, using %d", size, size - 1)
         size -= 1
-    margin = round(0.02 * size) if arena_margin is None else int(arena_margin)
-    if not 0 <= margin <= size // 6:
-        raise ValueError(f"arena_margin must be within [0, {size // 6}] for size {size}, got {margin}")
+    margin = round(0.02 * size)  # dark border between the frame edge and the arena wall
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise PipelineError(f"{out}: exists and is not a folder; choose another output folder")
@@ -470,11 +371,9 @@ def generate_dataset(out: str | Path, n_videos: int = 6, n_frames: int = 600, si
         vid = f"{prefix}_{i:03d}"
         labels, pose = _make_video(out / "videos" / f"{vid}.mp4", n_frames, size, fps, margin,
                                    np.random.SeedSequence([seed % 2**63, i]))
-        with open(out / "labels" / f"{vid}.csv", "w", newline="") as fh:
-            w = csv.writer(fh, lineterminator="\n")
-            w.writerow(BEHAVIORS)
-            w.writerows(labels.tolist())
-        write_dlc_csv(out / "pose" / f"{vid}.csv", pose)
+        write_labels_csv(out / "labels" / f"{vid}.csv", Labels(BEHAVIORS, labels))
+        with atomic_path(out / "pose" / f"{vid}.csv") as tmp:
+            write_dlc_csv(tmp, pose)
         log.info("%s: %d frames, %s", vid, n_frames,
                  ", ".join(f"{b} {labels[:, j].mean():.0%}" for j, b in enumerate(BEHAVIORS)))
         ids.append(vid)
