@@ -324,6 +324,9 @@ class RunFolder:
     def read_final(self, cfg: Config, backbone: str, kind: str) -> FinalModel:
         """The final model of ``backbone/kind`` with its post-processing and window."""
         folder = self.unit(backbone, kind, -1)
+        if folder.is_dir() and not self.is_complete(folder):
+            raise RunError(f"{folder / FOLD_FILE}: missing, so this final model is not complete; "
+                           f"{_retrain(folder)}")
         if not self.is_complete(folder):
             raise RunError(f"{self.path}: no final model for {backbone}/{kind}; train it with "
                            f"`mouse-pipeline train --config {self.config_file} --run {self.path} --final` "

@@ -110,9 +110,6 @@ def test_without_model_the_best_cross_validated_pr_auc_is_used(run_dataset, repo
 
 # -- a damaged run folder -----------------------------------------------------------------
 
-XFAIL = pytest.mark.xfail(strict=True, reason="run folder readers: issue 11")
-
-
 def remove(path):
     path.unlink()
 
@@ -139,38 +136,31 @@ def random_bytes(path):
 FINAL = f"{BACKBONE}/lstm/final"
 FOLD = f"{BACKBONE}/lstm/fold_0"
 
-# Marked cases fail today; what each does now is in its comment.
 PREDICT_CASES = [
     pytest.param("config.yaml", remove, id="config.yaml-missing"),
-    pytest.param("config.yaml", bad_yaml, id="config.yaml-malformed",  # exit 1, yaml ParserError
-                 marks=XFAIL),
-    pytest.param(f"{FINAL}/postprocess.json", truncate, id="postprocess.json-truncated",
-                 marks=XFAIL),  # exit 1, JSONDecodeError without the file's name
+    pytest.param("config.yaml", bad_yaml, id="config.yaml-malformed"),
+    pytest.param(f"{FINAL}/postprocess.json", truncate, id="postprocess.json-truncated"),
     pytest.param(f"{FINAL}/postprocess.json", without_a_behaviour,
-                 id="postprocess.json-lacks-a-behaviour", marks=XFAIL),  # exit 1, KeyError
-    pytest.param(f"{FINAL}/fold.json", remove, id="fold.json-missing",
-                 marks=XFAIL),  # exit 2, "no final model for ..." naming the run, not the file
-    pytest.param(f"{FINAL}/fold.json", truncate, id="fold.json-truncated",
-                 marks=XFAIL),  # exit 1, JSONDecodeError without the file's name
-    pytest.param(f"{FINAL}/model.keras", remove, id="model.keras-missing",
-                 marks=XFAIL),  # exit 2, but names model_grooming.keras (per-behaviour heads)
-    pytest.param(f"{FINAL}/model.keras", random_bytes, id="model.keras-random-bytes",
-                 marks=XFAIL),  # exit 1, Keras's ValueError "File not found"
+                 id="postprocess.json-lacks-a-behaviour"),
+    pytest.param(f"{FINAL}/fold.json", remove, id="fold.json-missing"),
+    pytest.param(f"{FINAL}/fold.json", truncate, id="fold.json-truncated"),
+    pytest.param(f"{FINAL}/model.keras", remove, id="model.keras-missing"),
+    pytest.param(f"{FINAL}/model.keras", random_bytes, id="model.keras-random-bytes"),
 ]
 
 REPORT_CASES = [
     pytest.param("config.yaml", remove, id="config.yaml-missing"),
-    pytest.param("config.yaml", bad_yaml, id="config.yaml-malformed",  # exit 1, yaml ParserError
-                 marks=XFAIL),
+    pytest.param("config.yaml", bad_yaml, id="config.yaml-malformed"),
     pytest.param("folds.json", truncate, id="folds.json-truncated"),
     pytest.param(f"{FOLD}/postprocess.json", truncate, id="postprocess.json-truncated"),
     pytest.param(f"{FOLD}/postprocess.json", without_a_behaviour,
                  id="postprocess.json-lacks-a-behaviour"),
-    pytest.param(f"{FOLD}/fold.json", remove, id="fold.json-missing",
-                 marks=XFAIL),  # exit 0: the report is written without the fold's record
+    pytest.param(f"{FOLD}/fold.json", remove, id="fold.json-missing"),
     pytest.param(f"{FOLD}/fold.json", truncate, id="fold.json-truncated"),
-    pytest.param(f"{FOLD}/probs.h5", truncate, id="probs.h5-truncated",
-                 marks=XFAIL),  # exit 1, h5py OSError "truncated file"
+    pytest.param(f"{FOLD}/probs.h5", truncate, id="probs.h5-truncated"),
+    pytest.param(f"{FOLD}/probs.h5", remove, id="probs.h5-missing"),
+    pytest.param(f"{FOLD}/history.json", truncate, id="history.json-truncated"),
+    pytest.param(f"{FOLD}/timings.json", truncate, id="timings.json-truncated"),
 ]
 
 
