@@ -185,19 +185,23 @@ def choose_postprocess(
 
 
 def choose_postprocess_per_behavior(
+    behaviors: Sequence[str],
     y_true_list: Sequence[np.ndarray],
     prob_list: Sequence[np.ndarray],
     gap_grid: Sequence[int] = DEFAULT_GAP_GRID,
     min_len_grid: Sequence[int] = DEFAULT_MIN_LEN_GRID,
-) -> tuple[PostParams, ...]:
-    """:func:`choose_postprocess` for each column of per-video ``(T_v, K)`` arrays."""
-    k = np.shape(y_true_list[0])[1]
-    return tuple(
-        choose_postprocess(
-            [np.asarray(t)[:, j] for t in y_true_list],
-            [np.asarray(p)[:, j] for p in prob_list],
-            gap_grid,
-            min_len_grid,
-        )
-        for j in range(k)
-    )
+) -> dict[str, dict[str, float | int]]:
+    """:func:`choose_postprocess` for each column of per-video ``(T_v, K)`` arrays.
+
+    Returns
+    -------
+    dict
+        ``behaviour -> {"threshold", "max_gap", "min_len"}`` as plain numbers, the form
+        a run folder records.
+    """
+    out = {}
+    for j, b in enumerate(behaviors):
+        p = choose_postprocess([np.asarray(t)[:, j] for t in y_true_list],
+                               [np.asarray(q)[:, j] for q in prob_list], gap_grid, min_len_grid)
+        out[b] = {"threshold": float(p.threshold), "max_gap": int(p.max_gap), "min_len": int(p.min_len)}
+    return out

@@ -16,7 +16,7 @@ from ..dataset import label_file
 from ..errors import CacheError, RunError
 from ..features.store import cache_path, read_attrs
 from ..folds import Fold
-from ..postprocess import choose_postprocess
+from ..postprocess import choose_postprocess_per_behavior
 from ..runs import FoldResult, RunFolder
 
 log = logging.getLogger(__name__)
@@ -141,12 +141,8 @@ def add_ensemble(data: RunData) -> None:
             return
         test = {v: np.mean([p.test[v] for p in parts], axis=0) for v in fold.test}
         val = {v: np.mean([p.val[v] for p in parts], axis=0) for v in fold.val}
-        post = {}
-        for j, b in enumerate(data.behaviors):
-            params = choose_postprocess([data.labels[v].matrix[:, j] for v in fold.val],
-                                        [val[v][:, j] for v in fold.val], *grids)
-            post[b] = {"threshold": float(params.threshold), "max_gap": int(params.max_gap),
-                       "min_len": int(params.min_len)}
+        post = choose_postprocess_per_behavior(data.behaviors, [data.labels[v].matrix for v in fold.val],
+                                               [val[v] for v in fold.val], *grids)
         windows = {(p.meta.get("window"), p.meta.get("inference_stride")) for p in parts}
         meta = dict(zip(("window", "inference_stride"), windows.pop(), strict=True)) if len(windows) == 1 else {}
         results.append(FoldResult(fold, test, val, post, meta=meta))

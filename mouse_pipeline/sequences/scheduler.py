@@ -30,7 +30,7 @@ from .. import devices
 from ..config import Config, TrainConfig
 from ..dataset import VideoData, load_dataset, load_into_memory
 from ..folds import Fold
-from ..postprocess import choose_postprocess
+from ..postprocess import choose_postprocess_per_behavior
 from ..runs import RunFolder
 from .fit import FitResult, PackedHead, fit_trial, format_seconds
 from .inference import predict_heads
@@ -248,13 +248,9 @@ def write_unit(cfg: Config, run: RunFolder, unit: Unit, heads: list[FitResult], 
                              len(behaviors))
 
     val_probs = {v: predict(v) for v in fold.val}
-    post = {}
-    for j, b in enumerate(behaviors):
-        choice = choose_postprocess([by_id[v].labels.matrix[:, j] for v in fold.val],
-                                    [val_probs[v][:, j] for v in fold.val],
-                                    list(cfg.postprocess.max_gap), list(cfg.postprocess.min_len))
-        post[b] = {"threshold": float(choice.threshold), "max_gap": int(choice.max_gap),
-                   "min_len": int(choice.min_len)}
+    post = choose_postprocess_per_behavior(behaviors, [by_id[v].labels.matrix for v in fold.val],
+                                           [val_probs[v] for v in fold.val],
+                                           list(cfg.postprocess.max_gap), list(cfg.postprocess.min_len))
     t0 = time.perf_counter()
     test_probs = {v: predict(v) for v in fold.test}
     infer_s = time.perf_counter() - t0

@@ -108,5 +108,9 @@ def test_choose_postprocess_no_positives_falls_back():
 def test_choose_per_behavior():
     y = np.stack([np.r_[np.zeros(5), np.ones(5)], np.r_[np.ones(5), np.zeros(5)]], axis=1)
     p = y * 0.8 + 0.1
-    params = choose_postprocess_per_behavior([y], [p], (0,), (1,))
-    assert len(params) == 2 and all(0.1 < q.threshold < 0.9 for q in params)
+    params = choose_postprocess_per_behavior(("a", "b"), [y], [p], (0,), (1,))
+    assert list(params) == ["a", "b"]
+    for j, b in enumerate(("a", "b")):  # each column chosen on its own, as plain numbers
+        alone = choose_postprocess([y[:, j]], [p[:, j]], (0,), (1,))
+        assert params[b] == {"threshold": alone.threshold, "max_gap": 0, "min_len": 1}
+        assert 0.1 < params[b]["threshold"] < 0.9 and type(params[b]["max_gap"]) is int
