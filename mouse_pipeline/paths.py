@@ -28,20 +28,41 @@ lies under a file, or is a symbolic link to nothing; a folder it reads
 (``data.labels``, ``data.crop.pose``) that is a file. A folder that does not exist yet is
 not a problem here (the stage that needs it says so).
 
+Projects
+--------
+:func:`init_project` starts a project folder: ``config.yaml`` (the packaged, commented
+default config, :func:`default_config_text`, with its paths set to the folders beside
+it) and the folders ``videos/``, ``labels/``, ``pose/``, ``cache/`` and ``runs/``.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
+from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from .errors import ConfigError
+from .fileio import write_text
 
 PATH_KEYS = ("data.videos", "data.labels", "data.crop.pose", "extract.cache", "train.run",
              "extract.weights")
 NAMED_WEIGHTS = ("imagenet", "random")  # extract.weights values that are not files
 CREATED_FOLDERS = {"extract.cache": "the cache folder (created if missing)",
                    "train.run": "the run folder (created if missing)"}
+PROJECT_FOLDERS = ("videos", "labels", "pose", "cache", "runs")
+PROJECT_CONFIG = "config.yaml"
+#: Lines of the default config that init_project changes: the paths of a new project.
+_PROJECT_LINES = (("  videos: data/videos\n", "  videos: videos\n"),
+                  ("  labels: data/labels\n", "  labels: labels\n"),
+                  ("    pose: null\n", "    pose: pose\n"))
+_PROJECT_HEADER = """\
+# A mouse-pipeline project, started by `mouse-pipeline init`. Paths below are relative to
+# this file's folder: videos/ (your videos), labels/ (one label file per video,
+# <video>.csv), pose/ (DeepLabCut outputs, used with data.crop.mode: pose), cache/
+# (embeddings) and runs/ (trained runs).
+"""
 READ_FOLDERS = {"data.labels": "the folder of label files (one <video>.csv per video)",
                 "data.crop.pose": "the folder of DeepLabCut files (one per video)"}
 
@@ -131,3 +152,56 @@ def _folder_problem(path: str, create: bool) -> tuple[str, str]:
         return f"{path} is under {here}, which is a file, not a folder", ""
     return "", ""
 
+
+def default_config_text() -> str:
+    """The packaged default config (``mouse_pipeline/configs/default.yaml``): every key,
+    its default and a comment."""
+    return resources.files("mouse_pipeline").joinpath("configs", "default.yaml").read_text(encoding="utf-8")
+
+
+def project_config_text() -> str:
+    """The default config with a new project's paths (``videos``, ``labels``, ``pose``)."""
+    text = default_config_text()
+    for old, new in _PROJECT_LINES:
+        if text.count(old) != 1:  # pragma: no cover - the packaged file changed; a test catches it
+            raise RuntimeError(f"the packaged default config has not exactly one {old.strip()!r} line")
+        text = text.replace(old, new)
+    return _PROJECT_HEADER + text
+
+
+def init_project(folder: str | Path, force: bool = False) -> Path:
+    """Write ``folder/config.yaml`` and create the project's folders; return the config's path.
+
+    Parameters
+    ----------
+    folder
+        The project folder (created if missing).
+    force
+        Replace an existing ``config.yaml`` (the folders and their files are kept).
+
+    Raises
+    ------
+    ConfigError
+        ``config.yaml`` exists (without ``force``), or a folder cannot be made where needed;
+        nothing is written then.
+    """
+    folder = Path(folder)
+    target = folder / PROJECT_CONFIG
+    for path in (folder, *(folder / name for name in PROJECT_FOLDERS)):
+        problem, _ = _folder_problem(str(path), create=True)
+        if problem:
+            raise ConfigError(f"{path}: cannot be a folder of the project ({problem}); move that "
+                              "away or choose another project folder")
+    if os.path.lexists(target) and (target.is_dir() or not force):
+        what = "is a folder" if target.is_dir() else "already exists"
+        hint = "move it away" if target.is_dir() else "edit it, or pass --force to replace it with the default config"
+        raise ConfigError(f"{target}: {what}; {hint}")
+    text = project_config_text()
+    try:
+        for name in PROJECT_FOLDERS:
+            (folder / name).mkdir(parents=True, exist_ok=True)
+        write_text(target, text)
+    except OSError as exc:
+        raise ConfigError(f"{folder}: cannot create the project there ({exc.strerror or exc}); "
+                          "choose a folder you can write to") from None
+    return target

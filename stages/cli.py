@@ -9,6 +9,7 @@ import click
 from stages.bench import bench_command
 from stages.common import common_options, config_options, get_config, handle_errors
 from stages.extract import extract_command
+from stages.init import init_command
 from stages.predict import predict_command, score_command
 from stages.report import report_command
 from stages.train import train_command
@@ -92,6 +93,7 @@ main.add_command(report_command)
 main.add_command(predict_command)
 main.add_command(score_command)
 main.add_command(bench_command)
+main.add_command(init_command)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import yaml
 
 from mouse_pipeline.config import Config, config_from_dict, dump_config, load_config
 from mouse_pipeline.errors import ConfigError
+from mouse_pipeline.paths import default_config_text
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -21,7 +22,10 @@ def write(tmp_path, text, name="c.yaml"):
 def test_default_yaml_documents_exactly_the_defaults():
     """The packaged default.yaml holds exactly the dataclass defaults (which apply without
     --config), and the repository's configs/default.yaml is the same file."""
-    assert yaml.safe_load((REPO / "configs" / "default.yaml").read_text(encoding="utf-8")) == Config().to_dict()
+    assert yaml.safe_load(default_config_text()) == Config().to_dict()
+    assert (REPO / "configs" / "default.yaml").read_text(encoding="utf-8") == default_config_text(), (
+        "configs/default.yaml differs from the packaged mouse_pipeline/configs/default.yaml: "
+        "edit the packaged one and copy it over")
 
 
 def test_no_config_takes_the_dataclass_defaults_with_paths_in_the_current_folder(tmp_path, monkeypatch):

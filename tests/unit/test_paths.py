@@ -1,13 +1,22 @@
 """Config paths: relative to the config file, --set relative to the current folder, checked at load."""
 
 import os
+from configparser import ConfigParser
 from pathlib import Path
 
 import pytest
 
 from mouse_pipeline.config import Config, config_from_dict, load_config
 from mouse_pipeline.errors import ConfigError
+from mouse_pipeline.paths import (
+    PROJECT_FOLDERS,
+    default_config_text,
+    init_project,
+    project_config_text,
+)
 from mouse_pipeline.runs import RunFolder
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -127,3 +136,61 @@ def test_several_path_problems_at_once_and_missing_folders_are_fine(tmp_path):
     cfg = load_config(write(tmp_path, "data:\n  labels: not_yet\nextract:\n  cache: new/cache\n"))
     assert cfg.extract.cache == str(tmp_path / "new" / "cache")
     assert not (tmp_path / "new").exists()  # checking creates nothing
+
+
+# --------------------------------------------------------------------------- init
+
+
+def test_init_writes_the_commented_default_config_with_the_project_folders(tmp_path, monkeypatch):
+    folder = tmp_path / "proj"
+    config = init_project(folder)
+    assert config == folder / "config.yaml"
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*PROJECT_FOLDERS, "config.yaml"])
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(config)
+    assert cfg.data.videos == str(folder / "videos") and cfg.data.labels == str(folder / "labels")
+    assert cfg.data.crop.pose == str(folder / "pose") and cfg.extract.cache == str(folder / "cache")
+    assert cfg.train.run == str(folder / "runs" / "default")
+    defaults = Config().to_dict()
+    for section, key in (("data", "videos"), ("data", "labels"), ("extract", "cache"), ("train", "run")):
+        defaults[section][key] = cfg.to_dict()[section][key]
+    defaults["data"]["crop"]["pose"] = cfg.data.crop.pose
+    assert cfg.to_dict() == defaults  # every other key is the default
+    text = config.read_text()
+    assert text == project_config_text()
+    comments = [line for line in default_config_text().splitlines() if line.lstrip().startswith("#")]
+    assert len(comments) > 40 and all(line in text.splitlines() for line in comments)
+
+
+def test_init_refuses_to_overwrite_without_force(tmp_path):
+    folder = tmp_path / "proj"
+    config = init_project(folder)
+    config.write_text("extract:\n  batch_size: 8\n")
+    (folder / "videos" / "a.mp4").write_bytes(b"video")
+    with pytest.raises(ConfigError, match=r"proj/config\.yaml: already exists; edit it, or pass --force"):
+        init_project(folder)
+    assert config.read_text() == "extract:\n  batch_size: 8\n"
+    init_project(folder, force=True)
+    assert config.read_text() == project_config_text()
+    assert (folder / "videos" / "a.mp4").read_bytes() == b"video"  # files are kept
+
+
+def test_init_refuses_files_where_folders_go(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match=r"file: cannot be a folder of the project \(.*/file is a file, not a folder\)"):
+        init_project(tmp_path / "file")
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "proj" / "cache").write_text("x")
+    with pytest.raises(ConfigError, match=r"proj/cache: cannot be a folder of the project"):
+        init_project(tmp_path / "proj")
+    assert not (tmp_path / "proj" / "config.yaml").exists() and not (tmp_path / "proj" / "videos").exists()
+
+
+def test_the_default_config_is_package_data():
+    """A non-editable install has mouse_pipeline/configs/default.yaml (setup.cfg package_data)."""
+    setup = ConfigParser()
+    setup.read(REPO / "setup.cfg")
+    patterns = setup["options.package_data"]["mouse_pipeline"].split()
+    assert any((REPO / "mouse_pipeline").glob(p) for p in patterns)
+    assert (REPO / "mouse_pipeline" / "configs" / "default.yaml") in {
+        f for p in patterns for f in (REPO / "mouse_pipeline").glob(p)}
