@@ -273,7 +273,10 @@ class _StrictLoader(yaml.SafeLoader):
             return
         first: dict[Any, int] = {}
         for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: {...}` merges keys on purpose
+                self._check_duplicates(value_node, where)
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
                 continue  # a list or mapping as key is refused by the constructor
             key = self.construct_object(key_node)
             dotted = f"{where}.{key}" if where else str(key)
@@ -366,7 +369,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         resolve_paths(raw, Path(os.path.abspath(path)).parent)
     for item in overrides:
         key, value = _parse_override(item)
-        _set_dotted(raw, key, resolve_override(key, value, os.getcwd()), source)
+        _set_dotted(raw, key, resolve_override(key, value, _cwd()), source)
     cfg, problems = _validate(raw, source)
     paths = {key: _get_dotted(cfg, key) for key in PATH_KEYS if problems.clean(key)}
     for key, text in check_paths(paths):
@@ -394,9 +397,18 @@ def _validate(raw: Any, source: str) -> tuple[Config, _Problems]:
     for key in PATH_KEYS:
         value = _get_dotted(cfg, key)
         if is_path_value(key, value):
-            cfg = _replace_dotted(cfg, key.split("."), resolve_path(value, os.getcwd()))
+            cfg = _replace_dotted(cfg, key.split("."), resolve_path(value, _cwd()))
     _cross_checks(cfg, problems)
     return cfg, problems
+
+
+def _cwd() -> str:
+    """The current folder, which relative ``--set`` paths and defaults are relative to."""
+    try:
+        return os.getcwd()
+    except FileNotFoundError:
+        raise ConfigError("the current folder was deleted, and relative paths are relative to it; "
+                          "cd into an existing folder") from None
 
 
 def _get_dotted(obj: Any, key: str) -> Any:

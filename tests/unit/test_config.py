@@ -138,6 +138,7 @@ def test_bad_values_name_file_key_expected_and_got(tmp_path, override, pattern):
      r"c\.yaml: line 5: duplicate key 'train\.window\.length' \(first at line 3\)"),
     ("train:\n  search:\n    space: {lstm.units: [8], lstm.units: [16]}\n",
      r"c\.yaml: line 3: duplicate key 'train\.search\.space\.lstm\.units'"),
+    ("data:\n  <<: {fps: 5, fps: 6}\n", r"c\.yaml: line 2: duplicate key 'data\.fps' \(first at line 2\)"),
     ("data:\n  behaviors: &b [grooming]\ntrain: {folds: {train: *b}}\n", r"c\.yaml: line 3: YAML alias '\*b'"),
     # a wrong window length is one problem, not also a spurious stride > length one
     ("train:\n  window:\n    length: x\n    stride: 500\n",
@@ -187,9 +188,10 @@ def test_round_trip_through_yaml(tmp_path):
 # --------------------------------------------------------------------------- YAML safety
 
 
-def test_the_same_key_in_different_sections_is_no_duplicate(tmp_path):
-    cfg = load_config(write(tmp_path, "train:\n  lstm:\n    dropout: 0.3\n  tcn:\n    dropout: 0.4\n"))
-    assert (cfg.train.lstm.dropout, cfg.train.tcn.dropout) == (0.3, 0.4)
+def test_the_same_key_in_different_sections_or_merged_on_purpose_is_no_duplicate(tmp_path):
+    cfg = load_config(write(tmp_path, "train:\n  lstm:\n    dropout: 0.3\n  tcn:\n    dropout: 0.4\n"
+                                      "data:\n  <<: {fps: 5}\n  fps: 6\n"))
+    assert (cfg.train.lstm.dropout, cfg.train.tcn.dropout, cfg.data.fps) == (0.3, 0.4, 6)
 
 
 def alias_bomb(levels=9, fanout=10):

@@ -94,6 +94,15 @@ def test_a_run_stores_absolute_paths_and_is_read_from_any_folder(project, tmp_pa
     assert again == cfg and again.extract.cache == str(project / "cache")
 
 
+def test_a_deleted_current_folder_is_one_line(tmp_path, monkeypatch):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    with pytest.raises(ConfigError, match=r"^the current folder was deleted, .*; cd into an existing folder$"):
+        load_config(None)
+
+
 # --------------------------------------------------------------------------- checks at load
 
 
