@@ -1,9 +1,12 @@
 """Label new videos with a trained run's final model (``mouse-pipeline predict``).
 
-For every video: extract embeddings with the run's backbone and settings (reusing the
-run's cache when up to date), apply the final model(s) trained with ``train --final``,
+First every video is checked and its embeddings extracted with the run's backbone(s) and
+settings (reusing the run's cache when up to date), so a bad video stops the command
+before anything is written; a video whose frame rate is not the training rate is refused
+unless resampled or allowed (:mod:`.predictor`). Then per video: apply the final model(s)
+trained with ``train --final`` (``--model``: one, the ensemble, or the best per behaviour),
 post-process with the thresholds and bout parameters chosen on validation videos, and
-write into the output folder:
+write into the output folder, with times from the video's own frame rate:
 
 ``<stem>_predictions.csv``
     ``frame, time_s``, then ``p_<behaviour>`` probabilities, then ``<behaviour>`` 0/1
@@ -25,18 +28,19 @@ from __future__ import annotations
 import csv
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .config import Config
-from .dataset import find_videos, open_features
-from .errors import InputError, RunError
-from .features.store import cache_path, read_attrs, sanitize_id
+from .dataset import VideoFile, open_features, video_files
+from .features.store import cache_path, read_attrs
 from .fileio import atomic_open
 from .metrics import bouts_from_binary
 from .plots import ethogram_figure, save_png
 from .postprocess import apply as apply_postprocess
+from .predictor import Predictor, Resampling, check_rate, choose, training_rate
 from .runs import FinalModel, RunFolder
 from .scoring import write_rows_csv
 
@@ -45,34 +49,17 @@ log = logging.getLogger(__name__)
 BOUT_COLUMNS = ["behavior", "start_frame", "end_frame", "start_s", "end_s", "duration_s"]
 
 
-def choose_final(run: RunFolder, cfg: Config, model_name: str | None) -> FinalModel:
-    """The final model named ``backbone/model``, or the best by cross-validated PR-AUC.
+@dataclass(frozen=True)
+class NewVideo:
+    """A video to label: its files, its own frame rate, and the rate it is predicted at."""
 
-    Without a name, a run of one model uses it; a run of several uses the one with the
-    best mean pooled PR-AUC in the report's ``metrics.json`` (RunError before a report).
-    """
-    combos = [(b, m) for b in cfg.extract.backbones for m in cfg.train.models]
-    names = ", ".join(f"{b}/{m}" for b, m in combos)
-    if model_name:
-        backbone, _, kind = model_name.partition("/")
-        if (backbone, kind) not in combos:
-            raise RunError(f"--model {model_name!r}: not trained in {run.path}; choose one of {names}")
-    elif len(combos) == 1:
-        backbone, kind = combos[0]
-    else:
-        scores = run.model_scores()
-        scored = {c: scores[f"{c[0]}/{c[1]}"] for c in combos
-                  if not math.isnan(scores.get(f"{c[0]}/{c[1]}", math.nan))}
-        if not scored:
-            raise RunError(f"{run.path}: several models ({names}); run `mouse-pipeline report --run "
-                           f"{run.path}` first so the best can be chosen, or pass --model backbone/model")
-        backbone, kind = max(scored, key=lambda c: scored[c])
-        log.info("using %s/%s, the best by cross-validated PR-AUC (%.3f)", backbone, kind, scored[(backbone, kind)])
-    return run.read_final(cfg, backbone, kind)
+    file: VideoFile
+    fps: float
+    resample_to: float | None
 
 
-def final_probabilities(final: FinalModel, frames) -> np.ndarray:
-    """Per-frame probabilities (n_frames, n_behaviours) of the final model(s).
+def member_probabilities(final: FinalModel, frames) -> np.ndarray:
+    """Per-frame probabilities (n_frames, n_behaviours) of one final model.
 
     ``frames`` is the video's features: an array, or its cache file read window by window.
     """
@@ -81,6 +68,44 @@ def final_probabilities(final: FinalModel, frames) -> np.ndarray:
 
     heads = [(outputs, load_model(path)) for outputs, path in final.heads]
     return predict_heads(heads, frames, final.window, final.inference_stride, len(final.behaviors))
+
+
+def video_probabilities(predictor: Predictor, cache: str | Path, video: NewVideo) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities and post-processed 0/1 labels on the video's own frames."""
+    member_probs = []
+    resampling = None
+    for final in predictor.members:
+        features = open_features(cache_path(cache, final.backbone, video.file.video_id), final.backbone)
+        try:
+            features.check_finite()
+            frames = features
+            if video.resample_to is not None:
+                resampling = Resampling(len(features), video.fps, video.resample_to)
+                frames = resampling.features(features)
+            member_probs.append(member_probabilities(final, frames))
+        finally:
+            features.close()
+    probs = predictor.combine(member_probs)
+    binary = apply_postprocess(probs, predictor.thresholds, predictor.max_gap, predictor.min_len)
+    if resampling is not None:  # post-processing counted frames at the training rate
+        probs, binary = resampling.to_video(probs), resampling.to_video(binary)
+    return probs, binary
+
+
+def prepare_videos(run: RunFolder, cfg: Config, predictor: Predictor, videos: list[Path],
+                   resample: bool, allow_fps_mismatch: bool, progress: bool) -> list[NewVideo]:
+    """Extract every video (all checked before anything is written) and check its frame rate."""
+    from .features.extract import extract
+
+    files = video_files(videos)
+    vcfg = cfg.replace(**{"data.labels": None, "extract.backbones": predictor.backbones})
+    extract(vcfg, videos=[f.path for f in files], progress=progress)
+    train_fps = training_rate(run)
+    out = []
+    for f in files:
+        fps = float(read_attrs(cache_path(cfg.extract.cache, predictor.backbones[0], f.video_id)).get("fps") or 0)
+        out.append(NewVideo(f, fps, check_rate(str(f.path), fps, train_fps, resample, allow_fps_mismatch)))
+    return out
 
 
 def bouts_table(binary: np.ndarray, behaviors: tuple[str, ...], fps: float) -> list[dict]:
@@ -119,59 +144,37 @@ def write_predictions_csv(path: Path, probs: np.ndarray, binary: np.ndarray,
             w.writerow([i, f"{i / fps:.4f}", *(f"{p:.5f}" for p in probs[i]), *binary[i].tolist()])
 
 
-def _resolve_videos(videos: list[Path]) -> list[Path]:
-    paths: list[Path] = []
-    for v in videos:
-        paths.extend(find_videos(v))
-    stems: dict[str, Path] = {}
-    for p in paths:
-        vid = sanitize_id(p.stem)
-        if vid in stems and stems[vid] != p:
-            raise InputError(f"{p}: same name as {stems[vid]}; outputs would collide, rename one")
-        stems[vid] = p
-    return list(stems.values())
-
-
 def predict_videos(run_dir: str | Path, videos: list[Path], out: str | Path,
                    model_name: str | None = None, progress: bool = True,
-                   pose_dir: str | Path | None = None) -> list[Path]:
+                   pose_dir: str | Path | None = None, resample: bool = False,
+                   allow_fps_mismatch: bool = False) -> list[Path]:
     """Predict every video and write the per-video files and ``summary.csv``; return their CSVs.
 
     ``pose_dir`` is the folder of DeepLabCut files for these videos when the run crops
     around a body part (default: the run's ``data.crop.pose``).
     """
     from .devices import describe
-    from .features.extract import extract
 
     run, out = RunFolder(run_dir), Path(out)
     cfg = run.read_config()
     if pose_dir is not None:
         cfg = cfg.replace(**{"data.crop.pose": str(pose_dir)})
-    final = choose_final(run, cfg, model_name)
-    paths = _resolve_videos(videos)
+    predictor = choose(run, cfg, model_name)
+    behaviors = predictor.members[0].behaviors
     log.info("predict runs %s", describe())
+    new = prepare_videos(run, cfg, predictor, videos, resample, allow_fps_mismatch, progress)
     out.mkdir(parents=True, exist_ok=True)
     written, summary = [], []
-    for path in paths:
-        vcfg = cfg.replace(**{"data.videos": str(path), "data.labels": None,
-                              "extract.backbones": [final.backbone]})
-        extract(vcfg, progress=progress)
-        vid = sanitize_id(path.stem)
-        cfile = cache_path(cfg.extract.cache, final.backbone, vid)
-        features = open_features(cfile, final.backbone)
-        fps = float(cfg.data.fps or read_attrs(cfile)["fps"])
-        try:
-            probs = final_probabilities(final, features)
-        finally:
-            features.close()
-        binary = apply_postprocess(probs, final.thresholds, final.max_gap, final.min_len)
+    for video in new:
+        vid, fps = video.file.video_id, video.fps
+        probs, binary = video_probabilities(predictor, cfg.extract.cache, video)
         target = out / f"{vid}_predictions.csv"
-        write_predictions_csv(target, probs, binary, final.behaviors, fps)
-        write_rows_csv(out / f"{vid}_bouts.csv", bouts_table(binary, final.behaviors, fps), BOUT_COLUMNS)
-        tracks = [(b, binary[:, j], j) for j, b in enumerate(final.behaviors)]
-        save_png(ethogram_figure(tracks, fps, f"{vid}: predicted bouts ({final.backbone}/{final.kind})"),
+        write_predictions_csv(target, probs, binary, behaviors, fps)
+        write_rows_csv(out / f"{vid}_bouts.csv", bouts_table(binary, behaviors, fps), BOUT_COLUMNS)
+        tracks = [(b, binary[:, j], j) for j, b in enumerate(behaviors)]
+        save_png(ethogram_figure(tracks, fps, f"{vid}: predicted bouts ({predictor.name})"),
                  out / f"{vid}_ethogram.png")
-        summary.extend(summary_rows(vid, binary, final.behaviors, fps))
+        summary.extend(summary_rows(vid, binary, behaviors, fps))
         written.append(target)
         log.info("%s: %d frames predicted -> %s", vid, probs.shape[0], target)
     write_rows_csv(out / "summary.csv", summary)
