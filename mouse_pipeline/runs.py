@@ -261,7 +261,7 @@ class RunFolder:
         self._check_schema()
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as err:
+        except (OSError, ValueError, yaml.YAMLError) as err:  # ValueError: not UTF-8
             raise RunError(f"{path}: not valid YAML ({first_line(err)}); restore it or train the "
                            "run again") from None
         if not isinstance(raw, dict):
