@@ -57,7 +57,6 @@ from ..pose import find_pose_file, read_dlc
 from ..video import Crop, VideoInfo, iter_batches, probe_video, video_fingerprint
 from .store import (
     CacheEntry,
-    CacheWriter,
     cache_path,
     crop_json,
     expected_attrs,
@@ -65,9 +64,9 @@ from .store import (
     list_cache,
     read_attrs,
     read_embeddings,
-    remove_stale_temps,
     sanitize_id,
 )
+from .writer import CacheWriter, remove_stale_temps
 
 log = logging.getLogger(__name__)
 
