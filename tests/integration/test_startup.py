@@ -100,3 +100,13 @@ def test_config_error_imports_no_tensorflow(extracted, override, message):
     assert code == 2
     assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
     assert heavy == []
+
+
+def test_bench_refuses_a_start_up_command_that_did_not_do_its_job(tmp_path):
+    from mouse_pipeline.startup import _Command, _median_wall_s
+
+    assert _median_wall_s(_Command("help", ("--help",), says="extract"), repeats=1) > 0
+    with pytest.raises(RuntimeError, match="'help' ended with exit code 0 .*saying 'no such words'"):
+        _median_wall_s(_Command("help", ("--help",), says="no such words"), repeats=1)
+    with pytest.raises(RuntimeError, match="'ls' ended with exit code 2 .*expected 0"):
+        _median_wall_s(_Command("ls", ("cache", "ls", str(tmp_path / "nowhere"))), repeats=1)
