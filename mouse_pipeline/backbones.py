@@ -30,8 +30,10 @@ from __future__ import annotations
 import logging
 import os
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -46,7 +48,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RANDOM_SEED = 1234  # random weights are the same network in every process
-PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+PRECISIONS: Mapping[str, str] = MappingProxyType(
+    {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"})
 NEARLY_CONSTANT = 1e-6  # embedding spread below which nothing can be learned
 
 
@@ -80,7 +83,7 @@ class BackboneSpec:
     options: tuple[tuple[str, Any], ...] = ()
 
 
-REGISTRY: dict[str, BackboneSpec] = {
+REGISTRY: Mapping[str, BackboneSpec] = MappingProxyType({
     "resnet50v2": BackboneSpec(
         "ResNet50V2", 224, 2048, "tf", "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5"),
     "inception_resnet_v2": BackboneSpec(
@@ -97,7 +100,7 @@ REGISTRY: dict[str, BackboneSpec] = {
         "MobileNetV3Large", 224, 960, "included",
         "weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5",
         options=(("include_preprocessing", True),)),
-}
+})
 
 
 def get_spec(name: str) -> BackboneSpec:

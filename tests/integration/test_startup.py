@@ -110,3 +110,22 @@ def test_bench_refuses_a_start_up_command_that_did_not_do_its_job(tmp_path):
         _median_wall_s(_Command("help", ("--help",), says="no such words"), repeats=1)
     with pytest.raises(RuntimeError, match="'ls' ended with exit code 2 .*expected 0"):
         _median_wall_s(_Command("ls", ("cache", "ls", str(tmp_path / "nowhere"))), repeats=1)
+
+
+def test_importing_the_commands_and_library_changes_nothing():
+    # (third-party libraries set variables of their own: OpenCV LD_LIBRARY_PATH, scikit-learn KMP_*)
+    code = ("import json, os, sys, matplotlib\n"
+            "keys = ('TF_CPP_MIN_LOG_LEVEL', 'MPLBACKEND', 'KERAS_BACKEND', 'CUDA_VISIBLE_DEVICES')\n"
+            "backend = dict.__getitem__(matplotlib.rcParams, 'backend')\n"
+            "import stages.cli, mouse_pipeline.bench, mouse_pipeline.backbones, mouse_pipeline.plots\n"
+            "import mouse_pipeline.features.extract, mouse_pipeline.startup\n"
+            "set_here = [k for k in keys if k in os.environ]\n"
+            "switched = dict.__getitem__(matplotlib.rcParams, 'backend') != backend\n"
+            "loaded = sorted({'tensorflow', 'keras', 'matplotlib.pyplot'} & set(sys.modules))\n"
+            "print(json.dumps([set_here, switched, loaded]))\n")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TF_CPP_MIN_LOG_LEVEL", "MPLBACKEND", "KERAS_BACKEND", "CUDA_VISIBLE_DEVICES")}
+    env["PYTHONPATH"] = str(REPO)
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                         check=True)
+    assert json.loads(out.stdout) == [[], False, []]
