@@ -17,18 +17,21 @@ from typing import Any
 
 import click
 
-# Quiet TensorFlow's C++ start-up chatter before anything imports it.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from mouse_pipeline.config import Config, load_config  # noqa: E402
-from mouse_pipeline.errors import PipelineError  # noqa: E402
+from mouse_pipeline.config import Config, load_config
+from mouse_pipeline.errors import PipelineError
 
 EXIT_USER_ERROR = 2
 EXIT_BUG = 1
 
 
 def setup_logging(verbose: bool, debug: bool) -> None:
-    """INFO (or DEBUG) to stderr with a short format; TensorFlow's Python logger kept quiet."""
+    """INFO (or DEBUG) to stderr with a short format; TensorFlow's loggers kept quiet.
+
+    Called as a command starts, before anything can import TensorFlow (only building or
+    running a model does): its C++ start-up chatter is silenced through
+    ``TF_CPP_MIN_LOG_LEVEL`` unless the environment sets it already.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
     logging.getLogger("mouse_pipeline").setLevel(level)
