@@ -19,8 +19,10 @@ on the same machine, so ratios compare like with like:
   did), and the ratio of full extract to it;
 - bfloat16 mixed precision: model-only frames/s and per-frame cosine similarity to float32;
 - peak resident memory of ``extract`` on a short video and on one ten times longer;
-- stage 2: training frames/s through the project's window loader vs. a bare Keras ``fit``
-  on the same windows held in memory, and sequence-model inference frames/s.
+- stage 2 (:mod:`.bench_stage2`): training frames/s through the project's window loader
+  vs. a bare Keras ``fit`` on the same windows held in memory, and through the loader
+  reading every window from files; sequence-model inference frames/s; peak memory of
+  ``predict`` and ``train`` on videos ten times longer.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from .bench_stage2 import format_stage2, memory_figures, stage2_figures
 from .config import load_config
 from .fileio import write_json
 from .startup import startup_figures
@@ -191,44 +194,6 @@ def peak_rss_mb(args: list[str]) -> float:
     return int(proc.stdout.strip().splitlines()[-1]) / 1024.0
 
 
-def stage2_figures(dim: int, frames_per_video: int = 3000, videos: int = 4, epochs: int = 2) -> dict:
-    """Training frames/s through the window loader vs. in-memory fit; inference frames/s."""
-    import keras
-
-    from .config import TrainConfig
-    from .sequences.models import build_model
-    from .sequences.training import WindowSequence, predict_video
-    from .sequences.windows import make_windows
-
-    rng = np.random.default_rng(0)
-    cfg = TrainConfig()
-    length, stride, bs = cfg.window.length, cfg.window.stride, cfg.batch_size
-    xs = [rng.normal(size=(frames_per_video, dim)).astype(np.float32) for _ in range(videos)]
-    ys = [(rng.random((frames_per_video, 3)) < 0.1).astype(np.float32) for _ in range(videos)]
-    seq = WindowSequence(xs, ys, length, stride, bs, seed=0)
-    xw = np.concatenate([make_windows(x, y, length, stride)[0] for x, y in zip(xs, ys, strict=True)])
-    yw = np.concatenate([make_windows(x, y, length, stride)[1] for x, y in zip(xs, ys, strict=True)])
-    xw, yw = np.ascontiguousarray(xw), np.ascontiguousarray(yw)
-    out = {}
-    for kind in ("lstm", "tcn"):
-        def fresh(kind=kind):
-            keras.utils.set_random_seed(0)
-            return build_model(kind, cfg, dim, 3, np.zeros(dim), np.ones(dim), np.ones(3))
-        m = fresh()
-        m.fit(seq, epochs=1, verbose=0)  # warm-up (graph building)
-        t_loader, _ = _timed(m.fit, seq, epochs=epochs, verbose=0, shuffle=False)
-        m = fresh()
-        m.fit(xw, yw, batch_size=bs, epochs=1, verbose=0)
-        t_mem, _ = _timed(m.fit, xw, yw, batch_size=bs, epochs=epochs, verbose=0)
-        frames = len(seq.pairs) * length * epochs
-        t_inf, _ = _timed(predict_video, m, xs[0], length, max(1, length // 4))
-        out[kind] = {"train_loader_frames_per_s": frames / t_loader,
-                     "train_in_memory_frames_per_s": len(xw) * length * epochs / t_mem,
-                     "loader_vs_in_memory": (frames / t_loader) / (len(xw) * length * epochs / t_mem),
-                     "inference_frames_per_s": frames_per_video / t_inf}
-    return out
-
-
 def run_bench(settings: BenchSettings, out: Path | None = None) -> dict:
     """Measure every figure (see the module docstring) and return them as a dict.
 
@@ -265,7 +230,9 @@ def _measure(work: Path, s: BenchSettings) -> dict:
     if s.memory:
         res.update(_memory_figures(work))
     if s.stage2:
-        res["stage2"] = stage2_figures(dim=bb.dim)
+        res["stage2"] = stage2_figures(dim=bb.dim, work=work / "stage2")
+        if s.memory:
+            res.update(memory_figures(work / "stage2_memory", peak_rss_mb))
     return res
 
 
@@ -424,11 +391,7 @@ def format_bench(res: dict) -> str:
         lines += [row(f"peak RSS extract, {m['short']} frames (MB)", res["peak_rss_mb_short"]),
                   row(f"peak RSS extract, {m['long']} frames (MB)", res["peak_rss_mb_long"]),
                   row("  growth (MB)", res["peak_rss_growth_mb"], "target <= 150")]
-    for kind, v in res.get("stage2", {}).items():
-        lines += [row(f"stage 2 {kind}: train via loader (frames/s)", v["train_loader_frames_per_s"]),
-                  row(f"stage 2 {kind}: train in memory (frames/s)", v["train_in_memory_frames_per_s"]),
-                  row("  loader / in memory", v["loader_vs_in_memory"], "target >= 0.9"),
-                  row(f"stage 2 {kind}: inference (frames/s)", v["inference_frames_per_s"])]
+    lines += format_stage2(res, row)
     return "\n".join(lines)
 
 

@@ -61,16 +61,32 @@ def check_startup(startup):
         assert seconds[name] > bare and over[name] > 0
 
 
-def test_stage2_figures_compare_loader_and_in_memory_fit():
-    from mouse_pipeline.bench import stage2_figures
+def test_stage2_figures_compare_loader_and_in_memory_fit(tmp_path):
+    from mouse_pipeline.bench_stage2 import stage2_figures
 
-    res = stage2_figures(dim=8, frames_per_video=200, videos=2, epochs=1)
+    res = stage2_figures(dim=8, frames_per_video=200, videos=2, epochs=1, work=tmp_path)
     for kind in ("lstm", "tcn"):
         v = res[kind]
         assert all(math.isfinite(x) and x > 0 for x in v.values())
         # both fits train the same model on the same windows: a loader that did much more
         # (or less) work per frame than the in-memory fit would fall outside this band
         assert 0.1 < v["loader_vs_in_memory"] < 10
+        assert 0.05 < v["streamed_vs_in_memory"] < 10  # reading every window from files
+
+
+def test_stage2_memory_figures_run_train_and_predict_in_children(tmp_path):
+    from mouse_pipeline.bench import peak_rss_mb
+    from mouse_pipeline.bench_stage2 import format_stage2, memory_figures
+
+    res = memory_figures(tmp_path, peak_rss_mb, frames=(150, 300), backbone=("mobilenet_v3_small", 32))
+    assert res["memory_stage2_frames"] == {"short": 150, "long": 300}
+    peaks = [k for k in res if k.startswith("peak_rss_mb_")]
+    assert len(peaks) == 6 and all(100 < res[k] < 8000 for k in peaks)  # TensorFlow processes
+    assert res["peak_rss_growth_mb_predict"] == res["peak_rss_mb_predict_long"] - res["peak_rss_mb_predict_short"]
+    # predict wrote what a user gets, for the long video too
+    assert (tmp_path / "pred_long" / "new_long_000_predictions.csv").is_file()
+    lines = format_stage2(res, lambda name, value, target="": f"{name} {value} {target}")
+    assert any("peak RSS predict, 300 frames" in line for line in lines)
 
 
 def test_peak_rss_is_measured_in_the_child_not_this_process():
