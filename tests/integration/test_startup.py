@@ -88,15 +88,16 @@ def test_cache_ls_with_a_config_imports_no_tensorflow(extracted):
     assert heavy == []
 
 
-@pytest.mark.parametrize("override, message", [
-    ("extract.batch_size=-1", "key 'extract.batch_size': value out of range"),
-    ("extract.backbones=[vgg99]", "unknown backbone 'vgg99'"),
-    ("extract.input_size=40", "inception_resnet_v2 needs at least 75 px"),
+@pytest.mark.parametrize("command, override, message", [
+    ("extract", "extract.batch_size=-1", "key 'extract.batch_size': value out of range"),
+    ("extract", "extract.backbones=[vgg99]", "unknown backbone 'vgg99'"),
+    ("extract", "extract.input_size=40", "inception_resnet_v2 needs at least 75 px"),
+    ("train", "train.bogus=1", "unknown key 'train.bogus'"),
 ])
-def test_config_error_imports_no_tensorflow(extracted, override, message):
+def test_config_error_imports_no_tensorflow(extracted, command, override, message):
     root, args, _, _ = extracted
     extra = ["--set", "extract.backbones=[inception_resnet_v2]"] if "input_size" in override else []
-    code, heavy, _, err = run_probe(*args, *extra, "--set", override)
+    code, heavy, _, err = run_probe(command, *args[1:], *extra, "--set", override)
     assert code == 2
     assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
     assert heavy == []
