@@ -35,7 +35,7 @@ import numpy as np
 
 from .config import Config
 from .dataset import VideoFile, open_features, video_files
-from .features.store import cache_path, read_attrs
+from .features.store import cache_path
 from .fileio import atomic_open
 from .metrics import bouts_from_binary
 from .plots import ethogram_figure, save_png
@@ -94,17 +94,19 @@ def video_probabilities(predictor: Predictor, cache: str | Path, video: NewVideo
 
 def prepare_videos(run: RunFolder, cfg: Config, predictor: Predictor, videos: list[Path],
                    resample: bool, allow_fps_mismatch: bool, progress: bool) -> list[NewVideo]:
-    """Extract every video (all checked before anything is written) and check its frame rate."""
+    """Check every video's frame rate, then extract them all (every video is checked before
+    anything is written)."""
     from .features.extract import extract
+    from .video import container_fps
 
     files = video_files(videos)
-    vcfg = cfg.replace(**{"data.labels": None, "extract.backbones": predictor.backbones})
-    extract(vcfg, videos=[f.path for f in files], progress=progress)
     train_fps = training_rate(run)
     out = []
     for f in files:
-        fps = float(read_attrs(cache_path(cfg.extract.cache, predictor.backbones[0], f.video_id)).get("fps") or 0)
+        fps = container_fps(f.path)
         out.append(NewVideo(f, fps, check_rate(str(f.path), fps, train_fps, resample, allow_fps_mismatch)))
+    vcfg = cfg.replace(**{"data.labels": None, "extract.backbones": predictor.backbones})
+    extract(vcfg, videos=[f.path for f in files], progress=progress)
     return out
 
 

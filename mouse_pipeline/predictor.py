@@ -209,8 +209,10 @@ class Resampling:
 
     def __init__(self, n_frames: int, fps: float, target_fps: float) -> None:
         m = max(1, int(round(n_frames * target_fps / fps)))
-        self.index = np.minimum(np.round(np.arange(m) * fps / target_fps).astype(np.int64), n_frames - 1)
-        self.back = np.minimum(np.round(np.arange(n_frames) * target_fps / fps).astype(np.int64), m - 1)
+        # frame k of one rate covers the time [k, k + 1) / rate: the frame of the other rate
+        # at its start (the small slack keeps exact ratios such as 2:1 from rounding down)
+        self.index = np.minimum(np.floor(np.arange(m) * fps / target_fps + 1e-6).astype(np.int64), n_frames - 1)
+        self.back = np.minimum(np.floor(np.arange(n_frames) * target_fps / fps + 1e-6).astype(np.int64), m - 1)
 
     def features(self, frames: Any) -> Any:
         """``frames`` as a frame source at the target rate."""

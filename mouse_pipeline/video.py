@@ -154,6 +154,26 @@ def count_frames(path: str | Path) -> int:
     return probe_video(path).n_frames
 
 
+def container_fps(path: str | Path) -> float:
+    """The frame rate a video's container records, without decoding it.
+
+    Raises
+    ------
+    InputError
+        The file cannot be opened as a video, or records no usable frame rate.
+    """
+    path = Path(path)
+    cap = _open(path)
+    try:
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    finally:
+        cap.release()
+    if not math.isfinite(fps) or fps <= 0:
+        raise InputError(f"{path}: the container records no frame rate (fps {fps}); "
+                         "re-encode it with a frame rate (ffmpeg -r)")
+    return fps
+
+
 def probe_video(path: str | Path) -> VideoInfo:
     """Decode a whole video once to learn its true frame count, fps and size.
 

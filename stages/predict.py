@@ -17,27 +17,43 @@ from stages.common import common_options, handle_errors
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for the per-video CSVs, ethograms and summary.csv.")
 @click.option("--model", "model_name", default=None,
-              help="Which trained model to use, as backbone/model (default: the best by "
-                   "cross-validated PR-AUC, or the only one).")
+              help="Which trained model to use: backbone/model, 'ensemble' (the mean of every final "
+                   "model, thresholds chosen on their validation videos) or 'per-behavior' (for each "
+                   "behaviour the model with the best cross-validated PR-AUC; needs `report`). "
+                   "Default: the best by cross-validated PR-AUC, or the only one.")
 @click.option("--pose", "pose_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Folder of DeepLabCut files for these videos, when the run crops "
                                  "around a body part (default: the run's data.crop.pose).")
+@click.option("--resample", is_flag=True,
+              help="Predict a video whose frame rate differs from the training videos' at the "
+                   "training rate (nearest frames), then map the labels back to its own frames.")
+@click.option("--allow-fps-mismatch", is_flag=True,
+              help="Predict a video at another frame rate as it is (windows, gap closing and "
+                   "minimum bouts then span another time than in training).")
 @common_options
 @handle_errors
-def predict_command(run_dir, videos, out, model_name, pose_dir, debug, quiet):
+def predict_command(run_dir, videos, out, model_name, pose_dir, resample, allow_fps_mismatch, debug, quiet):
     """Label new videos with a run's final model: per-frame CSV, bouts CSV, ethogram, summary.
 
-    Extracts embeddings first (reusing the run's cache when up to date).
+    Checks every video and extracts its embeddings first (reusing the run's cache when up
+    to date), so a bad video stops the command before anything is written. Times come from
+    each video's own frame rate; a video at another rate than the training videos is refused
+    unless --resample or --allow-fps-mismatch says what to do.
 
     \b
     Examples:
       mouse-pipeline predict --run demo_out/run --videos new_videos/ --out predictions/
       mouse-pipeline predict --run runs/thesis --videos new/ --pose new_pose/ --out predictions/
+      mouse-pipeline predict --run runs/thesis --videos new/ --model ensemble --out predictions/
+      mouse-pipeline predict --run runs/thesis --videos camera30fps/ --resample --out predictions/
     """
     from mouse_pipeline.predict import predict_videos
 
+    if resample and allow_fps_mismatch:
+        raise click.UsageError("--resample and --allow-fps-mismatch exclude each other; choose one")
     written = predict_videos(run_dir, list(videos), out, model_name=model_name,
-                             progress=not quiet, pose_dir=pose_dir)
+                             progress=not quiet, pose_dir=pose_dir, resample=resample,
+                             allow_fps_mismatch=allow_fps_mismatch)
     click.echo(f"predictions for {len(written)} video(s) in {out} (summary: {out / 'summary.csv'})")
 
 
