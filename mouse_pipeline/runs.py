@@ -13,6 +13,7 @@ Layout (schema version :data:`SCHEMA_VERSION`, recorded in ``run.json``)::
     config.yaml                 resolved config of the run
     folds.json                  train / val / test videos of every fold (:mod:`.folds`)
     metrics.json                scores written by ``report`` (predict reads them to choose)
+    logs/<command>-<time>.log   what train, report and predict logged, with times
     <backbone>/<model>/fold_<i>/
         model.keras             (or model_<behaviour>.keras with train.heads: per_behavior)
         normalization.npz       mean and std of the training videos (also inside the model)
@@ -69,6 +70,7 @@ PROBS_FILE = "probs.h5"
 FOLD_FILE = "fold.json"
 FINAL = "final"
 PARTIAL = ".partial"
+LOG_DIR = "logs"
 POST_KEYS = ("threshold", "max_gap", "min_len")
 _FOLD_DIR = re.compile(r"fold_(\d+)")
 
@@ -316,9 +318,16 @@ class RunFolder:
         save_folds(self.folds_file, folds)
 
     def clear(self) -> None:
-        """Delete the run folder (``train --overwrite``)."""
-        if self.path.exists():
-            shutil.rmtree(self.path)
+        """Delete the run folder's results (``train --overwrite``); its logs are kept."""
+        if not self.path.is_dir():
+            return
+        for child in self.path.iterdir():
+            if child.name == LOG_DIR:
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
 
     def has_committed_units(self) -> bool:
         """Whether any fold or final folder of the run is complete."""

@@ -24,6 +24,18 @@ EXIT_USER_ERROR = 2
 EXIT_BUG = 1
 
 
+class _TqdmHandler(logging.Handler):
+    """Log lines to stderr through ``tqdm.write``, so they never tangle with a progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # a handler must not raise (logging's own convention)
+            self.handleError(record)
+
+
 def setup_logging(verbose: bool, debug: bool) -> None:
     """INFO (or DEBUG) to stderr with a short format; TensorFlow's loggers kept quiet.
 
@@ -33,7 +45,10 @@ def setup_logging(verbose: bool, debug: bool) -> None:
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+    console = _TqdmHandler()
+    console.setLevel(level)
+    console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[console], force=True)
     logging.getLogger("mouse_pipeline").setLevel(level)
     for noisy in ("tensorflow", "absl", "h5py", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.ERROR)

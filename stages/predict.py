@@ -48,12 +48,14 @@ def predict_command(run_dir, videos, out, model_name, pose_dir, resample, allow_
       mouse-pipeline predict --run runs/thesis --videos camera30fps/ --resample --out predictions/
     """
     from mouse_pipeline.predict import predict_videos
+    from mouse_pipeline.runlog import run_log
 
     if resample and allow_fps_mismatch:
         raise click.UsageError("--resample and --allow-fps-mismatch exclude each other; choose one")
-    written = predict_videos(run_dir, list(videos), out, model_name=model_name,
-                             progress=not quiet, pose_dir=pose_dir, resample=resample,
-                             allow_fps_mismatch=allow_fps_mismatch)
+    with run_log(run_dir, "predict"):
+        written = predict_videos(run_dir, list(videos), out, model_name=model_name,
+                                 progress=not quiet, pose_dir=pose_dir, resample=resample,
+                                 allow_fps_mismatch=allow_fps_mismatch)
     click.echo(f"predictions for {len(written)} video(s) in {out} (summary: {out / 'summary.csv'})")
 
 

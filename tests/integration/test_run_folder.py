@@ -59,11 +59,12 @@ def error_line(result):
 
 
 def files(folder):
-    """Every file (with size and modification time) and folder below ``folder``."""
+    """Every file (with size and modification time) and folder below ``folder``, but the
+    run's logs (each command adds its log)."""
     if not folder.exists():
         return {}
     return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) if p.is_file()
-            else "folder" for p in folder.rglob("*")}
+            else "folder" for p in folder.rglob("*") if "logs" not in p.relative_to(folder).parts}
 
 
 # -- choosing the final model -----------------------------------------------------------

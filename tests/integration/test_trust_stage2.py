@@ -41,6 +41,11 @@ def one_error(result):
     return lines[0]
 
 
+def nothing_left(run):
+    """Only the run's log: no config, record or fold that would block a corrected rerun."""
+    return [p.name for p in run.iterdir()] == ["logs"]
+
+
 def cache_file(root, vid):
     return cache_path(root / "cache", BACKBONE, vid)
 
@@ -53,7 +58,7 @@ def test_two_swapped_cache_files_are_refused(copy):
     line = one_error(train(copy))
     assert str(a) in line and "not the embeddings of" in line and "mouse_000.mp4" in line
     assert "mouse_001.mp4" in line and "mouse-pipeline extract" in line
-    assert not (copy / "run").exists()  # nothing trained, nothing left
+    assert nothing_left(copy / "run")  # nothing trained, nothing left but the log
 
 
 def test_a_video_copied_over_another_after_extraction_is_refused(copy):
@@ -78,7 +83,9 @@ def test_a_failed_train_leaves_nothing_and_the_corrected_rerun_trains(copy):
     missing.rename(keep)
     line = one_error(train(copy))
     assert str(missing) in line
-    assert not (copy / "run").exists()
+    assert nothing_left(copy / "run")
+    log = next((copy / "run" / "logs").glob("train-*.log")).read_text()
+    assert "INFO mouse_pipeline" in log and f"ERROR mouse_pipeline: error: {missing}" in log
     keep.rename(missing)
     result = train(copy)  # not "made with a different config": nothing was trained before
     assert result.exit_code == 0, result.output
@@ -89,7 +96,7 @@ def test_a_behaviour_that_cannot_be_a_file_name_is_refused_before_training(copy)
     line = one_error(train(copy, "data.behaviors=[gr/oo]", "data.label_columns={grooming: gr/oo}",
                            "train.heads=per_behavior"))
     assert "'gr/oo' cannot be part of a file name" in line
-    assert not (copy / "run").exists()
+    assert nothing_left(copy / "run")
 
 
 def test_label_files_are_found_by_the_videos_real_name(copy):
