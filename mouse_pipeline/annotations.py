@@ -38,7 +38,15 @@ readers need ``fps`` and ``n_frames`` (from the video).
 ``columns`` maps file column (or BORIS behaviour) names to behaviour names; names not
 mapped keep their own. The output has exactly the requested behaviours, in that order.
 Readers accept UTF-8 with or without BOM, CRLF line ends, trailing blank lines, and
-tab-separated files.
+tab-separated files. They refuse, in one line naming the file: a file that is not UTF-8
+(with the byte offset and line of the first undecodable byte), a header without data
+rows, and a column name twice in the header.
+
+Finding and inspecting files: :func:`find_label_file` is a video's label file in the labels
+folder (``<video>.csv``, ``.tsv`` or ``.txt``; two of them for one video are refused, naming
+both); :func:`label_behaviors` lists the behaviours a file holds (without a frame-index
+column: see :func:`has_index_column`). The BORIS readers live in
+:mod:`mouse_pipeline.annotations_boris`.
 """
 
 from __future__ import annotations

@@ -158,8 +158,9 @@ def score_files(labels: Path, predictions: Path, columns: str | None = None,
                 fps: float | None = None) -> list[dict]:
     """Score a predictions file against a label file; optionally write the table as CSV.
 
-    Each row also holds the ``fps`` its bout durations were measured at (see the module
-    docstring for where it comes from).
+    Each row also holds the ``fps`` its bout durations were measured at and ``fps_source``,
+    where that came from (see the module docstring). A scored column equal to the labels
+    is warned about (a copy of the labels scores perfectly).
     """
     mapping = parse_mapping(columns, "--columns")
     renames = parse_mapping(label_columns, "--label-columns")
@@ -183,12 +184,23 @@ def score_files(labels: Path, predictions: Path, columns: str | None = None,
     if probs.shape[0] != lab.n_frames:
         raise InputError(f"{predictions}: {probs.shape[0]} frames of predictions but {labels} has "
                          f"{lab.n_frames}; both must cover the same frames")
-    log.info("bout durations in seconds at %g fps (from %s)", rate, source)
-    rows = [{**r, "fps": rate} for r in score_arrays(lab.matrix, probs, behaviors, threshold,
-                                                     fps=rate, columns=cols)]
+    _warn_if_copies(predictions, lab.matrix, probs, cols)
+    rows = [{**r, "fps": rate, "fps_source": source}
+            for r in score_arrays(lab.matrix, probs, behaviors, threshold, fps=rate, columns=cols)]
     if csv_out is not None:
         write_rows_csv(csv_out, rows)
     return rows
+
+
+def _warn_if_copies(path: Path, y_true: np.ndarray, probs: np.ndarray, cols: list[str]) -> None:
+    """Warn when a scored column equals the labels on every annotated frame: a perfect
+    score is then most likely the labels scored against a copy of themselves (the thesis
+    fork's results file holds both)."""
+    for j, c in enumerate(cols):
+        keep = y_true[:, j] != -1
+        if keep.any() and np.array_equal(probs[keep, j], y_true[keep, j]):
+            log.warning("%s: column %r equals the labels on every annotated frame (a copy of the "
+                        "labels?); name the prediction columns with --columns", path, c)
 
 
 def write_rows_csv(path: Path, rows: list[dict], fieldnames: list[str] | None = None) -> None:

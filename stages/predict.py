@@ -83,7 +83,8 @@ def score_command(labels, predictions, columns, label_columns, label_format, fps
     rows = score_files(labels, predictions, columns=columns, label_columns=label_columns,
                        label_format=label_format, threshold=threshold, csv_out=csv_out, fps=fps)
     click.echo(format_table(rows))
-    click.echo(f"bout durations (bout_duration_error_s) in seconds at {rows[0]['fps']:g} fps")
+    click.echo(f"bout durations (bout_duration_error_s) in seconds at {rows[0]['fps']:g} fps "
+               f"(from {rows[0]['fps_source']})")
     if csv_out:
         click.echo(f"written {csv_out}")
 

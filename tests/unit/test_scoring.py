@@ -194,6 +194,18 @@ def test_score_reads_deepethogram_with_a_named_index_column(tmp_path):
     assert [r["f1"] for r in rows] == [1.0, 1.0] and [r["tp"] for r in rows] == [7, 5]
 
 
+def test_a_prediction_column_that_copies_the_labels_is_warned_about(external, caplog):
+    labels, preds, *_ = external
+    with caplog.at_level("WARNING", logger="mouse_pipeline.scoring"):
+        rows = score_files(labels, preds, fps=10)  # no --columns: the file's copy of the labels
+    assert [r["f1"] for r in rows] == [1.0, 1.0, 1.0]
+    assert "column 'grooming' equals the labels on every annotated frame" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="mouse_pipeline.scoring"):
+        score_files(labels, preds, fps=10, columns="grooming=g_prediction")
+    assert "equals the labels" not in caplog.text
+
+
 def test_predicted_bouts_on_frames_not_annotated_are_ignored(tmp_path):
     labels = write_csv(tmp_path / "labels.csv", ["grooming"], [[0]] * 5 + [[1]] * 5 + [[-1]] * 10)
     preds = write_csv(tmp_path / "preds.csv", ["grooming"], [[0]] * 5 + [[1]] * 5 + [[0]] * 2 + [[1]] * 4 + [[0]] * 4)
@@ -264,7 +276,7 @@ def test_cli_prints_durations_in_seconds_and_refuses_in_one_line(tmp_path, timed
     result = run_score("--labels", labels, "--predictions", preds, "--fps", 25, "--quiet")
     assert result.exit_code == 0, result.output
     assert "bout_duration_error_s" in result.stdout.splitlines()[0]
-    assert "0.320" in result.stdout and "in seconds at 25 fps" in result.stdout
+    assert "0.320" in result.stdout and "in seconds at 25 fps (from --fps, matching the time_s column)" in result.stdout
     bad = tmp_path / "bad.csv"
     bad.write_bytes(b"grooming\n\xff\n")
     cases = [(("--labels", labels, "--predictions", preds, "--fps", 30), "preds.csv"),
