@@ -219,29 +219,32 @@ INDEX_NAMES = ("", "frame", "frames", "frame_index", "frame_number", "frame_no",
 _BOM = b"\xef\xbb\xbf"
 
 
-def find_label_file(folder: str | Path, video: str) -> Path | None:
-    """The label file of one video: ``<folder>/<video>.csv``, ``.tsv`` or ``.txt``, or None.
+def find_label_file(folder: str | Path, video: str | Sequence[str]) -> Path | None:
+    """The label file of one video: ``<folder>/<stem>.csv``, ``.tsv`` or ``.txt``, or None.
 
     Parameters
     ----------
     folder
         The labels folder (config key ``data.labels``).
     video
-        The video id or file stem.
+        The video id or file stem, or several names the video's file may have (its real
+        stem and its id, as ``dataset.VideoFile.stems``). Suffixes match in any case.
 
     Raises
     ------
     InputError
-        The folder does not exist, or more than one candidate exists (naming them all).
+        The folder does not exist or is a file, or more than one candidate exists (naming
+        them all).
     """
     folder = Path(folder)
+    stems = (video,) if isinstance(video, str) else tuple(video)
     if not folder.is_dir():
-        raise InputError(f"{folder}: labels folder does not exist; set data.labels to the folder "
-                         "of label files")
+        what = "is a file, not a folder" if folder.is_file() else "does not exist"
+        raise InputError(f"{folder}: labels folder {what}; set data.labels to the folder of label files")
     found = sorted(p for p in folder.iterdir()
-                   if p.stem == video and p.suffix.lower() in LABEL_SUFFIXES and p.is_file())
+                   if p.stem in stems and p.suffix.lower() in LABEL_SUFFIXES and p.is_file())
     if len(found) > 1:
-        raise InputError(f"{found[0]}: video {video} has {len(found)} label files "
+        raise InputError(f"{found[0]}: video {stems[0]} has {len(found)} label files "
                          f"({', '.join(p.name for p in found)}); keep one of them in {folder}")
     return found[0] if found else None
 

@@ -266,6 +266,17 @@ def test_find_label_file_refuses_two_candidates_naming_both(tmp_path):
         find_label_file(tmp_path, "v2")
     with pytest.raises(InputError, match=r"nope: labels folder does not exist; set data\.labels"):
         find_label_file(tmp_path / "nope", "v1")
+    with pytest.raises(InputError, match=r"v1\.csv: labels folder is a file, not a folder"):
+        find_label_file(tmp_path / "v1.csv", "v1")
+
+
+def test_find_label_file_by_the_real_stem_or_the_id(tmp_path):
+    """A video ``mouse 000.mp4`` (id ``mouse_000``): its labels by either name, not both."""
+    write(tmp_path / "mouse 000.csv", "a\n0\n")
+    assert find_label_file(tmp_path, ("mouse 000", "mouse_000")) == tmp_path / "mouse 000.csv"
+    write(tmp_path / "mouse_000.tsv", "a\n0\n")
+    with pytest.raises(InputError, match=r"video mouse 000 has 2 label files \(mouse 000\.csv, mouse_000\.tsv\)"):
+        find_label_file(tmp_path, ("mouse 000", "mouse_000"))
 
 
 @pytest.mark.parametrize("header,first,expected", [
