@@ -108,7 +108,9 @@ def test_predict_outputs_agree(pipeline):
         assert list(csv.DictReader(fh)) == bouts  # one video: the combined table is its own
     meta = json.loads((pred / "predictions.json").read_text())
     assert [v["video"] for v in meta["videos"]] == ["new_000"] and meta["videos"][0]["n_frames"] == 90
-    assert set(meta["postprocess"]) == {"grooming", "mid_rearing", "wall_rearing"}
+    assert set(meta["behaviors"]) == {"grooming", "mid_rearing", "wall_rearing"}
+    assert all({"threshold", "max_gap", "min_len"} <= set(v) for v in meta["behaviors"].values())
+    assert meta["run"] == str((pipeline["root"] / "run").resolve()) and meta["videos"][0]["fps"] > 0
 
 
 def test_score_on_predictions_of_the_run(pipeline, run_cli, tmp_path):
