@@ -23,7 +23,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from .annotations import Labels, check_length, read_labels
+from .annotations import Labels, check_length, find_label_file, read_labels
 from .config import Config
 from .errors import CacheError, InputError
 from .features.store import DATASET, cache_path, read_attrs, sanitize_id
@@ -235,30 +235,18 @@ def video_ids(cfg: Config) -> list[str]:
     return [v.video_id for v in video_files(cfg.data.videos)]
 
 
-LABEL_SUFFIXES = (".csv", ".tsv", ".txt")
-
-
 def label_file(cfg: Config, video: VideoFile | str) -> Path | None:
     """The label file of a video (``<labels>/<stem or id>.<csv|tsv|txt>``), or None.
 
     Raises
     ------
     InputError
-        ``data.labels`` is not a folder, or more than one file could be this video's.
+        ``data.labels`` is not a folder, or more than one file could be this video's
+        (:func:`~mouse_pipeline.annotations.find_label_file`).
     """
     if cfg.data.labels is None:
         return None
-    folder = Path(cfg.data.labels)
-    if not folder.is_dir():
-        what = "is a file, not a folder" if folder.is_file() else "does not exist"
-        raise InputError(f"{folder}: labels folder {what}; set data.labels to the folder of label files")
-    stems = video.stems if isinstance(video, VideoFile) else (video,)
-    found = [folder / f"{stem}{suffix}" for stem in stems for suffix in LABEL_SUFFIXES
-             if (folder / f"{stem}{suffix}").is_file()]
-    if len(found) > 1:
-        raise InputError(f"{found[0]}: {len(found) - 1} other label file(s) could be this video's too "
-                         f"({', '.join(p.name for p in found[1:])}); keep one")
-    return found[0] if found else None
+    return find_label_file(cfg.data.labels, video.stems if isinstance(video, VideoFile) else video)
 
 
 def check_cache_is_of(video: VideoFile, cache_file: Path, attrs: dict) -> None:

@@ -9,26 +9,36 @@ post-process with the thresholds and bout parameters chosen on validation videos
 write into the output folder, with times from the video's own frame rate:
 
 ``<stem>_predictions.csv``
-    ``frame, time_s``, then ``p_<behaviour>`` probabilities, then ``<behaviour>`` 0/1
-    after post-processing.
+    ``video, frame, time_s``, then ``p_<behaviour>`` probabilities, then ``<behaviour>``
+    0/1 after post-processing.
 ``<stem>_bouts.csv``
-    ``behavior, start_frame, end_frame, start_s, end_s, duration_s`` (end frame
+    ``video, behavior, start_frame, end_frame, start_s, end_s, duration_s`` (end frame
     inclusive; ``end_s`` is the end of the last frame), one row per bout of the 0/1 columns.
 ``<stem>_ethogram.png``
     The bouts over time.
+``bouts.csv``
+    The bouts of every video in one table (the per-video files concatenated).
 ``summary.csv``
     Per video and behaviour: bout count, total seconds, percent of time, latency to the
-    first bout and mean bout seconds.
+    first bout and mean bout seconds (empty where there is no bout).
+``predictions.json``
+    Provenance, written last: the run folder, the model (:meth:`.Predictor.record`: its
+    members and each behaviour's model, threshold, ``max_gap`` and ``min_len``), the
+    package version, the creation time (UTC), and per video its source file, its frame
+    rate (and the rate it was resampled to, if any), frame count and the files written.
 
-Every file is written beside its final name and renamed into place.
+Every file is written beside its final name and renamed into place. Missing values are
+empty cells, so spreadsheets and pandas read the CSVs as they are.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +46,7 @@ import numpy as np
 from .config import Config
 from .dataset import VideoFile, open_features, video_files
 from .features.store import cache_path
-from .fileio import atomic_open
+from .fileio import atomic_open, write_bytes
 from .metrics import bouts_from_binary
 from .plots import ethogram_figure, save_png
 from .postprocess import apply as apply_postprocess
@@ -46,7 +56,10 @@ from .scoring import write_rows_csv
 
 log = logging.getLogger(__name__)
 
-BOUT_COLUMNS = ["behavior", "start_frame", "end_frame", "start_s", "end_s", "duration_s"]
+BOUT_COLUMNS = ["video", "behavior", "start_frame", "end_frame", "start_s", "end_s", "duration_s"]
+SUMMARY_COLUMNS = ["video", "behavior", "bout_count", "total_s", "percent_time", "latency_s",
+                   "mean_bout_s"]
+SIDECAR = "predictions.json"
 
 
 @dataclass(frozen=True)
@@ -110,19 +123,22 @@ def prepare_videos(run: RunFolder, cfg: Config, predictor: Predictor, videos: li
     return out
 
 
-def bouts_table(binary: np.ndarray, behaviors: tuple[str, ...], fps: float) -> list[dict]:
-    """One row per bout of each behaviour's 0/1 column (end frame inclusive)."""
+def bouts_table(binary: np.ndarray, behaviors: tuple[str, ...], fps: float, video: str) -> list[dict]:
+    """One row per bout of each behaviour's 0/1 column of one video (end frame inclusive)."""
     rows = []
     for j, b in enumerate(behaviors):
         for s, e in bouts_from_binary(binary[:, j]):
-            rows.append({"behavior": b, "start_frame": s, "end_frame": e,
+            rows.append({"video": video, "behavior": b, "start_frame": s, "end_frame": e,
                          "start_s": round(s / fps, 4), "end_s": round((e + 1) / fps, 4),
                          "duration_s": round((e - s + 1) / fps, 4)})
     return rows
 
 
 def summary_rows(video: str, binary: np.ndarray, behaviors: tuple[str, ...], fps: float) -> list[dict]:
-    """Per behaviour: bout count, total seconds, percent of time, latency, mean bout seconds."""
+    """Per behaviour: bout count, total seconds, percent of time, latency, mean bout seconds.
+
+    Latency and mean bout length are NaN (an empty cell in ``summary.csv``) without a bout.
+    """
     rows = []
     n = binary.shape[0]
     for j, b in enumerate(behaviors):
@@ -137,20 +153,64 @@ def summary_rows(video: str, binary: np.ndarray, behaviors: tuple[str, ...], fps
 
 
 def write_predictions_csv(path: Path, probs: np.ndarray, binary: np.ndarray,
-                          behaviors: tuple[str, ...], fps: float) -> None:
-    """``frame, time_s, p_<b>..., <b>...`` (written beside, then renamed)."""
+                          behaviors: tuple[str, ...], fps: float, video: str) -> None:
+    """``video, frame, time_s, p_<b>..., <b>...`` (written beside, then renamed).
+
+    A probability that is not a number would be an empty cell (none is expected).
+    """
     with atomic_open(path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["frame", "time_s", *(f"p_{b}" for b in behaviors), *behaviors])
+        w.writerow(["video", "frame", "time_s", *(f"p_{b}" for b in behaviors), *behaviors])
         for i in range(probs.shape[0]):
-            w.writerow([i, f"{i / fps:.4f}", *(f"{p:.5f}" for p in probs[i]), *binary[i].tolist()])
+            w.writerow([video, i, f"{i / fps:.4f}", *(f"{p:.5f}" if p == p else "" for p in probs[i]),
+                        *binary[i].tolist()])
+
+
+def write_video_outputs(out: Path, video: str, probs: np.ndarray, binary: np.ndarray,
+                        behaviors: tuple[str, ...], model: str, fps: float) -> tuple[list[Path], list[dict]]:
+    """One video's predictions CSV, bouts CSV and ethogram; return the files and its bout rows."""
+    files = [out / f"{video}_predictions.csv", out / f"{video}_bouts.csv", out / f"{video}_ethogram.png"]
+    write_predictions_csv(files[0], probs, binary, behaviors, fps, video)
+    bouts = bouts_table(binary, behaviors, fps, video)
+    write_rows_csv(files[1], bouts, BOUT_COLUMNS)
+    tracks = [(b, binary[:, j], j) for j, b in enumerate(behaviors)]
+    save_png(ethogram_figure(tracks, fps, f"{video}: predicted bouts ({model})"), files[2])
+    return files, bouts
+
+
+def sidecar(run: Path, model: dict, videos: list[dict]) -> dict:
+    """What ``predictions.json`` holds (see the module docstring); ``model`` is
+    :meth:`.Predictor.record`."""
+    from . import __version__
+
+    return {"version": 1, "package_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "run": str(Path(run).resolve()), **model,
+            "files": ["bouts.csv", "summary.csv"], "videos": videos}
+
+
+def _plain(value):
+    """NumPy scalars as Python numbers, for JSON."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def write_folder_outputs(out: Path, run: Path, model: dict, bouts: list[dict], summary: list[dict],
+                         videos: list[dict]) -> None:
+    """``bouts.csv`` and ``summary.csv`` of all videos, then ``predictions.json`` last."""
+    write_rows_csv(out / "bouts.csv", bouts, BOUT_COLUMNS)
+    write_rows_csv(out / "summary.csv", summary, SUMMARY_COLUMNS)
+    text = json.dumps(sidecar(run, model, videos), indent=1, allow_nan=False, default=_plain) + "\n"
+    write_bytes(out / SIDECAR, text.encode())
 
 
 def predict_videos(run_dir: str | Path, videos: list[Path], out: str | Path,
                    model_name: str | None = None, progress: bool = True,
                    pose_dir: str | Path | None = None, resample: bool = False,
                    allow_fps_mismatch: bool = False) -> list[Path]:
-    """Predict every video and write the per-video files and ``summary.csv``; return their CSVs.
+    """Predict every video and write the per-video files, ``bouts.csv``, ``summary.csv`` and
+    ``predictions.json`` (last); return the per-video predictions CSVs.
 
     ``pose_dir`` is the folder of DeepLabCut files for these videos when the run crops
     around a body part (default: the run's ``data.crop.pose``).
@@ -166,18 +226,17 @@ def predict_videos(run_dir: str | Path, videos: list[Path], out: str | Path,
     log.info("predict runs %s", describe())
     new = prepare_videos(run, cfg, predictor, videos, resample, allow_fps_mismatch, progress)
     out.mkdir(parents=True, exist_ok=True)
-    written, summary = [], []
+    written, summary, all_bouts, done = [], [], [], []
     for video in new:
         vid, fps = video.file.video_id, video.fps
         probs, binary = video_probabilities(predictor, cfg.extract.cache, video)
-        target = out / f"{vid}_predictions.csv"
-        write_predictions_csv(target, probs, binary, behaviors, fps)
-        write_rows_csv(out / f"{vid}_bouts.csv", bouts_table(binary, behaviors, fps), BOUT_COLUMNS)
-        tracks = [(b, binary[:, j], j) for j, b in enumerate(behaviors)]
-        save_png(ethogram_figure(tracks, fps, f"{vid}: predicted bouts ({predictor.name})"),
-                 out / f"{vid}_ethogram.png")
+        files, bouts = write_video_outputs(out, vid, probs, binary, behaviors, predictor.name, fps)
+        all_bouts.extend(bouts)
         summary.extend(summary_rows(vid, binary, behaviors, fps))
-        written.append(target)
-        log.info("%s: %d frames predicted -> %s", vid, probs.shape[0], target)
-    write_rows_csv(out / "summary.csv", summary)
+        done.append({"video": vid, "source": str(video.file.path.resolve()), "fps": fps,
+                     "resampled_to_fps": video.resample_to, "n_frames": int(probs.shape[0]),
+                     "files": [f.name for f in files]})
+        written.append(files[0])
+        log.info("%s: %d frames predicted -> %s", vid, probs.shape[0], files[0])
+    write_folder_outputs(out, run.path, predictor.record(), all_bouts, summary, done)
     return written

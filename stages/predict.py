@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from mouse_pipeline.annotations import FORMATS
 from stages.common import common_options, handle_errors
 
 
@@ -61,37 +62,47 @@ def predict_command(run_dir, videos, out, model_name, pose_dir, resample, allow_
 
 @click.command("score")
 @click.option("--labels", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
-              help="Label file (per-frame CSV, thesis layout unless --label-format says otherwise).")
+              help="Label file (thesis layout unless --label-format says otherwise).")
 @click.option("--predictions", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               required=True, help="Per-frame predictions CSV (probabilities or 0/1 columns).")
 @click.option("--columns", default=None,
               help="behaviour=column,... mapping prediction columns to behaviours, "
                    "e.g. grooming=g_prediction,mid_rearing=mr_prediction")
 @click.option("--label-columns", default=None,
-              help="column=behaviour,... renaming label file columns, e.g. rearing_mig=mid_rearing")
-@click.option("--label-format", type=click.Choice(["thesis", "deepethogram"]), default="thesis",
-              show_default=True)
+              help="column=behaviour,... renaming label file columns (or BORIS behaviours), "
+                   "e.g. rearing_mig=mid_rearing")
+@click.option("--label-format", type=click.Choice(list(FORMATS)), default="thesis", show_default=True,
+              help="As data.label_format in a config: thesis CSV, DeepEthogram, BORIS events or "
+                   "aggregated exports.")
+@click.option("--fps", type=click.FloatRange(0, min_open=True), default=None,
+              help="The video's frames per second, for bout durations in seconds (and BORIS "
+                   "times in frames). Default: from the predictions' time_s column; without "
+                   "either, score refuses.")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="Threshold for probability columns.")
 @click.option("--csv", "csv_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the metrics table as CSV.")
 @common_options
 @handle_errors
-def score_command(labels, predictions, columns, label_columns, label_format, threshold, csv_out,
-                  debug, quiet):
+def score_command(labels, predictions, columns, label_columns, label_format, fps, threshold,
+                  csv_out, debug, quiet):
     """Score any per-frame predictions file against labels (another tool, a second annotator).
 
     \b
     Examples:
-      mouse-pipeline score --labels HD_ChR2_510A.csv --predictions results.csv \\
+      mouse-pipeline score --labels HD_ChR2_510A.csv --predictions results.csv --fps 10 \\
         --label-columns rearing_mig=mid_rearing,rearing_paret=wall_rearing \\
         --columns grooming=g_prediction,mid_rearing=mr_prediction,wall_rearing=wr_prediction
+      mouse-pipeline score --labels boris/video1.csv --label-format boris_events \\
+        --predictions predictions/video1_predictions.csv
     """
     from mouse_pipeline.scoring import format_table, score_files
 
     rows = score_files(labels, predictions, columns=columns, label_columns=label_columns,
-                       label_format=label_format, threshold=threshold, csv_out=csv_out)
+                       label_format=label_format, threshold=threshold, csv_out=csv_out, fps=fps)
     click.echo(format_table(rows))
+    click.echo(f"bout durations (bout_duration_error_s) in seconds at {rows[0]['fps']:g} fps "
+               f"(from {rows[0]['fps_source']})")
     if csv_out:
         click.echo(f"written {csv_out}")
 
