@@ -67,17 +67,24 @@ class CachedFeatures:
             raise CacheError(f"{self.path}: cannot read embeddings ({first_line(exc)}); the file is "
                              "damaged: re-run extract with --overwrite") from None
 
-    def check_finite(self, chunk: int = 4096) -> None:
+    def first_nonfinite_frame(self, chunk: int = 4096) -> int | None:
+        """The first frame holding NaN or an infinity, or None (read a chunk at a time)."""
+        try:
+            for a in range(0, self.shape[0], chunk):
+                bad = np.flatnonzero(~np.isfinite(self[a:a + chunk]).all(axis=1))
+                if bad.size:
+                    return a + int(bad[0])
+            return None
+        finally:
+            self.close()
+
+    def check_finite(self) -> None:
         """CacheError naming the file and the first frame holding NaN or an infinity."""
-        for a in range(0, self.shape[0], chunk):
-            rows = self[a:a + chunk]
-            bad = np.flatnonzero(~np.isfinite(rows).all(axis=1))
-            if bad.size:
-                frame = a + int(bad[0])
-                raise CacheError(f"{self.path}: embeddings hold NaN or infinite values, first at frame "
-                                 f"{frame}; re-run extract with --overwrite (check the video and "
-                                 "extract.precision)")
-        self.close()
+        frame = self.first_nonfinite_frame()
+        if frame is not None:
+            raise CacheError(f"{self.path}: embeddings hold NaN or infinite values, first at frame "
+                             f"{frame}; re-run extract with --overwrite (check the video and "
+                             "extract.precision)")
 
     def load(self) -> np.ndarray:
         """Every frame, as one float32 array."""

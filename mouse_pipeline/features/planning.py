@@ -269,6 +269,8 @@ def _entry_status(entry: CacheEntry, cfg: Config | None) -> tuple[str, str]:
     if made_by != entry.backbone:  # e.g. copied from another backbone's folder
         return "stale", f"holds {made_by} embeddings, not {entry.backbone}"
     video = Path(str(entry.attrs.get("video_path", "")))
+    if entry.attrs.get("video_path") and sanitize_id(video.stem) != entry.video_id:  # swapped, copied
+        return "stale", f"made from {video.name}, not from video {entry.video_id}"
     if not entry.attrs.get("video_path") or not video.is_file():
         return "unknown", "video not found"
     fingerprint = video_fingerprint(video)
@@ -287,4 +289,17 @@ def _entry_status(entry: CacheEntry, cfg: Config | None) -> tuple[str, str]:
         except PipelineError as exc:
             return "stale", str(exc)[:80]
     fresh, reason = is_fresh(entry.path, expected)
-    return ("fresh", "") if fresh else ("stale", reason)
+    if not fresh:
+        return "stale", reason
+    return _finite_status(entry)
+
+
+def _finite_status(entry: CacheEntry) -> tuple[str, str]:
+    """``stale`` with the first bad frame when the embeddings hold NaN or infinities."""
+    from ..dataset import open_features
+
+    try:
+        frame = open_features(entry.path, entry.backbone).first_nonfinite_frame()
+    except PipelineError as exc:
+        return "stale", str(exc)[:80]
+    return ("fresh", "") if frame is None else ("stale", f"NaN or infinite values, first at frame {frame}")

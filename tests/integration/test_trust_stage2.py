@@ -46,6 +46,13 @@ def nothing_left(run):
     return [p.name for p in run.iterdir()] == ["logs"]
 
 
+def cache_ls(root):
+    """``cache ls`` of the copy: its line per video id."""
+    result = cli("cache", "ls", root / "cache")
+    assert result.exit_code == 0, result.output
+    return {line.split()[0]: line for line in result.stdout.splitlines()[1:]}
+
+
 def cache_file(root, vid):
     return cache_path(root / "cache", BACKBONE, vid)
 
@@ -59,6 +66,10 @@ def test_two_swapped_cache_files_are_refused(copy):
     assert str(a) in line and "not the embeddings of" in line and "mouse_000.mp4" in line
     assert "mouse_001.mp4" in line and "mouse-pipeline extract" in line
     assert nothing_left(copy / "run")  # nothing trained, nothing left but the log
+    listing = cache_ls(copy)
+    assert "made from mouse_001.mp4, not from video mouse_000" in listing["mouse_000"]
+    assert "made from mouse_000.mp4, not from video mouse_001" in listing["mouse_001"]
+    assert listing["mouse_002"].split()[-1] == "fresh"
 
 
 def test_a_video_copied_over_another_after_extraction_is_refused(copy):
@@ -75,6 +86,7 @@ def test_nan_in_embeddings_names_the_file_and_the_first_bad_frame(copy):
         f[DATASET][40, 0] = np.inf
     line = one_error(train(copy))
     assert f"{path}: embeddings hold NaN or infinite values, first at frame 17" in line
+    assert "stale" in cache_ls(copy)["mouse_003"] and "NaN or infinite values, first at frame 17" in cache_ls(copy)["mouse_003"]
 
 
 def test_a_failed_train_leaves_nothing_and_the_corrected_rerun_trains(copy):
