@@ -1,11 +1,11 @@
-"""DeepLabCut pose files: layouts, interpolation of unreliable points, one-line errors."""
+"""Pose CSV files (DeepLabCut, LightningPose): layouts, interpolation, one-line errors; finding a
+video's pose file."""
 
-import h5py
 import numpy as np
 import pytest
 
 from mouse_pipeline.errors import InputError
-from mouse_pipeline.pose import find_pose_file, read_dlc, write_dlc_csv
+from mouse_pipeline.pose import find_pose_file, read_dlc, read_pose, write_dlc_csv
 
 HEADER = ("scorer,S,S,S,S,S,S\n"
           "bodyparts,snout,snout,snout,midbody,midbody,midbody\n"
@@ -115,30 +115,6 @@ def test_no_data_rows_and_missing_file(tmp_path):
         read_dlc(tmp_path / "nope.csv", "midbody")
 
 
-def test_multi_animal_is_rejected(tmp_path):
-    path = tmp_path / "ma.csv"
-    path.write_text("scorer,S,S,S\nindividuals,m1,m1,m1\nbodyparts,a,a,a\ncoords,x,y,likelihood\n0,1,2,0.9\n")
-    with pytest.raises(InputError, match="multi-animal DeepLabCut file"):
-        read_dlc(path, "a")
-
-
-def test_h5_files_ask_for_the_csv_export(tmp_path):
-    dlc = tmp_path / "videoDLC_resnet50.h5"
-    with h5py.File(dlc, "w") as fh:
-        fh.create_dataset("df_with_missing/table", data=np.zeros(3))
-    with pytest.raises(InputError, match=r"column names pickled.*save_as_csv=True"):
-        read_dlc(dlc, "midbody")
-    other = tmp_path / "other.h5"
-    with h5py.File(other, "w") as fh:
-        fh.create_dataset("embeddings", data=np.zeros(3))
-    with pytest.raises(InputError, match="is not a DeepLabCut .h5 file"):
-        read_dlc(other, "midbody")
-    fake = tmp_path / "fake.h5"
-    fake.write_text("hello")
-    with pytest.raises(InputError, match="is not an HDF5 file"):
-        read_dlc(fake, "midbody")
-
-
 def test_find_pose_file(tmp_path):
     (tmp_path / "m1.csv").write_text("x")
     (tmp_path / "m2DLC_resnet50_shuffle1_1000.csv").write_text("x")
@@ -149,3 +125,40 @@ def test_find_pose_file(tmp_path):
     (tmp_path / "m2DLC_other.csv").write_text("x")
     with pytest.raises(InputError, match="several pose files for video 'm2'"):
         find_pose_file(tmp_path, "m2")
+    (tmp_path / "m2DLC_other.csv").unlink()
+    (tmp_path / "m1DLC_resnet50.h5").write_text("x")  # the CSV export wins over its .h5
+    assert find_pose_file(tmp_path, "m1") == tmp_path / "m1.csv"
+
+
+def test_find_pose_file_sleap_names_and_odd_ids(tmp_path):
+    for name in ("a.analysis.h5", "b.mp4.predictions.analysis.h5", "c.predictions.slp",
+                 "d.avi.predictions.slp", "e.slp", "f[1]DLC_x.h5", "g.2.analysis.h5"):
+        (tmp_path / name).write_text("x")
+    for vid, name in (("a", "a.analysis.h5"), ("b", "b.mp4.predictions.analysis.h5"),
+                      ("c", "c.predictions.slp"), ("d", "d.avi.predictions.slp"), ("e", "e.slp"),
+                      ("f[1]", "f[1]DLC_x.h5"), ("g.2", "g.2.analysis.h5")):
+        assert find_pose_file(tmp_path, vid).name == name
+    with pytest.raises(InputError, match="no pose file for video 'g'"):  # g.2's file is not g's
+        find_pose_file(tmp_path, "g")
+
+
+def test_lightning_pose_csv_is_read(tmp_path):
+    path = tmp_path / "m1.csv"
+    path.write_text("scorer,heatmap_tracker,heatmap_tracker,heatmap_tracker\n"
+                    "bodyparts,nose,nose,nose\ncoords,x,y,likelihood\n"
+                    "0,1.5,2.5,0.95\n1,9,9,0.1\n2,3.5,4.5,0.9\n")
+    np.testing.assert_allclose(read_pose(path, "nose"), [[1.5, 2.5], [2.5, 3.5], [3.5, 4.5]])
+
+
+@pytest.mark.parametrize("software", ["DeepLabCut", "LightningPose"])
+def test_csv_reader_agrees_with_movement(tmp_path, software):
+    load_dataset = pytest.importorskip("movement.io").load_dataset
+    rng = np.random.default_rng(3)
+    pts = {p: np.column_stack([rng.uniform(0, 500, (30, 2)), rng.uniform(0.8, 1, 30)])
+           for p in ("snout", "midbody")}
+    path = tmp_path / "p.csv"
+    write_dlc_csv(path, pts)
+    ds = load_dataset(path, source_software=software)
+    for part in pts:
+        theirs = ds["position"].sel(keypoints=part).squeeze("individuals").transpose("time", "space")
+        np.testing.assert_allclose(read_pose(path, part), theirs.values, atol=1e-9)
