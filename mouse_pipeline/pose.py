@@ -16,6 +16,11 @@ interpolation over time; before the first and after the last valid point the nea
 valid value is held. A file without likelihoods (labelled data) trusts every point that
 has coordinates.
 
+Checks
+------
+:func:`check_inside` compares the track with the video's frame: a pose file of another
+video or of another resolution puts the crop outside the picture (black crops).
+
 Finding files
 -------------
 :func:`find_pose_file` matches a video stem: ``<id>.csv``, ``<id>DLC*.csv``, ``<id>.h5``,
@@ -87,6 +92,53 @@ def read_pose(path: str | Path, bodypart: str, min_likelihood: float = 0.6, *,
 
 read_dlc = read_pose
 """The former name of :func:`read_pose`, which callers still use."""
+
+
+def check_inside(centres: np.ndarray, width: int, height: int, path: str | Path, *,
+                 video: str | Path | None = None, max_outside: float = 0.5) -> int:
+    """Warn when crop centres fall outside the video's frame; refuse when most do.
+
+    Parameters
+    ----------
+    centres
+        ``(T, 2)`` x, y per frame, as :func:`read_pose` returns them.
+    width, height
+        The video's frame size in pixels.
+    path
+        The pose file, named in the message.
+    video
+        The video, named in the message when given.
+    max_outside
+        The largest fraction of frames outside that is only warned about.
+
+    Returns
+    -------
+    int
+        The number of frames whose centre is outside ``[0, width) x [0, height)``.
+
+    Raises
+    ------
+    InputError
+        More than ``max_outside`` of the frames are outside: the pose file belongs to
+        another video or to another resolution.
+    """
+    if width <= 0 or height <= 0:
+        raise ValueError(f"width and height must be positive, got {width}x{height}")
+    c = np.asarray(centres, dtype=np.float64).reshape(-1, 2)
+    outside = (c[:, 0] < 0) | (c[:, 0] >= width) | (c[:, 1] < 0) | (c[:, 1] >= height)
+    n = int(outside.sum())
+    if n == 0:
+        return 0
+    x, y = c[:, 0], c[:, 1]
+    frame = f"the {width}x{height} frame" + (f" of {video}" if video is not None else "")
+    what = (f"{path}: {n} of {len(c)} frames have the pose point outside {frame} (first: frame "
+            f"{int(np.flatnonzero(outside)[0])}; the track spans x {x.min():.0f} to {x.max():.0f}, "
+            f"y {y.min():.0f} to {y.max():.0f})")
+    hint = "the pose file may belong to another video, or to another resolution of this video"
+    if n > max_outside * len(c):
+        raise InputError(f"{what}; {hint}: give the pose file made from this video")
+    log.warning("%s; their crops are partly black padding, not the mouse; %s", what, hint)
+    return n
 
 
 def write_dlc_csv(path: str | Path, points: dict[str, np.ndarray],

@@ -1,11 +1,13 @@
 """Pose CSV files (DeepLabCut, LightningPose): layouts, interpolation, one-line errors; finding a
-video's pose file."""
+video's pose file; the check that the track lies inside the frame."""
+
+import logging
 
 import numpy as np
 import pytest
 
 from mouse_pipeline.errors import InputError
-from mouse_pipeline.pose import find_pose_file, read_dlc, read_pose, write_dlc_csv
+from mouse_pipeline.pose import check_inside, find_pose_file, read_dlc, read_pose, write_dlc_csv
 
 HEADER = ("scorer,S,S,S,S,S,S\n"
           "bodyparts,snout,snout,snout,midbody,midbody,midbody\n"
@@ -162,3 +164,21 @@ def test_csv_reader_agrees_with_movement(tmp_path, software):
     for part in pts:
         theirs = ds["position"].sel(keypoints=part).squeeze("individuals").transpose("time", "space")
         np.testing.assert_allclose(read_pose(path, part), theirs.values, atol=1e-9)
+
+
+def test_check_inside(tmp_path, caplog):
+    pose = tmp_path / "m1.csv"
+    inside = np.array([[0, 0], [639.5, 479.5], [320, 240]])
+    assert check_inside(inside, 640, 480, pose) == 0
+    few = np.array([[10, 10]] * 8 + [[650, 10], [10, -3]])
+    with caplog.at_level(logging.WARNING, logger="mouse_pipeline.pose"):
+        assert check_inside(few, 640, 480, pose, video="m1.mp4") == 2
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert message.startswith(f"{pose}: 2 of 10 frames have the pose point outside the 640x480 frame of m1.mp4 (first: frame 8; ")
+    assert "may belong to another video, or to another resolution" in message
+    doubled = np.column_stack([np.linspace(100, 1200, 10), np.linspace(50, 900, 10)])  # a 1280x960 track
+    with pytest.raises(InputError, match=r"m1\.csv: 5 of 10 frames have the pose point outside the 640x480 frame \(first: frame 5; the track spans x 100 to 1200, y 50 to 900\); the pose file may belong to another video, or to another resolution of this video: give the pose file made from this video"):
+        check_inside(doubled, 640, 480, pose, max_outside=0.4)
+    assert check_inside(doubled, 640, 480, pose) == 5  # half: warned, not refused
+    with pytest.raises(InputError, match="6 of 10 frames"):
+        check_inside(doubled + [[100, 0]], 640, 480, pose)
