@@ -19,6 +19,9 @@ only ``x, y``: every labelled point counts as valid there. Empty cells are missi
 (neuroinformatics-unit), imported on the first such file only (about 2 s and 150 MB).
 movement's own logging is silenced (its errors become one :class:`InputError` naming the
 file; its warnings go to this module's logger) and the warning hook it installs is undone.
+A DeepLabCut ``.h5`` is read by pandas and converted by movement, which reshapes the table:
+its columns must be every (individual,) body part and coordinate in order, so a file with
+DeepLabCut's unique body parts is refused (its CSV is read).
 SLEAP gives no score for user-labelled points: a point with coordinates and no score
 counts as valid. A ``.slp`` file with several videos gives the first video's tracks.
 
@@ -34,12 +37,12 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import logging
 import pickle
 import re
 import threading
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,8 +62,6 @@ _HEADER = ("scorer", "bodyparts", "coords")
 _MULTI_HEADER = ("scorer", "individuals", "bodyparts", "coords")
 _COORDS = ("x", "y", "likelihood")
 _INT = re.compile(r"^\s*\d+\s*$")
-# movement's names for the individual of a file without individuals (DeepLabCut, SLEAP)
-_DEFAULT_NAMES = ("individual_0", "id_0")
 
 
 @dataclass(frozen=True)
@@ -187,9 +188,15 @@ def _columns(path: Path, names: list[str] | None, parts: list[str], coords: list
 
 def _read_hdf5(path: Path, bodypart: str) -> dict[str, Track]:
     kind = _hdf5_kind(path)
-    load = _movement(path)
+    mio = _movement(path)
     try:
-        ds = load(path, source_software=kind)
+        if kind == "DeepLabCut":
+            ds, named = _dlc_dataset(path, mio)
+        else:
+            ds = mio.load_dataset(path, source_software=kind)
+            named = [str(i) for i in ds["individuals"].values] != ["id_0"]  # movement's name when none
+    except InputError:
+        raise
     except Exception as exc:  # movement, pandas and PyTables raise many types; chained for --debug
         raise InputError(f"{path}: cannot read this {kind} pose file ({first_line(exc)}); "
                          f"give a complete {kind} output file or its CSV export") from exc
@@ -202,11 +209,35 @@ def _read_hdf5(path: Path, bodypart: str) -> dict[str, Track]:
     score = np.asarray(score, dtype=np.float64)
     if kind == "SLEAP":  # user-labelled points have no score: trusted where they have coordinates
         score = np.where(np.isnan(score), 1.0, score)
-    names = [str(i) for i in ds["individuals"].values]
-    if len(names) == 1 and names[0] in _DEFAULT_NAMES:
-        names = [UNNAMED]
+    names = [str(i) for i in ds["individuals"].values] if named else [UNNAMED]
     return {name: Track(xy[:, j], None if np.isnan(score[:, j]).all() else score[:, j])
             for j, name in enumerate(names)}
+
+
+def _dlc_dataset(path: Path, mio: Any) -> tuple[Any, bool]:
+    """A DeepLabCut ``.h5`` as a movement dataset, and whether it names individuals.
+
+    movement turns the table into an array by reshaping it, which scrambles the points
+    unless the columns are every (individual,) body part and coordinate in order; such a
+    file (DeepLabCut's unique body parts) is refused rather than read wrong.
+    """
+    import pandas as pd
+
+    df = pd.read_hdf(path, key="df_with_missing")
+    names = list(getattr(df, "columns", pd.Index([])).names)
+    if not isinstance(df, pd.DataFrame) or not {"bodyparts", "coords"} <= set(names):
+        raise InputError(f"{path}: 'df_with_missing' is not a DeepLabCut table (column levels "
+                         f"{names}, expected scorer, bodyparts, coords); give the file "
+                         "DeepLabCut wrote")
+    levels = [n for n in ("individuals", "bodyparts", "coords") if n in names]
+    columns = list(zip(*(df.columns.get_level_values(n) for n in levels), strict=True))
+    grid = list(itertools.product(*(dict.fromkeys(v) for v in zip(*columns, strict=True))))
+    if columns != grid or ("scorer" in names and df.columns.get_level_values("scorer").nunique() != 1):
+        raise InputError(f"{path}: the columns are not one scorer's x, y (and likelihood) for "
+                         "every body part of every individual (DeepLabCut's unique body parts, "
+                         "or several scorers), which movement cannot read; give the CSV export "
+                         "(deeplabcut.analyze_videos_converth5_to_csv)")
+    return mio.load_poses.from_dlc_style_df(df, source_software="DeepLabCut"), "individuals" in levels
 
 
 def _hdf5_kind(path: Path) -> str:
@@ -285,17 +316,17 @@ def _refuse_unsafe_pickles(path: Path, fh: Any) -> None:
 
 
 _lock = threading.Lock()
-_loader: Callable[..., Any] | None = None
+_movement_io: Any = None
 
 
-def _movement(path: Path) -> Callable[..., Any]:
-    """movement's ``load_dataset``, imported on first use, its logging kept out of the output."""
-    global _loader
+def _movement(path: Path) -> Any:
+    """``movement.io``, imported on first use, its logging kept out of the output."""
+    global _movement_io
     with _lock:
-        if _loader is None:
+        if _movement_io is None:
             hook = warnings.showwarning
             try:
-                from movement.io import load_dataset
+                import movement.io
                 from movement.utils.logging import logger
             except (ImportError, OSError) as exc:  # OSError: movement makes ~/.movement at import
                 raise InputError(f"{path}: reading .h5 and .slp pose files needs the 'movement' "
@@ -307,8 +338,8 @@ def _movement(path: Path) -> Callable[..., Any]:
             logger.remove()  # its stderr and ~/.movement/movement.log handlers
             logger.add(_forward, level="WARNING", format="{message}",
                        filter=lambda record: record["level"].no < 40)  # errors: our one line
-            _loader = load_dataset
-    return _loader
+            _movement_io = movement.io
+    return _movement_io
 
 
 def _forward(message: Any) -> None:

@@ -134,6 +134,22 @@ def test_multi_animal_csv_messages_name_the_individual(tmp_path):
         read_pose(path, "snout", individual="mouse2")
 
 
+def test_unique_bodyparts_are_read_from_csv_and_refused_from_h5(tmp_path):
+    tracks = {"mouse1": points(12), "mouse2": points(13), "single": {"box": points(14)["snout"]}}
+    csv = multi_csv(tmp_path / "ma.csv", tracks)
+    np.testing.assert_allclose(read_pose(csv, "box")[[0, 1]], tracks["single"]["box"][[0, 1], :2])
+    np.testing.assert_allclose(read_pose(csv, "snout", individual="mouse2")[[0, 1]], tracks["mouse2"]["snout"][[0, 1], :2])
+    h5 = tmp_path / "ma.h5"
+    dlc_frame(tracks).to_hdf(h5, key="df_with_missing", format="table", mode="w")
+    # movement would reshape these 15 columns as 3 individuals x 3 body parts: half the rows, scrambled
+    with pytest.raises(InputError, match=r"ma\.h5: the columns are not one scorer's x, y \(and likelihood\) for every body part of every individual .*give the CSV export"):
+        read_pose(h5, "snout", individual="mouse1")
+    plain = tmp_path / "plain.h5"
+    pd.DataFrame({"a": [1.0, 2.0]}).to_hdf(plain, key="df_with_missing")
+    with pytest.raises(InputError, match=r"plain\.h5: 'df_with_missing' is not a DeepLabCut table \(column levels \[None\]"):
+        read_pose(plain, "a")
+
+
 def test_sleap_analysis_h5(tmp_path):
     T = 10
     rng = np.random.default_rng(7)
