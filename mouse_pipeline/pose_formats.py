@@ -190,11 +190,12 @@ def _read_hdf5(path: Path, bodypart: str) -> dict[str, Track]:
     kind = _hdf5_kind(path)
     mio = _movement(path)
     try:
-        if kind == "DeepLabCut":
-            ds, named = _dlc_dataset(path, mio)
-        else:
-            ds = mio.load_dataset(path, source_software=kind)
-            named = [str(i) for i in ds["individuals"].values] != ["id_0"]  # movement's name when none
+        with _read_lock:  # PyTables is not thread-safe; extract validates videos in threads
+            if kind == "DeepLabCut":
+                ds, named = _dlc_dataset(path, mio)
+            else:
+                ds = mio.load_dataset(path, source_software=kind)
+                named = [str(i) for i in ds["individuals"].values] != ["id_0"]  # movement's name when none
     except InputError:
         raise
     except Exception as exc:  # movement, pandas and PyTables raise many types; chained for --debug
@@ -316,6 +317,7 @@ def _refuse_unsafe_pickles(path: Path, fh: Any) -> None:
 
 
 _lock = threading.Lock()
+_read_lock = threading.Lock()
 _movement_io: Any = None
 
 

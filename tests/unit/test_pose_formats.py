@@ -5,6 +5,7 @@ import pickle
 import subprocess
 import sys
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import h5py
 import numpy as np
@@ -148,6 +149,18 @@ def test_unique_bodyparts_are_read_from_csv_and_refused_from_h5(tmp_path):
     pd.DataFrame({"a": [1.0, 2.0]}).to_hdf(plain, key="df_with_missing")
     with pytest.raises(InputError, match=r"plain\.h5: 'df_with_missing' is not a DeepLabCut table \(column levels \[None\]"):
         read_pose(plain, "a")
+
+
+def test_files_read_in_threads_equal_files_read_one_by_one(tmp_path):
+    paths = []
+    for i in range(6):  # extract validates videos in threads; PyTables is not thread-safe
+        path = tmp_path / f"m{i}DLC.h5"
+        dlc_frame({None: points(20 + i, n=500)}).to_hdf(path, key="df_with_missing", format="table", mode="w")
+        paths.append(path)
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        together = list(pool.map(lambda p: read_pose(p, "midbody"), paths * 3))
+    for path, xy in zip(paths * 3, together, strict=True):
+        np.testing.assert_array_equal(xy, read_pose(path, "midbody"))
 
 
 def test_sleap_analysis_h5(tmp_path):
