@@ -68,6 +68,13 @@ def sleap_analysis(path, tracks, names, nodes=PARTS, scores=True):
     return path
 
 
+def junk_dlc(path):
+    """An HDF5 file with DeepLabCut's key but no pandas table under it."""
+    with h5py.File(path, "w") as fh:
+        fh.create_dataset("df_with_missing/table", data=np.zeros(3))
+    return path
+
+
 @pytest.mark.parametrize("layout", ["fixed", "table"])
 def test_dlc_h5_is_read_like_its_csv(tmp_path, layout):
     pts = points(0)
@@ -224,9 +231,7 @@ def test_damaged_and_foreign_hdf5_files(tmp_path):
         fh.create_dataset("embeddings", data=np.zeros(3))
     with pytest.raises(InputError, match=r"is neither a DeepLabCut \.h5 \(no 'df_with_missing' table\) nor a SLEAP analysis \.h5 \(no 'tracks' dataset\); it holds embeddings"):
         read_pose(other, "midbody")
-    junk = tmp_path / "junkDLC.h5"
-    with h5py.File(junk, "w") as fh:
-        fh.create_dataset("df_with_missing/table", data=np.zeros(3))
+    junk = junk_dlc(tmp_path / "junkDLC.h5")
     with pytest.raises(InputError, match=r"junkDLC\.h5: cannot read this DeepLabCut pose file \(.+\); give a complete"):
         read_pose(junk, "midbody")
     slp = tmp_path / "m1.slp"
@@ -237,9 +242,7 @@ def test_damaged_and_foreign_hdf5_files(tmp_path):
 
 
 def test_no_output_but_the_error_and_the_warning_hook_is_kept(tmp_path, capfd):
-    junk = tmp_path / "junkDLC.h5"
-    with h5py.File(junk, "w") as fh:
-        fh.create_dataset("df_with_missing/table", data=np.zeros(3))
+    junk = junk_dlc(tmp_path / "junkDLC.h5")
     hook = warnings.showwarning
     with pytest.raises(InputError):
         read_pose(junk, "midbody")
