@@ -28,7 +28,7 @@ from ..config import Config
 from ..dataset import find_videos
 from ..errors import InputError, PipelineError
 from ..fileio import sha256_file
-from ..pose import find_pose_file, read_dlc
+from ..pose import check_inside, find_pose_file, read_dlc
 from ..video import Crop, VideoInfo, probe_video, video_fingerprint
 from .store import (
     CacheEntry,
@@ -176,6 +176,7 @@ def validate(cfg: Config, job: VideoJob) -> VideoJob:
         if len(centres) != info.n_frames:
             raise InputError(f"{job.pose_file}: {len(centres)} pose rows but {job.path} has "
                              f"{info.n_frames} frames; use the pose file made from this video")
+        check_inside(centres, info.width, info.height, job.pose_file, video=job.path)
         crop = Crop("pose", size=c.size, centres=centres)
     else:
         crop = Crop.none()
@@ -197,7 +198,6 @@ def validate_all(cfg: Config, jobs: list[VideoJob], progress: bool) -> list[Vide
                 problems[i] = str(exc)
     _raise_all([problems[i] for i in sorted(problems)])
     return [results[i] for i in range(len(jobs))]
-
 
 
 def plan(cfg: Config, jobs: list[VideoJob], sizes: dict[str, int], weights: str,
