@@ -38,20 +38,28 @@ readers need ``fps`` and ``n_frames`` (from the video).
 ``columns`` maps file column (or BORIS behaviour) names to behaviour names; names not
 mapped keep their own. The output has exactly the requested behaviours, in that order.
 Readers accept UTF-8 with or without BOM, CRLF line ends, trailing blank lines, and
-tab-separated files.
+tab-separated files. They refuse, in one line naming the file: a file that is not UTF-8
+(with the byte offset and line of the first undecodable byte), a header without data
+rows, and a column name twice in the header.
+
+Finding and inspecting files: :func:`find_label_file` is a video's label file in the labels
+folder (``<video>.csv``, ``.tsv`` or ``.txt``; two of them for one video are refused, naming
+both); :func:`label_behaviors` lists the behaviours a file holds (without a frame-index
+column: see :func:`has_index_column`). The BORIS readers live in
+:mod:`mouse_pipeline.annotations_boris`.
 """
 
 from __future__ import annotations
 
 import csv
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from mouse_pipeline.annotations_boris import boris_aggregated, boris_events, bouts_to_matrix
 from mouse_pipeline.errors import ConfigError, InputError
 from mouse_pipeline.fileio import atomic_open
 
@@ -129,7 +137,7 @@ def read_labels(
     columns = dict(columns or {})
     if fmt not in FORMATS:
         raise ConfigError(f"unknown label format {fmt!r} for {path}: use one of {FORMATS}")
-    rows = _read_rows(path)
+    rows = read_rows(path)
     if fmt in ("thesis", "deepethogram"):
         matrix = _read_frame_table(path, rows, fmt, behaviors, columns)
     else:
@@ -137,8 +145,8 @@ def read_labels(
             raise ConfigError(f"reading BORIS labels {path} needs the video's fps (got {fps})")
         if n_frames is None:
             raise InputError(f"reading BORIS labels {path} needs the video's frame count")
-        bouts = (_boris_events if fmt == "boris_events" else _boris_aggregated)(path, rows)
-        matrix = _bouts_to_matrix(path, bouts, behaviors, columns, float(fps), int(n_frames))
+        bouts = (boris_events if fmt == "boris_events" else boris_aggregated)(path, rows)
+        matrix = bouts_to_matrix(path, bouts, behaviors, columns, float(fps), int(n_frames))
     return Labels(behaviors, matrix, path)
 
 
@@ -203,17 +211,72 @@ def write_labels_csv(path: str | Path, labels: Labels) -> None:
         writer.writerows(labels.matrix.tolist())
 
 
-# -- tables of per-frame values -------------------------------------------------------
+# -- files, tables of per-frame values ------------------------------------------------
+
+LABEL_SUFFIXES = (".csv", ".tsv", ".txt")
+#: First-column names that mark a frame index rather than a behaviour (compared lower-case).
+INDEX_NAMES = ("", "frame", "frames", "frame_index", "frame_number", "frame_no", "index", "idx")
+_BOM = b"\xef\xbb\xbf"
 
 
-def _read_rows(path: Path) -> list[tuple[int, list[str]]]:
-    """Rows as (line number, stripped cells), without trailing blank rows."""
+def find_label_file(folder: str | Path, video: str | Sequence[str]) -> Path | None:
+    """The label file of one video: ``<folder>/<stem>.csv``, ``.tsv`` or ``.txt``, or None.
+
+    Parameters
+    ----------
+    folder
+        The labels folder (config key ``data.labels``).
+    video
+        The video id or file stem, or several names the video's file may have (its real
+        stem and its id, as ``dataset.VideoFile.stems``). Suffixes match in any case.
+
+    Raises
+    ------
+    InputError
+        The folder does not exist or is a file, or more than one candidate exists (naming
+        them all).
+    """
+    folder = Path(folder)
+    stems = (video,) if isinstance(video, str) else tuple(video)
+    if not folder.is_dir():
+        what = "is a file, not a folder" if folder.is_file() else "does not exist"
+        raise InputError(f"{folder}: labels folder {what}; set data.labels to the folder of label files")
+    found = sorted(p for p in folder.iterdir()
+                   if p.stem in stems and p.suffix.lower() in LABEL_SUFFIXES and p.is_file())
+    if len(found) > 1:
+        raise InputError(f"{found[0]}: video {stems[0]} has {len(found)} label files "
+                         f"({', '.join(p.name for p in found)}); keep one of them in {folder}")
+    return found[0] if found else None
+
+
+def read_text(path: Path, what: str = "label file") -> str:
+    """A text file as UTF-8 (BOM or not); InputError naming the first undecodable byte."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        data = path.read_bytes()
     except FileNotFoundError:
-        raise InputError(f"label file {path} does not exist: check the labels path") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError(f"cannot read label file {path}: {err}") from None
+        raise InputError(f"{what} {path} does not exist: check the path") from None
+    except OSError as err:
+        raise InputError(f"{path}: cannot read this {what} ({err.strerror or err}); check "
+                         "the path and its permissions") from None
+    skip = len(_BOM) if data.startswith(_BOM) else 0
+    try:
+        return data[skip:].decode("utf-8")
+    except UnicodeDecodeError as err:
+        at = skip + err.start
+        line = data.count(b"\n", 0, at) + 1
+        raise InputError(
+            f"{path}: this {what} is not UTF-8 text: byte 0x{data[at]:02x} at byte offset {at} "
+            f"(line {line}) cannot be decoded; save it as UTF-8 "
+            "(e.g. \"CSV UTF-8\" in a spreadsheet; Latin-1 and Windows-1252 files are not read)"
+        ) from None
+
+
+def read_rows(path: Path, what: str = "label file") -> list[tuple[int, list[str]]]:
+    """Rows as (line number, stripped cells), without leading or trailing blank rows.
+
+    Comma- or tab-separated (whichever the first non-blank line has more of).
+    """
+    text = read_text(path, what)
     first = next((line for line in text.splitlines() if line.strip()), "")
     delimiter = "\t" if first.count("\t") > first.count(",") else ","
     reader = csv.reader(text.splitlines(), delimiter=delimiter)
@@ -223,8 +286,45 @@ def _read_rows(path: Path) -> list[tuple[int, list[str]]]:
     while rows and not any(rows[0][1]):  # blank lines before the header
         rows.pop(0)
     if not rows:
-        raise InputError(f"label file {path} is empty")
+        raise InputError(f"{what} {path} is empty")
     return rows
+
+
+def has_index_column(header: Sequence[str], first_cells: Sequence[str]) -> bool:
+    """Whether a table's first column is a frame index, not a behaviour.
+
+    By its name (:data:`INDEX_NAMES`, or pandas' ``Unnamed: 0``), or by holding exactly
+    the integers ``0 .. N-1`` with ``N >= 3`` (a value 2 is never a label).
+    """
+    if not header:
+        return False
+    name = header[0].lower()
+    if name in INDEX_NAMES or name.startswith("unnamed"):
+        return True
+    return len(first_cells) >= 3 and list(first_cells) == [str(i) for i in range(len(first_cells))]
+
+
+def label_behaviors(path: str | Path, fmt: str, columns: Mapping[str, str] | None = None) -> list[str]:
+    """The behaviours a label file holds, in file order, after ``columns`` renames them.
+
+    Frame tables: every column except a frame index (always the first in DeepEthogram
+    files, see :func:`has_index_column` for thesis files) and DeepEthogram's
+    ``background``. BORIS: every behaviour with a bout, sorted.
+    """
+    path, columns = Path(path), dict(columns or {})
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown label format {fmt!r} for {path}: use one of {FORMATS}")
+    rows = read_rows(path)
+    if fmt in ("boris_events", "boris_aggregated"):
+        bouts = (boris_events if fmt == "boris_events" else boris_aggregated)(path, rows)
+        names = sorted({b for b, *_ in bouts})
+    else:
+        header = rows[0][1]
+        first = [cells[0] if cells else "" for _, cells in rows[1:]]
+        skip = fmt == "deepethogram" or has_index_column(header, first)
+        drop = ("", "background") if fmt == "deepethogram" else ("",)
+        names = [h for h in header[1 if skip else 0:] if h not in drop]
+    return list(dict.fromkeys(columns.get(n, n) for n in names))
 
 
 def _resolve(
@@ -241,7 +341,10 @@ def _resolve(
             continue
         target = columns.get(name, name)
         if target in where:
-            raise InputError(f"label file {path}: two columns give behaviour {target!r}")
+            other = found[where[target]]
+            what = (f"column {name!r} appears twice" if other == name
+                    else f"columns {other!r} and {name!r} both give behaviour {target!r}")
+            raise InputError(f"{path}: {what}; remove or rename one so it is clear which to read")
         where[target] = i
     missing = [b for b in behaviors if b not in where]
     if missing:
@@ -262,12 +365,14 @@ def _read_frame_table(
     behaviors: tuple[str, ...],
     columns: dict[str, str],
 ) -> np.ndarray:
-    header = rows[0][1]
+    header, data = rows[0][1], rows[1:]
+    if not data:
+        raise InputError(f"{path}: the label file has a header but no data rows; "
+                         "export the labels again (one row per frame)")
     skip_index = fmt == "deepethogram" or header[0] == "" or header[0].startswith("Unnamed")
     names = header[1:] if skip_index else header
     drop = ("background",) if fmt == "deepethogram" else ()
     where = _resolve(path, names, behaviors, columns, drop)
-    data = rows[1:]
     for row_no, (line_no, cells) in enumerate(data, start=1):
         if len(cells) != len(header):
             raise InputError(
@@ -284,10 +389,10 @@ def _read_frame_table(
             r = int(np.argmax(bad))
             raise InputError(
                 f"label file {path}, data row {r + 1} (line {data[r][0]}), column "
-                f"{header[col + offset]!r}: value {cells[r]!r} is not 0, 1 or -1; fix that cell"
+                f"{header[col + offset]!r}: value {str(cells[r])!r} is not 0, 1 or -1; fix that cell"
             )
         matrix[:, k] = [_CELL_VALUES[c] for c in cells]
-    if fmt == "deepethogram" and len(data):
+    if fmt == "deepethogram":
         _check_index(path, table[:, 0], data)
     return matrix
 
@@ -295,7 +400,7 @@ def _read_frame_table(
 def _check_index(path: Path, cells: np.ndarray, data: list[tuple[int, list[str]]]) -> None:
     """The DeepEthogram frame index must count up by one."""
     try:
-        index = np.array([int(float(c)) for c in cells])
+        index = [int(float(c)) for c in cells]
     except ValueError:
         raise InputError(f"label file {path}: first column is not a frame index") from None
     bad = np.flatnonzero(np.diff(index) != 1)
@@ -305,141 +410,3 @@ def _check_index(path: Path, cells: np.ndarray, data: list[tuple[int, list[str]]
             f"label file {path}, data row {r + 1} (line {data[r][0]}): frame index "
             f"{index[r]} follows {index[r - 1]}; rows must be consecutive frames"
         )
-
-
-# -- BORIS ---------------------------------------------------------------------------
-
-_Bout = tuple[str, float, float, int]  # behaviour, start s, stop s, line number
-
-
-def _find_header(
-    path: Path, rows: list[tuple[int, list[str]]], required: Sequence[Sequence[str]]
-) -> tuple[int, dict[str, int]]:
-    """Index of the header row (each group in ``required`` needs one of its names)."""
-    for i, (_, cells) in enumerate(rows):
-        if all(any(name in cells for name in group) for group in required):
-            return i, {name: j for j, name in enumerate(cells) if name}
-    wanted = [" or ".join(group) for group in required]
-    raise InputError(
-        f"label file {path}: no header row with columns {wanted}; is it a BORIS export?"
-    )
-
-
-def _seconds(path: Path, line_no: int, column: str, cell: str) -> float:
-    try:
-        value = float(cell)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < 0:
-        raise InputError(f"label file {path}, line {line_no}, column {column!r}: bad time {cell!r}")
-    return value
-
-
-def _boris_events(path: Path, rows: list[tuple[int, list[str]]]) -> list[_Bout]:
-    h, col = _find_header(path, rows, (("Time",), ("Behavior",), ("Status", "Behavior type")))
-    status_col = col["Status"] if "Status" in col else col["Behavior type"]
-    open_at: dict[tuple[str, str], tuple[float, int]] = {}
-    bouts: list[_Bout] = []
-    for line_no, cells in rows[h + 1 :]:
-        if not any(cells):
-            continue
-        if len(cells) <= max(col["Time"], col["Behavior"], status_col):
-            raise InputError(f"label file {path}, line {line_no}: too few cells for an event")
-        status = cells[status_col].upper()
-        behavior = cells[col["Behavior"]]
-        subject = cells[col["Subject"]] if "Subject" in col and col["Subject"] < len(cells) else ""
-        key = (subject, behavior)
-        if status == "POINT":
-            continue
-        time = _seconds(path, line_no, "Time", cells[col["Time"]])
-        if status == "START":
-            if key in open_at:
-                raise InputError(
-                    f"label file {path}, line {line_no}: START of {behavior!r} while the START "
-                    f"at line {open_at[key][1]} has no STOP; fix the pairing in BORIS"
-                )
-            open_at[key] = (time, line_no)
-        elif status == "STOP":
-            if key not in open_at:
-                raise InputError(
-                    f"label file {path}, line {line_no}: STOP of {behavior!r} without a START; "
-                    "fix the pairing in BORIS"
-                )
-            start, start_line = open_at.pop(key)
-            if time < start:
-                raise InputError(
-                    f"label file {path}, line {line_no}: STOP of {behavior!r} at {time} s is "
-                    f"before its START at {start} s (line {start_line})"
-                )
-            bouts.append((behavior, start, time, start_line))
-        else:
-            raise InputError(
-                f"label file {path}, line {line_no}: status {cells[status_col]!r} is not "
-                "START, STOP or POINT"
-            )
-    if open_at:
-        (_, behavior), (_, line_no) = next(iter(open_at.items()))
-        raise InputError(
-            f"label file {path}, line {line_no}: START of {behavior!r} has no STOP; "
-            "close the bout in BORIS"
-        )
-    return bouts
-
-
-def _boris_aggregated(path: Path, rows: list[tuple[int, list[str]]]) -> list[_Bout]:
-    h, col = _find_header(path, rows, (("Behavior",), ("Start (s)",), ("Stop (s)",)))
-    bouts: list[_Bout] = []
-    for line_no, cells in rows[h + 1 :]:
-        if not any(cells):
-            continue
-        if len(cells) <= max(col["Behavior"], col["Start (s)"], col["Stop (s)"]):
-            raise InputError(f"label file {path}, line {line_no}: too few cells for a bout")
-        kind = cells[col["Behavior type"]].upper() if "Behavior type" in col else ""
-        stop_cell = cells[col["Stop (s)"]]
-        if kind == "POINT" or stop_cell.upper() in ("", "NA", "NAN"):
-            logger.debug("Label file %s, line %d: point event ignored", path, line_no)
-            continue
-        start = _seconds(path, line_no, "Start (s)", cells[col["Start (s)"]])
-        stop = _seconds(path, line_no, "Stop (s)", stop_cell)
-        if stop < start:
-            raise InputError(f"label file {path}, line {line_no}: Stop (s) is before Start (s)")
-        bouts.append((cells[col["Behavior"]], start, stop, line_no))
-    return bouts
-
-
-def _bouts_to_matrix(
-    path: Path,
-    bouts: list[_Bout],
-    behaviors: tuple[str, ...],
-    columns: dict[str, str],
-    fps: float,
-    n_frames: int,
-) -> np.ndarray:
-    found = sorted({b for b, *_ in bouts})
-    mapped = {name: columns.get(name, name) for name in found}
-    for behavior in behaviors:
-        if behavior not in mapped.values():
-            logger.warning(
-                "Label file %s has no bout of %r: all its frames are 0 (behaviours found: %s)",
-                path,
-                behavior,
-                found,
-            )
-    ignored = [name for name, target in mapped.items() if target not in behaviors]
-    if ignored:
-        logger.debug("Label file %s: ignoring behaviours %s", path, ignored)
-    matrix = np.zeros((n_frames, len(behaviors)), dtype=np.int8)
-    index = {b: k for k, b in enumerate(behaviors)}
-    for name, start, stop, line_no in bouts:
-        k = index.get(mapped[name])
-        if k is None:
-            continue
-        first = math.ceil(round(start * fps, 6))
-        end = math.ceil(round(stop * fps, 6))  # exclusive
-        if first >= n_frames and end > first:
-            raise InputError(
-                f"label file {path}, line {line_no}: bout of {name!r} starts at {start} s = frame "
-                f"{first}, past the video's {n_frames} frames at {fps} fps; check fps and video"
-            )
-        matrix[first : min(end, n_frames), k] = 1
-    return matrix

@@ -19,28 +19,37 @@ Weights
 a path
     A notop weights file (``.h5`` / ``.weights.h5``) loaded with ``load_weights``; its
     identity in the cache is ``sha256:<hex>`` of the file.
+
+The registry (names, input sizes, embedding sizes) and the weights' identity are plain
+data: importing this module does not import Keras. Keras (and TensorFlow) are imported
+when a backbone is built or run, so commands that only judge the cache start fast.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
-import keras
 import numpy as np
 
 from . import devices
 from .errors import ConfigError, PipelineError
+from .fileio import first_line, sha256_file
+
+if TYPE_CHECKING:
+    import keras
 
 log = logging.getLogger(__name__)
 
 RANDOM_SEED = 1234  # random weights are the same network in every process
-PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+PRECISIONS: Mapping[str, str] = MappingProxyType(
+    {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"})
 NEARLY_CONSTANT = 1e-6  # embedding spread below which nothing can be learned
 
 
@@ -74,7 +83,7 @@ class BackboneSpec:
     options: tuple[tuple[str, Any], ...] = ()
 
 
-REGISTRY: dict[str, BackboneSpec] = {
+REGISTRY: Mapping[str, BackboneSpec] = MappingProxyType({
     "resnet50v2": BackboneSpec(
         "ResNet50V2", 224, 2048, "tf", "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5"),
     "inception_resnet_v2": BackboneSpec(
@@ -91,7 +100,7 @@ REGISTRY: dict[str, BackboneSpec] = {
         "MobileNetV3Large", 224, 960, "included",
         "weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5",
         options=(("include_preprocessing", True),)),
-}
+})
 
 
 def get_spec(name: str) -> BackboneSpec:
@@ -159,11 +168,7 @@ def weights_id(weights: str) -> str:
     if not path.is_file():
         raise ConfigError(f"extract.weights: {path} is not a file; use imagenet, random or the "
                           "path of a notop weights file")
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return "sha256:" + digest.hexdigest()
+    return "sha256:" + sha256_file(path)
 
 
 class Backbone:
@@ -183,6 +188,8 @@ class Backbone:
 
     def __init__(self, name: str, model: keras.Model, input_size: int, dim: int, weights_id: str,
                  precision: str = "float32", jit_compile: bool = False):
+        import keras
+
         self.name, self.model, self.input_size, self.dim = name, model, input_size, dim
         self.weights_id, self.precision, self.jit_compile = weights_id, precision, jit_compile
         self._call = compiled_forward(model, jit_compile)
@@ -237,6 +244,8 @@ def compiled_forward(model: keras.Model, jit_compile: bool = False) -> Any:
     when ``jit_compile``. JAX (``KERAS_BACKEND=jax``): ``jax.jit`` of the model's
     stateless call, always XLA. PyTorch: the eager model under ``no_grad``.
     """
+    import keras
+
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
@@ -284,6 +293,8 @@ def compiled_forward(model: keras.Model, jit_compile: bool = False) -> Any:
 
 def _preprocess(kind: str, x: Any) -> Any:
     """The application's input preprocessing as plain layers, computed in float32."""
+    import keras
+
     if kind == "tf":
         return keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess", dtype="float32")(x)
     if kind == "caffe":
@@ -308,7 +319,7 @@ def _imagenet_weights(name: str, spec: BackboneSpec) -> str:
 
 
 def _download_error(name: str, spec: BackboneSpec, exc: BaseException) -> PipelineError:
-    reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+    reason = first_line(exc)[:200]
     return PipelineError(
         f"{name}: ImageNet weights are not cached and could not be downloaded ({reason}); "
         f"put {spec.weight_file} into {keras_models_dir()}/, or set extract.weights to a local "
@@ -368,6 +379,8 @@ def build_backbone(name: str, weights: str, input_size: int | None = None,
         source = _imagenet_weights(name, spec)
     else:
         source = str(weights)
+    import keras  # only now: every setting above is checked without it
+
     where = devices.describe()  # before building: the first look for a GPU
     ctor = getattr(keras.applications, spec.constructor)
     previous = keras.config.dtype_policy()
@@ -382,7 +395,7 @@ def build_backbone(name: str, weights: str, input_size: int | None = None,
             if source == "imagenet" and not (keras_models_dir() / spec.weight_file).is_file():
                 raise _download_error(name, spec, exc) from exc
             if source not in (None, "imagenet"):
-                first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+                first = first_line(exc)[:200]
                 raise PipelineError(f"{name}: cannot load weights from {source} ({first}); "
                                     f"expected the notop weights of {spec.constructor}") from exc
             raise

@@ -1,10 +1,17 @@
 """``mouse-pipeline bench``: where extraction and training time goes, measured in one run.
 
-Every figure is measured in the same process (memory: in child processes) on the same
-machine, so ratios compare like with like:
+Every figure is measured in the same process (memory and start-up: in child processes)
+on the same machine, so ratios compare like with like:
 
+- start-up: wall time of commands that need no model (``--help``, ``cache ls --config``,
+  a re-extract with every file fresh, a config error), each a new ``python -m
+  stages.cli`` process, against bare ``python -c pass`` (target: at most 1.5 s more);
 - decode-only frames/s: read, crop, resize, no model;
-- model-only frames/s: the backbone on batches already in memory (steady state);
+- model-only frames/s: the backbone alone, on the path extraction feeds it (uint8
+  batches of the extract batch size, each its own array, through
+  :meth:`~mouse_pipeline.backbones.Backbone.embed` after the same warm-up), in steady
+  state, the fastest pass (:func:`model_fps`) of runs just before and after the timed
+  extract: an upper bound of extraction;
 - full extract frames/s: decode + model + HDF5 write through :func:`extract` (the
   video's streaming rate, and end to end with probing and model building), and the
   streaming rate's ratio to model-only (1.0 = decoding fully hidden behind the model);
@@ -12,13 +19,15 @@ machine, so ratios compare like with like:
   did), and the ratio of full extract to it;
 - bfloat16 mixed precision: model-only frames/s and per-frame cosine similarity to float32;
 - peak resident memory of ``extract`` on a short video and on one ten times longer;
-- stage 2: training frames/s through the project's window loader vs. a bare Keras ``fit``
-  on the same windows held in memory, and sequence-model inference frames/s.
+- stage 2 (:mod:`.bench_stage2`): training frames/s through the project's window loader
+  vs. a bare Keras ``fit`` on the same windows held in memory, and through the loader
+  reading every window from files; sequence-model inference frames/s; peak memory of
+  ``predict`` and ``train`` on videos ten times longer.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import os
 import platform
@@ -26,14 +35,53 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from .bench_stage2 import format_stage2, memory_figures, stage2_figures
 from .config import load_config
+from .fileio import write_json
+from .startup import startup_figures
 
 log = logging.getLogger(__name__)
 
+@dataclass(frozen=True)
+class BenchSettings:
+    """What ``mouse-pipeline bench`` measures, and on what.
+
+    Attributes
+    ----------
+    video
+        Video to measure on (None: a synthetic 256x256 one of ``frames`` frames).
+    backbone, input_size, batch
+        Backbone name, input side (None: the backbone's default), extract batch size.
+    per_frame
+        Frames of the per-frame ``model.predict`` baseline.
+    memory, stage2, startup
+        Whether to measure peak memory, stage 2 speed, start-up times.
+    parallel_videos
+        Also extract this many copies of the video decoding at once (1: not measured).
+    frame_threads
+        ``extract.frame_threads`` of every extraction.
+    startup_repeats
+        Timed runs of each start-up command (the median is reported).
+    """
+
+    video: Path | None = None
+    backbone: str = "resnet50v2"
+    input_size: int | None = None
+    batch: int = 32
+    frames: int = 320
+    per_frame: int = 48
+    memory: bool = True
+    stage2: bool = True
+    startup: bool = True
+    parallel_videos: int = 1
+    frame_threads: int = 1
+    startup_repeats: int = 5
 
 def cpu_has_bf16() -> bool:
     """Whether the CPU advertises bfloat16 instructions (AVX512-BF16 or AMX-BF16)."""
@@ -68,22 +116,55 @@ def decode_fps(video: Path, batch: int, size: int, threads: int = 1) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def model_fps(backbone, frames: np.ndarray, batch: int, repeats: int = 1, min_seconds: float = 2.0) -> float:
-    """Steady-state frames/s of the backbone on batches in host memory (as extract feeds it).
+def model_fps(backbone: Any, frames: np.ndarray, batch: int, repeats: int = 2,
+              min_seconds: float = 2.0) -> float:
+    """Steady-state frames/s of the backbone alone, fed the way extraction feeds it.
 
-    At least ``repeats`` passes over the batches and at least ``min_seconds`` of timing,
-    so that a fast GPU is not timed over a few milliseconds.
+    Parameters
+    ----------
+    backbone
+        A built :class:`~mouse_pipeline.backbones.Backbone`.
+    frames
+        ``uint8`` RGB frames as decoded (``(N, S, S, 3)``, at least ``batch`` of them).
+    batch
+        Frames per batch: the extract batch size.
+    repeats, min_seconds
+        At least this many timed passes over the batches and this many seconds of timing
+        (so that a fast GPU is not timed over a few milliseconds).
+
+    Returns
+    -------
+    float
+        Frames per second of the fastest pass.
+
+    Notes
+    -----
+    The path is streaming extraction's: full ``uint8`` batches, each its own C-contiguous
+    array (as :func:`~mouse_pipeline.video.iter_batches` preallocates them, not views into
+    one large array), through :meth:`Backbone.embed` (the compiled forward pass), after
+    :meth:`Backbone.warm_up` as extract does it and one more untimed pass over every batch
+    (allocator and kernel caches). The fastest pass is reported, as ``timeit`` does: other
+    processes can only slow a pass down, and on a shared machine they do, by tens of
+    percent from one minute to the next, so the fastest pass is the best estimate of what
+    the model alone can do (docs/BENCHMARKS.md).
     """
-    batches = [frames[i:i + batch] for i in range(0, len(frames) - batch + 1, batch)]
-    for b in batches[:2]:
-        backbone.embed(b)  # warm-up: tracing, allocations
-    t0, n, passes = time.perf_counter(), 0, 0
-    while passes < repeats or time.perf_counter() - t0 < min_seconds:
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8:
+        raise ValueError(f"model_fps: frames must be uint8 as decoded, got {frames.dtype}")
+    batches = [np.array(frames[i:i + batch]) for i in range(0, len(frames) - batch + 1, batch)]
+    if not batches:
+        raise ValueError(f"model_fps: need at least {batch} frames, got {len(frames)}")
+    backbone.warm_up(batch)
+    for b in batches:
+        backbone.embed(b)
+    passes: list[float] = []
+    started = time.perf_counter()
+    while len(passes) < repeats or time.perf_counter() - started < min_seconds:
+        t0 = time.perf_counter()
         for b in batches:
             backbone.embed(b)
-            n += len(b)
-        passes += 1
-    return n / (time.perf_counter() - t0)
+        passes.append(time.perf_counter() - t0)
+    return len(batches) * batch / min(passes)
 
 
 def per_frame_fps(backbone, frames: np.ndarray, n: int) -> float:
@@ -113,144 +194,162 @@ def peak_rss_mb(args: list[str]) -> float:
     return int(proc.stdout.strip().splitlines()[-1]) / 1024.0
 
 
-def stage2_figures(dim: int, frames_per_video: int = 3000, videos: int = 4, epochs: int = 2) -> dict:
-    """Training frames/s through the window loader vs. in-memory fit; inference frames/s."""
-    import keras
-
-    from .config import TrainConfig
-    from .sequences.models import build_model
-    from .sequences.training import WindowSequence, predict_video
-    from .sequences.windows import make_windows
-
-    rng = np.random.default_rng(0)
-    cfg = TrainConfig()
-    length, stride, bs = cfg.window.length, cfg.window.stride, cfg.batch_size
-    xs = [rng.normal(size=(frames_per_video, dim)).astype(np.float32) for _ in range(videos)]
-    ys = [(rng.random((frames_per_video, 3)) < 0.1).astype(np.float32) for _ in range(videos)]
-    seq = WindowSequence(xs, ys, length, stride, bs, seed=0)
-    xw = np.concatenate([make_windows(x, y, length, stride)[0] for x, y in zip(xs, ys, strict=True)])
-    yw = np.concatenate([make_windows(x, y, length, stride)[1] for x, y in zip(xs, ys, strict=True)])
-    xw, yw = np.ascontiguousarray(xw), np.ascontiguousarray(yw)
-    out = {}
-    for kind in ("lstm", "tcn"):
-        def fresh(kind=kind):
-            keras.utils.set_random_seed(0)
-            return build_model(kind, cfg, dim, 3, np.zeros(dim), np.ones(dim), np.ones(3))
-        m = fresh()
-        m.fit(seq, epochs=1, verbose=0)  # warm-up (graph building)
-        t_loader, _ = _timed(m.fit, seq, epochs=epochs, verbose=0, shuffle=False)
-        m = fresh()
-        m.fit(xw, yw, batch_size=bs, epochs=1, verbose=0)
-        t_mem, _ = _timed(m.fit, xw, yw, batch_size=bs, epochs=epochs, verbose=0)
-        frames = len(seq.pairs) * length * epochs
-        t_inf, _ = _timed(predict_video, m, xs[0], length, max(1, length // 4))
-        out[kind] = {"train_loader_frames_per_s": frames / t_loader,
-                     "train_in_memory_frames_per_s": len(xw) * length * epochs / t_mem,
-                     "loader_vs_in_memory": (frames / t_loader) / (len(xw) * length * epochs / t_mem),
-                     "inference_frames_per_s": frames_per_video / t_inf}
-    return out
-
-
-def run_bench(video: Path | None, backbone_name: str = "resnet50v2", input_size: int | None = None,
-              batch: int = 32, frames: int = 320, per_frame: int = 48, out: Path | None = None,
-              memory: bool = True, stage2: bool = True, parallel_videos: int = 1,
-              frame_threads: int = 1) -> dict:
+def run_bench(settings: BenchSettings, out: Path | None = None) -> dict:
     """Measure every figure (see the module docstring) and return them as a dict.
 
-    Synthetic videos, caches and the memory runs' files go to a temporary folder that is
-    deleted at the end, whether the run succeeds or not.
+    Synthetic videos, caches and the memory and start-up runs' files go to a temporary
+    folder that is deleted at the end, whether the run succeeds or not. With ``out``,
+    the figures are also written there as JSON.
     """
     with tempfile.TemporaryDirectory(prefix="mp-bench-") as tmp:
-        return _run_bench(Path(tmp), video, backbone_name, input_size, batch, frames, per_frame, out,
-                          memory, stage2, parallel_videos, frame_threads)
+        res = _measure(Path(tmp), settings)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_json(out, res)
+    return res
 
 
-def _run_bench(work: Path, video: Path | None, backbone_name: str, input_size: int | None, batch: int,
-               frames: int, per_frame: int, out: Path | None, memory: bool, stage2: bool,
-               parallel_videos: int, frame_threads: int) -> dict:
-    from .backbones import build_backbone, embedding_spread, get_spec
+def _measure(work: Path, s: BenchSettings) -> dict:
+    from .backbones import build_backbone, get_spec
+    from .video import probe_video
+
+    label = "synthetic, seed 0" if s.video is None else str(s.video)
+    video = s.video if s.video is not None else _synthetic_video(work, s.frames)
+    info = probe_video(video)
+    size = int(s.input_size or get_spec(s.backbone).default_size)
+    res: dict = {"machine": _machine(),
+                 "settings": {"backbone": s.backbone, "input_size": size, "batch_size": s.batch,
+                              "video": label, "video_frames": info.n_frames,
+                              "video_size": f"{info.width}x{info.height}", "frame_threads": s.frame_threads}}
+    if s.startup:  # first, while this process has not grown yet
+        res["startup"] = startup_figures(work, s.startup_repeats)
+    bb = build_backbone(s.backbone, "random", size)
+    frames = _frames_in_memory(video, s.batch, size, max(s.batch * 4, min(info.n_frames, 256)))
+    res.update(_extract_figures(work, s, video, size, bb, frames))
+    res.update(_precision_figures(res, s, size, bb, frames))
+    if s.memory:
+        res.update(_memory_figures(work))
+    if s.stage2:
+        res["stage2"] = stage2_figures(dim=bb.dim, work=work / "stage2")
+        if s.memory:
+            res.update(memory_figures(work / "stage2_memory", peak_rss_mb))
+    return res
+
+
+def _machine() -> dict:
+    backend, gpus = accelerators()
+    return {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
+            "bf16_cpu": cpu_has_bf16(), "keras_backend": backend, "gpus": gpus,
+            "load_average": [round(x, 2) for x in os.getloadavg()]}
+
+
+def _synthetic_video(work: Path, frames: int) -> Path:
+    from .synthetic import generate_dataset
+
+    generate_dataset(work / "synth", n_videos=1, n_frames=frames, size=256, fps=10, seed=0, prefix="bench")
+    return work / "synth" / "videos" / "bench_000.mp4"
+
+
+def _frames_in_memory(video: Path, batch: int, size: int, n: int) -> np.ndarray:
+    """The first ``n`` frames of a video as extract decodes them (uint8, whole frames)."""
+    from .video import iter_batches
+
+    got: list[np.ndarray] = []
+    with contextlib.closing(iter_batches(video, batch, None, size)) as batches:
+        for b in batches:
+            got.append(b)
+            if sum(map(len, got)) >= n:
+                break
+    return np.concatenate(got)[:n]
+
+
+def _extract_config(s: BenchSettings, size: int, videos: Path, cache: Path, *extra: str) -> Any:
+    return load_config(None, [f"data.videos={videos}", f"extract.cache={cache}",
+                              f"extract.backbones=[{s.backbone}]", "extract.weights=random",
+                              f"extract.input_size={size}", f"extract.batch_size={s.batch}",
+                              f"extract.frame_threads={s.frame_threads}", *extra])
+
+
+def _extract_figures(work: Path, s: BenchSettings, video: Path, size: int, bb: Any,
+                     frames: np.ndarray) -> dict:
+    """Decode only, model only, full extract (streaming, end to end, parallel), per frame."""
+    from .backbones import embedding_spread
     from .features.extract import extract
     from .features.store import cache_path, read_embeddings
-    from .synthetic import generate_dataset
-    from .video import iter_batches, probe_video
 
-    label = "synthetic, seed 0" if video is None else str(video)
-    if video is None:
-        generate_dataset(work / "synth", n_videos=1, n_frames=frames, size=256, fps=10, seed=0, prefix="bench")
-        video = work / "synth" / "videos" / "bench_000.mp4"
-    info = probe_video(video)
-    size = int(input_size or get_spec(backbone_name).default_size)
-    res: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                             "python": platform.python_version(), "bf16_cpu": cpu_has_bf16()},
-                 "settings": {"backbone": backbone_name, "input_size": size, "batch_size": batch,
-                              "video": label, "video_frames": info.n_frames,
-                              "video_size": f"{info.width}x{info.height}"}}
-    res["machine"]["keras_backend"], res["machine"]["gpus"] = accelerators()
-    res["settings"]["frame_threads"] = frame_threads
-    res["decode_frames_per_s"] = decode_fps(video, batch, size, frame_threads)
-    mem_frames = np.concatenate(list(iter_batches(video, batch, None, size)))[: max(batch * 4, min(info.n_frames, 256))]
-    bb = build_backbone(backbone_name, "random", size)
-    res["model_frames_per_s"] = model_fps(bb, mem_frames, batch, repeats=2)
-    def extract_config(videos: Path, cache: Path, *extra: str):
-        return load_config(None, [f"data.videos={videos}", f"extract.cache={cache}",
-                                  f"extract.backbones=[{backbone_name}]", "extract.weights=random",
-                                  f"extract.input_size={size}", f"extract.batch_size={batch}",
-                                  f"extract.frame_threads={frame_threads}", *extra])
-
-    cfg = extract_config(video, work / "cache")
+    res: dict = {"decode_frames_per_s": decode_fps(video, s.batch, size, s.frame_threads)}
+    cfg = _extract_config(s, size, video, work / "cache")
     extract(cfg, progress=False)  # warm-up pass (graph tracing, file cache)
+    # model only just before and just after the timed extract, in the same steady state;
+    # the faster of the two (other processes only ever slow a measurement down)
+    before = model_fps(bb, frames, s.batch)
     t_full, summary = _timed(extract, cfg, overwrite=True, progress=False)
+    res["model_frames_per_s"] = max(before, model_fps(bb, frames, s.batch))
     # streaming throughput (decode + model + HDF5 write) of the video itself, and the
     # end-to-end figure that also counts probing the video and building the backbone
     res["extract_frames_per_s"] = summary.results[0].frames_per_s
-    res["extract_end_to_end_frames_per_s"] = info.n_frames / t_full
+    res["extract_end_to_end_frames_per_s"] = summary.results[0].frames / t_full
     res["extract_vs_model"] = res["extract_frames_per_s"] / res["model_frames_per_s"]
-    if parallel_videos > 1:  # several decoders feeding one model (what a GPU needs)
-        many = work / "many"
-        many.mkdir()
-        for i in range(parallel_videos):
-            (many / f"{video.stem}_{i}{video.suffix}").symlink_to(video.resolve())
-        pcfg = extract_config(many, work / "cache_many", f"extract.decode_workers={parallel_videos}")
-        psum = extract(pcfg, progress=False)
-        res["parallel_videos"] = parallel_videos
-        res["extract_parallel_frames_per_s"] = psum.frames_extracted / psum.stream_seconds
+    if s.parallel_videos > 1:  # several decoders feeding one model (what a GPU needs)
+        res.update(_parallel_figures(work, s, video, size))
         res["extract_parallel_vs_model"] = res["extract_parallel_frames_per_s"] / res["model_frames_per_s"]
-    res["per_frame_predict_frames_per_s"] = per_frame_fps(bb, mem_frames, per_frame)
+    res["per_frame_predict_frames_per_s"] = per_frame_fps(bb, frames, s.per_frame)
     res["extract_vs_per_frame"] = res["extract_frames_per_s"] / res["per_frame_predict_frames_per_s"]
-    emb32 = read_embeddings(cache_path(work / "cache", backbone_name, video.stem))
-    res["embedding_spread"] = embedding_spread(emb32)
-    if res["machine"]["bf16_cpu"] or res["machine"]["gpus"]:
-        bf = build_backbone(backbone_name, "random", size, precision="bfloat16")
-        res["model_bf16_frames_per_s"] = model_fps(bf, mem_frames, batch, repeats=2)
-        res["bf16_vs_float32"] = res["model_bf16_frames_per_s"] / res["model_frames_per_s"]
-        a = bb.embed(mem_frames[:batch]).astype(np.float64)
-        b = bf.embed(mem_frames[:batch]).astype(np.float64)
-        cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
-        res["bf16_cosine_min"] = float(cos.min())
-    if res["machine"]["gpus"]:  # float16 mixed precision is the GPU's usual fast path
-        f16 = build_backbone(backbone_name, "random", size, precision="float16")
-        res["model_fp16_frames_per_s"] = model_fps(f16, mem_frames, batch, repeats=2)
-        res["fp16_vs_float32"] = res["model_fp16_frames_per_s"] / res["model_frames_per_s"]
-    if memory:
-        short, long_ = 300, 3000
-        generate_dataset(work / "mem_short", 1, short, 128, 10, seed=1, prefix="short")
-        generate_dataset(work / "mem_long", 1, long_, 128, 10, seed=1, prefix="long")
-        rss = {}
-        for name, d in (("short", work / "mem_short"), ("long", work / "mem_long")):
-            rss[name] = peak_rss_mb(["extract", "--quiet", "--set", f"data.videos={d / 'videos'}",
-                                     "--set", f"extract.cache={work / ('mem_cache_' + name)}",
-                                     "--set", "extract.backbones=[mobilenet_v3_small]",
-                                     "--set", "extract.weights=random", "--set", "extract.input_size=96"])
-        res["peak_rss_mb_short"] = rss["short"]
-        res["peak_rss_mb_long"] = rss["long"]
-        res["peak_rss_growth_mb"] = rss["long"] - rss["short"]
-        res["memory_frames"] = {"short": short, "long": long_}
-    if stage2:
-        res["stage2"] = stage2_figures(dim=bb.dim)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(res, indent=2))
+    res["embedding_spread"] = embedding_spread(read_embeddings(cache_path(work / "cache", s.backbone,
+                                                                          video.stem)))
     return res
+
+
+def _parallel_figures(work: Path, s: BenchSettings, video: Path, size: int) -> dict:
+    """Extract of ``parallel_videos`` copies of the video (links), decoding at once."""
+    from .features.extract import extract
+
+    many = work / "many"
+    many.mkdir()
+    for i in range(s.parallel_videos):
+        (many / f"{video.stem}_{i}{video.suffix}").symlink_to(video.resolve())
+    cfg = _extract_config(s, size, many, work / "cache_many", f"extract.decode_workers={s.parallel_videos}")
+    summary = extract(cfg, progress=False)
+    return {"parallel_videos": s.parallel_videos,
+            "extract_parallel_frames_per_s": summary.frames_extracted / summary.stream_seconds}
+
+
+def _precision_figures(res: dict, s: BenchSettings, size: int, bb: Any, frames: np.ndarray) -> dict:
+    """bfloat16 (on bf16 CPUs and GPUs) and float16 (GPUs) against float32."""
+    from .backbones import build_backbone
+
+    out: dict = {}
+    gpus = res["machine"]["gpus"]
+    if res["machine"]["bf16_cpu"] or gpus:
+        bf = build_backbone(s.backbone, "random", size, precision="bfloat16")
+        out["model_bf16_frames_per_s"] = model_fps(bf, frames, s.batch)
+        out["bf16_vs_float32"] = out["model_bf16_frames_per_s"] / res["model_frames_per_s"]
+        a = bb.embed(frames[:s.batch]).astype(np.float64)
+        b = bf.embed(frames[:s.batch]).astype(np.float64)
+        cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+        out["bf16_cosine_min"] = float(cos.min())
+    if gpus:  # float16 mixed precision is the GPU's usual fast path
+        f16 = build_backbone(s.backbone, "random", size, precision="float16")
+        out["model_fp16_frames_per_s"] = model_fps(f16, frames, s.batch)
+        out["fp16_vs_float32"] = out["model_fp16_frames_per_s"] / res["model_frames_per_s"]
+    return out
+
+
+def _memory_figures(work: Path) -> dict:
+    """Peak RSS of ``extract`` (mobilenet_v3_small, 96 px) on a short and a 10x longer video."""
+    from .synthetic import generate_dataset
+
+    short, long_ = 300, 3000
+    rss = {}
+    for name, n in (("short", short), ("long", long_)):
+        data = work / f"mem_{name}"
+        generate_dataset(data, 1, n, 128, 10, seed=1, prefix=name)
+        rss[name] = peak_rss_mb(["extract", "--quiet", "--set", f"data.videos={data / 'videos'}",
+                                 "--set", f"extract.cache={work / ('mem_cache_' + name)}",
+                                 "--set", "extract.backbones=[mobilenet_v3_small]",
+                                 "--set", "extract.weights=random", "--set", "extract.input_size=96"])
+    return {"peak_rss_mb_short": rss["short"], "peak_rss_mb_long": rss["long"],
+            "peak_rss_growth_mb": rss["long"] - rss["short"], "memory_frames": {"short": short, "long": long_}}
 
 
 def format_bench(res: dict) -> str:
@@ -265,7 +364,10 @@ def format_bench(res: dict) -> str:
              f"video {s['video']} ({s['video_frames']} frames, {s['video_size']})",
              f"machine: {res['machine']['platform']}, {res['machine']['cpus']} CPUs, "
              f"GPUs: {res['machine']['gpus'] or 'none'}, bf16 CPU: {res['machine']['bf16_cpu']}, "
-             f"Keras backend: {res['machine'].get('keras_backend', 'tensorflow')}", ""]
+             f"Keras backend: {res['machine'].get('keras_backend', 'tensorflow')}, "
+             f"load average at start: {res['machine'].get('load_average', '?')}", ""]
+    if "startup" in res:
+        lines += _startup_rows(res["startup"], row)
     lines += [row("decode only (frames/s)", res["decode_frames_per_s"]),
               row("model only (frames/s)", res["model_frames_per_s"]),
               row("full extract, streaming (frames/s)", res["extract_frames_per_s"]),
@@ -289,9 +391,17 @@ def format_bench(res: dict) -> str:
         lines += [row(f"peak RSS extract, {m['short']} frames (MB)", res["peak_rss_mb_short"]),
                   row(f"peak RSS extract, {m['long']} frames (MB)", res["peak_rss_mb_long"]),
                   row("  growth (MB)", res["peak_rss_growth_mb"], "target <= 150")]
-    for kind, v in res.get("stage2", {}).items():
-        lines += [row(f"stage 2 {kind}: train via loader (frames/s)", v["train_loader_frames_per_s"]),
-                  row(f"stage 2 {kind}: train in memory (frames/s)", v["train_in_memory_frames_per_s"]),
-                  row("  loader / in memory", v["loader_vs_in_memory"], "target >= 0.9"),
-                  row(f"stage 2 {kind}: inference (frames/s)", v["inference_frames_per_s"])]
+    lines += format_stage2(res, row)
     return "\n".join(lines)
+
+
+def _startup_rows(startup: dict, row: Any) -> list[str]:
+    """The start-up section of :func:`format_bench`: seconds, and the difference to bare Python."""
+    target = startup["target_over_bare_s"]
+    lines = [f"start-up, median of {startup['repeats']} runs (s) and over bare Python"]
+    for name, seconds in startup["seconds"].items():
+        over = startup["over_bare_s"][name]
+        verdict = "" if name == "python -c pass" else (
+            f"+{over:.2f} s, target <= {target} s over bare Python: {'met' if over <= target else 'NOT met'}")
+        lines.append(row(f"  {name}", seconds, verdict))
+    return lines + [""]

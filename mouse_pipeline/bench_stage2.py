@@ -97,7 +97,8 @@ def stage2_figures(dim: int, frames_per_video: int = 3000, videos: int = 4, epoc
 
 
 def memory_figures(work: Path, peak_rss_mb: Callable[[list[str]], float],
-                   frames: tuple[int, int] = MEMORY_FRAMES) -> dict:
+                   frames: tuple[int, int] = MEMORY_FRAMES,
+                   backbone: tuple[str, int] = (MEMORY_BACKBONE, MEMORY_SIZE)) -> dict:
     """Peak RSS (MB) of ``predict`` and ``train`` on short videos and ten times longer ones.
 
     A run is trained once (``--final``, one epoch) on three short labelled videos; then
@@ -111,17 +112,17 @@ def memory_figures(work: Path, peak_rss_mb: Callable[[list[str]], float],
     from .synthetic import generate_dataset
 
     short, long_ = frames
-    base = ["data.crop.mode=none", f"extract.backbones=[{MEMORY_BACKBONE}]", "extract.weights=random",
-            f"extract.input_size={MEMORY_SIZE}", "train.models=[lstm]", "train.epochs=1",
+    base = ["data.crop.mode=none", f"extract.backbones=[{backbone[0]}]", "extract.weights=random",
+            f"extract.input_size={backbone[1]}", "train.models=[lstm]", "train.epochs=1",
             "train.lstm.units=16", "train.window.length=64", "train.window.stride=64",
-            "train.folds.scheme=fixed", "train.folds.test=[set_002]"]
+            "train.folds.scheme=fixed", "train.folds.train=[set_000, set_001]", "train.folds.test=[set_002]"]
     sets = {}
     for name, n in (("short", short), ("long", long_)):
         root = work / f"train_{name}"
         generate_dataset(root, n_videos=3, n_frames=n, size=64, seed=5, prefix="set")
         generate_dataset(root / "new", n_videos=1, n_frames=n, size=64, seed=6, prefix=f"new_{name}")
         sets[name] = [f"data.videos={root / 'videos'}", f"data.labels={root / 'labels'}",
-                      f"extract.cache={work / 'cache'}", *base]
+                      f"extract.cache={work / f'cache_{name}'}", *base]
         extract(load_config(None, sets[name]), progress=False)
         extract(load_config(None, [*sets[name], f"data.videos={root / 'new' / 'videos'}"]), progress=False)
 

@@ -23,7 +23,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from .annotations import Labels, check_length, read_labels
+from .annotations import Labels, check_length, find_label_file, read_labels
 from .config import Config
 from .errors import CacheError, InputError
 from .features.store import DATASET, cache_path, read_attrs, sanitize_id
@@ -66,6 +66,25 @@ class CachedFeatures:
         except (OSError, KeyError, ValueError) as exc:
             raise CacheError(f"{self.path}: cannot read embeddings ({first_line(exc)}); the file is "
                              "damaged: re-run extract with --overwrite") from None
+
+    def first_nonfinite_frame(self, chunk: int = 4096) -> int | None:
+        """The first frame holding NaN or an infinity, or None (read a chunk at a time)."""
+        try:
+            for a in range(0, self.shape[0], chunk):
+                bad = np.flatnonzero(~np.isfinite(self[a:a + chunk]).all(axis=1))
+                if bad.size:
+                    return a + int(bad[0])
+            return None
+        finally:
+            self.close()
+
+    def check_finite(self) -> None:
+        """CacheError naming the file and the first frame holding NaN or an infinity."""
+        frame = self.first_nonfinite_frame()
+        if frame is not None:
+            raise CacheError(f"{self.path}: embeddings hold NaN or infinite values, first at frame "
+                             f"{frame}; re-run extract with --overwrite (check the video and "
+                             "extract.precision)")
 
     def load(self) -> np.ndarray:
         """Every frame, as one float32 array."""
@@ -128,6 +147,8 @@ class VideoData:
     labels: Labels | None
     fps: float
     cache_file: Path
+    video_file: Path | None = None
+    label_file: Path | None = None
 
     @property
     def n_frames(self) -> int:
@@ -178,29 +199,79 @@ def find_videos(spec: str | Path) -> list[Path]:
     raise InputError(f"{path}: no such file or folder; set data.videos to a folder, glob or video file")
 
 
+@dataclass(frozen=True)
+class VideoFile:
+    """A video and its id: the one mapping from a video to its files.
+
+    ``video_id`` (the stem made safe as a file name, :func:`sanitize_id`) names its cache
+    file and every output; its label and pose files are found by the video's real stem
+    (``mouse 000.mp4`` -> ``mouse 000.csv``) or by its id.
+    """
+
+    path: Path
+    video_id: str
+
+    @property
+    def stems(self) -> tuple[str, ...]:
+        """Names a label or pose file of this video may have (without suffix)."""
+        return tuple(dict.fromkeys((self.path.stem, self.video_id)))
+
+
+def video_files(specs: str | Path | Sequence[str | Path]) -> list[VideoFile]:
+    """The videos named by one or several folders, globs or files, with unique ids.
+
+    Raises
+    ------
+    InputError
+        No video, or two videos whose ids (and so cache and output files) would collide.
+    """
+    found: dict[str, VideoFile] = {}
+    for spec in [specs] if isinstance(specs, (str, Path)) else specs:
+        for path in find_videos(spec):
+            vf = VideoFile(path, sanitize_id(path.stem))
+            other = found.get(vf.video_id)
+            if other is not None and other.path.resolve() != path.resolve():
+                raise InputError(f"{path}: video id {vf.video_id!r} is also the id of {other.path} (cache "
+                                 "and output files would collide); rename one of them")
+            found[vf.video_id] = vf
+    return list(found.values())
+
+
 def video_ids(cfg: Config) -> list[str]:
-    """Sanitised ids (file stems) of the configured videos, checked to be unique."""
-    ids: dict[str, Path] = {}
-    for path in find_videos(cfg.data.videos):
-        vid = sanitize_id(path.stem)
-        if vid in ids:
-            raise InputError(f"{path}: video id {vid!r} is also the id of {ids[vid]}; rename one of them")
-        ids[vid] = path
-    return list(ids)
+    """Ids of the configured videos, checked to be unique."""
+    return [v.video_id for v in video_files(cfg.data.videos)]
 
 
-def label_file(cfg: Config, video_id: str) -> Path | None:
-    """The label file of a video (``<labels>/<id>.<csv|tsv|txt>``), or None."""
+def label_file(cfg: Config, video: VideoFile | str) -> Path | None:
+    """The label file of a video (``<labels>/<stem or id>.<csv|tsv|txt>``), or None.
+
+    Raises
+    ------
+    InputError
+        ``data.labels`` is not a folder, or more than one file could be this video's
+        (:func:`~mouse_pipeline.annotations.find_label_file`).
+    """
     if cfg.data.labels is None:
         return None
-    folder = Path(cfg.data.labels)
-    if not folder.is_dir():
-        raise InputError(f"{folder}: labels folder does not exist; set data.labels to the folder of label files")
-    for suffix in (".csv", ".tsv", ".txt"):
-        candidate = folder / f"{video_id}{suffix}"
-        if candidate.is_file():
-            return candidate
-    return None
+    return find_label_file(cfg.data.labels, video.stems if isinstance(video, VideoFile) else video)
+
+
+def check_cache_is_of(video: VideoFile, cache_file: Path, attrs: dict) -> None:
+    """Refuse a cache file that was not made from this video as it is now.
+
+    A video copied over another after extraction, or two cache files swapped, would
+    otherwise train on another video's embeddings without a word.
+    """
+    from .video import video_fingerprint
+
+    now = video_fingerprint(video.path)
+    recorded = {k: attrs.get(f"video_{k}") for k in ("size", "mtime_ns", "sha256")}
+    made_from = str(attrs.get("video_path") or "")
+    other = made_from and sanitize_id(Path(made_from).stem) != video.video_id
+    if other or recorded != now:
+        why = f"made from {made_from}" if other else "the video changed since it was extracted"
+        raise CacheError(f"{cache_file}: not the embeddings of {video.path} ({why}); run "
+                         "`mouse-pipeline extract` with this config to extract it again")
 
 
 def cache_settings(attrs: dict) -> dict:
@@ -208,28 +279,38 @@ def cache_settings(attrs: dict) -> dict:
     return {k: attrs.get(k) for k in SETTINGS_KEYS}
 
 
-def load_video(cfg: Config, backbone: str, video_id: str, need_labels: bool = True) -> VideoData:
-    """Embeddings (and labels) of one video; CacheError when it has not been extracted."""
+def load_video(cfg: Config, backbone: str, video: VideoFile, need_labels: bool = True) -> VideoData:
+    """Embeddings (and labels) of one video, checked to be this video's and finite.
+
+    Raises
+    ------
+    CacheError
+        Not extracted, made from another video or an older version of it, damaged, or
+        holding NaN or infinite values.
+    """
+    video_id = video.video_id
     path = cache_path(cfg.extract.cache, backbone, video_id)
     if not path.is_file():
         raise CacheError(f"{path}: no cached embeddings for video {video_id!r} and backbone "
                          f"{backbone!r}; run `mouse-pipeline extract` with this config first")
     features = open_features(path, backbone)
     attrs = read_attrs(path)
+    check_cache_is_of(video, path, attrs)
+    features.check_finite()
     fps = float(cfg.data.fps or attrs.get("fps") or 0.0)
     if fps <= 0:
         raise CacheError(f"{path}: no frame rate recorded; set data.fps")
     labels = None
     if need_labels:
-        lf = label_file(cfg, video_id)
+        lf = label_file(cfg, video)
         if lf is None:
-            raise InputError(f"{cfg.data.labels}: no label file for video {video_id!r} "
-                             f"(expected {video_id}.csv)")
+            raise InputError(f"{cfg.data.labels}: no label file for video {video.path.name} "
+                             f"(expected {video.stems[0]}.csv)")
         columns = dict(cfg.data.label_columns) or None
         labels = read_labels(lf, cfg.data.label_format, cfg.data.behaviors, columns=columns,
                              fps=fps, n_frames=len(features))
         labels = check_length(labels, len(features), cfg.data.max_frame_mismatch, video_id)
-    return VideoData(video_id, features, labels, fps, path)
+    return VideoData(video_id, features, labels, fps, path, video.path, lf if need_labels else None)
 
 
 def load_dataset(cfg: Config, backbone: str) -> list[VideoData]:
@@ -240,11 +321,13 @@ def load_dataset(cfg: Config, backbone: str) -> list[VideoData]:
     """
     out: list[VideoData] = []
     reference: tuple[str, dict] | None = None
-    for vid in video_ids(cfg):
-        if label_file(cfg, vid) is None:
-            log.warning("video %s has no label file in %s: not used for training", vid, cfg.data.labels)
+    for video in video_files(cfg.data.videos):
+        vid = video.video_id
+        if label_file(cfg, video) is None:
+            log.warning("video %s has no label file in %s: not used for training", video.path.name,
+                        cfg.data.labels)
             continue
-        data = load_video(cfg, backbone, vid)
+        data = load_video(cfg, backbone, video)
         settings = cache_settings(read_attrs(data.cache_file))
         if reference is None:
             reference = (vid, settings)

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,7 +31,37 @@ log = logging.getLogger(__name__)
 _POLL_S = 0.2
 _WRITING_GRACE_S = 2.0  # a lock file this young and still empty is being written
 _BREAK_GRACE_S = 30.0  # a takeover guard this old was left by a killed process
-_held: set[str] = set()  # lock files held by this process
+
+
+class PathRegistry:
+    """Paths this process is using now: lock files it holds, temporary files it writes.
+
+    What a file name alone cannot tell: a lock file with this process's pid, or a
+    temporary file with it, is in use only if this very process registered it (a pid is
+    reused by later processes). Safe to use from several threads.
+    """
+
+    def __init__(self) -> None:
+        self._paths: set[str] = set()
+        self._guard = threading.Lock()
+
+    def add(self, path: str | Path) -> None:
+        """Register ``path`` as in use."""
+        with self._guard:
+            self._paths.add(str(path))
+
+    def discard(self, path: str | Path) -> None:
+        """Forget ``path`` (nothing happens when it is not registered)."""
+        with self._guard:
+            self._paths.discard(str(path))
+
+    def __contains__(self, path: object) -> bool:
+        with self._guard:
+            return str(path) in self._paths
+
+
+#: Lock files held by this process.
+HELD = PathRegistry()
 
 
 def pid_alive(pid: int) -> bool:
@@ -75,7 +106,7 @@ def _is_stale(path: Path, holder: dict, host: str) -> bool:
     if holder.get("host") != host:
         return False  # cannot tell whether a process on another host runs
     if pid == os.getpid():  # our own pid, but not held by us: a previous life of this pid
-        return str(path) not in _held
+        return path not in HELD
     return not pid_alive(pid)
 
 
@@ -144,7 +175,7 @@ def acquire_lock(folder: str | Path, name: str = ".lock", wait: bool | float = F
                 time.sleep(0.01)
                 continue
             pid = holder.get("pid")
-            mine = pid == os.getpid() and str(path) in _held  # waiting on ourselves never ends
+            mine = pid == os.getpid() and path in HELD  # waiting on ourselves never ends
             if not mine and (time.monotonic() < deadline or not isinstance(pid, int)):
                 if not announced and isinstance(pid, int):
                     log.info("%s is locked by pid %s; waiting", folder, pid)
@@ -166,11 +197,11 @@ def acquire_lock(folder: str | Path, name: str = ".lock", wait: bool | float = F
                             + (f"the disk is full: free space in {folder} and run again" if full
                                else f"check {folder} and run again")) from exc
         break
-    _held.add(str(path))
+    HELD.add(path)
     try:
         yield path
     finally:
-        _held.discard(str(path))
+        HELD.discard(path)
         found = _read(path)
         if found is not None and found[1] == me:
             path.unlink(missing_ok=True)

@@ -1,78 +1,78 @@
 """Label new videos with a trained run's final model (``mouse-pipeline predict``).
 
-For every video: extract embeddings with the run's backbone and settings (reusing the
-run's cache when up to date), apply the final model(s) trained with ``train --final``,
+First every video is checked and its embeddings extracted with the run's backbone(s) and
+settings (reusing the run's cache when up to date), so a bad video stops the command
+before anything is written; a video whose frame rate is not the training rate is refused
+unless resampled or allowed (:mod:`.predictor`). Then per video: apply the final model(s)
+trained with ``train --final`` (``--model``: one, the ensemble, or the best per behaviour),
 post-process with the thresholds and bout parameters chosen on validation videos, and
-write into the output folder:
+write into the output folder, with times from the video's own frame rate:
 
 ``<stem>_predictions.csv``
-    ``frame, time_s``, then ``p_<behaviour>`` probabilities, then ``<behaviour>`` 0/1
-    after post-processing.
+    ``video, frame, time_s``, then ``p_<behaviour>`` probabilities, then ``<behaviour>``
+    0/1 after post-processing.
 ``<stem>_bouts.csv``
-    ``behavior, start_frame, end_frame, start_s, end_s, duration_s`` (end frame
+    ``video, behavior, start_frame, end_frame, start_s, end_s, duration_s`` (end frame
     inclusive; ``end_s`` is the end of the last frame), one row per bout of the 0/1 columns.
 ``<stem>_ethogram.png``
     The bouts over time.
+``bouts.csv``
+    The bouts of every video in one table (the per-video files concatenated).
 ``summary.csv``
     Per video and behaviour: bout count, total seconds, percent of time, latency to the
-    first bout and mean bout seconds.
+    first bout and mean bout seconds (empty where there is no bout).
+``predictions.json``
+    Provenance, written last: the run folder, the model (:meth:`.Predictor.record`: its
+    members and each behaviour's model, threshold, ``max_gap`` and ``min_len``), the
+    package version, the creation time (UTC), and per video its source file, its frame
+    rate (and the rate it was resampled to, if any), frame count and the files written.
 
-Every file is written beside its final name and renamed into place.
+Every file is written beside its final name and renamed into place. Missing values are
+empty cells, so spreadsheets and pandas read the CSVs as they are.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from .config import Config
-from .dataset import find_videos, open_features
-from .errors import InputError, RunError
-from .features.store import cache_path, read_attrs, sanitize_id
-from .fileio import atomic_open
+from .dataset import VideoFile, open_features, video_files
+from .features.store import cache_path
+from .fileio import atomic_open, write_bytes
 from .metrics import bouts_from_binary
 from .plots import ethogram_figure, save_png
 from .postprocess import apply as apply_postprocess
+from .predictor import Predictor, Resampling, check_rate, choose, training_rate
 from .runs import FinalModel, RunFolder
 from .scoring import write_rows_csv
 
 log = logging.getLogger(__name__)
 
-BOUT_COLUMNS = ["behavior", "start_frame", "end_frame", "start_s", "end_s", "duration_s"]
+BOUT_COLUMNS = ["video", "behavior", "start_frame", "end_frame", "start_s", "end_s", "duration_s"]
+SUMMARY_COLUMNS = ["video", "behavior", "bout_count", "total_s", "percent_time", "latency_s",
+                   "mean_bout_s"]
+SIDECAR = "predictions.json"
 
 
-def choose_final(run: RunFolder, cfg: Config, model_name: str | None) -> FinalModel:
-    """The final model named ``backbone/model``, or the best by cross-validated PR-AUC.
+@dataclass(frozen=True)
+class NewVideo:
+    """A video to label: its files, its own frame rate, and the rate it is predicted at."""
 
-    Without a name, a run of one model uses it; a run of several uses the one with the
-    best mean pooled PR-AUC in the report's ``metrics.json`` (RunError before a report).
-    """
-    combos = [(b, m) for b in cfg.extract.backbones for m in cfg.train.models]
-    names = ", ".join(f"{b}/{m}" for b, m in combos)
-    if model_name:
-        backbone, _, kind = model_name.partition("/")
-        if (backbone, kind) not in combos:
-            raise RunError(f"--model {model_name!r}: not trained in {run.path}; choose one of {names}")
-    elif len(combos) == 1:
-        backbone, kind = combos[0]
-    else:
-        scores = run.model_scores()
-        scored = {c: scores[f"{c[0]}/{c[1]}"] for c in combos
-                  if not math.isnan(scores.get(f"{c[0]}/{c[1]}", math.nan))}
-        if not scored:
-            raise RunError(f"{run.path}: several models ({names}); run `mouse-pipeline report --run "
-                           f"{run.path}` first so the best can be chosen, or pass --model backbone/model")
-        backbone, kind = max(scored, key=lambda c: scored[c])
-        log.info("using %s/%s, the best by cross-validated PR-AUC (%.3f)", backbone, kind, scored[(backbone, kind)])
-    return run.read_final(cfg, backbone, kind)
+    file: VideoFile
+    fps: float
+    resample_to: float | None
 
 
-def final_probabilities(final: FinalModel, frames) -> np.ndarray:
-    """Per-frame probabilities (n_frames, n_behaviours) of the final model(s).
+def member_probabilities(final: FinalModel, frames) -> np.ndarray:
+    """Per-frame probabilities (n_frames, n_behaviours) of one final model.
 
     ``frames`` is the video's features: an array, or its cache file read window by window.
     """
@@ -83,19 +83,62 @@ def final_probabilities(final: FinalModel, frames) -> np.ndarray:
     return predict_heads(heads, frames, final.window, final.inference_stride, len(final.behaviors))
 
 
-def bouts_table(binary: np.ndarray, behaviors: tuple[str, ...], fps: float) -> list[dict]:
-    """One row per bout of each behaviour's 0/1 column (end frame inclusive)."""
+def video_probabilities(predictor: Predictor, cache: str | Path, video: NewVideo) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities and post-processed 0/1 labels on the video's own frames."""
+    member_probs = []
+    resampling = None
+    for final in predictor.members:
+        features = open_features(cache_path(cache, final.backbone, video.file.video_id), final.backbone)
+        try:
+            features.check_finite()
+            frames = features
+            if video.resample_to is not None:
+                resampling = Resampling(len(features), video.fps, video.resample_to)
+                frames = resampling.features(features)
+            member_probs.append(member_probabilities(final, frames))
+        finally:
+            features.close()
+    probs = predictor.combine(member_probs)
+    binary = apply_postprocess(probs, predictor.thresholds, predictor.max_gap, predictor.min_len)
+    if resampling is not None:  # post-processing counted frames at the training rate
+        probs, binary = resampling.to_video(probs), resampling.to_video(binary)
+    return probs, binary
+
+
+def prepare_videos(run: RunFolder, cfg: Config, predictor: Predictor, videos: list[Path],
+                   resample: bool, allow_fps_mismatch: bool, progress: bool) -> list[NewVideo]:
+    """Check every video's frame rate, then extract them all (every video is checked before
+    anything is written)."""
+    from .features.extract import extract
+    from .video import container_fps
+
+    files = video_files(videos)
+    train_fps = training_rate(run)
+    out = []
+    for f in files:
+        fps = container_fps(f.path)
+        out.append(NewVideo(f, fps, check_rate(str(f.path), fps, train_fps, resample, allow_fps_mismatch)))
+    vcfg = cfg.replace(**{"data.labels": None, "extract.backbones": predictor.backbones})
+    extract(vcfg, videos=[f.path for f in files], progress=progress)
+    return out
+
+
+def bouts_table(binary: np.ndarray, behaviors: tuple[str, ...], fps: float, video: str) -> list[dict]:
+    """One row per bout of each behaviour's 0/1 column of one video (end frame inclusive)."""
     rows = []
     for j, b in enumerate(behaviors):
         for s, e in bouts_from_binary(binary[:, j]):
-            rows.append({"behavior": b, "start_frame": s, "end_frame": e,
+            rows.append({"video": video, "behavior": b, "start_frame": s, "end_frame": e,
                          "start_s": round(s / fps, 4), "end_s": round((e + 1) / fps, 4),
                          "duration_s": round((e - s + 1) / fps, 4)})
     return rows
 
 
 def summary_rows(video: str, binary: np.ndarray, behaviors: tuple[str, ...], fps: float) -> list[dict]:
-    """Per behaviour: bout count, total seconds, percent of time, latency, mean bout seconds."""
+    """Per behaviour: bout count, total seconds, percent of time, latency, mean bout seconds.
+
+    Latency and mean bout length are NaN (an empty cell in ``summary.csv``) without a bout.
+    """
     rows = []
     n = binary.shape[0]
     for j, b in enumerate(behaviors):
@@ -110,69 +153,90 @@ def summary_rows(video: str, binary: np.ndarray, behaviors: tuple[str, ...], fps
 
 
 def write_predictions_csv(path: Path, probs: np.ndarray, binary: np.ndarray,
-                          behaviors: tuple[str, ...], fps: float) -> None:
-    """``frame, time_s, p_<b>..., <b>...`` (written beside, then renamed)."""
+                          behaviors: tuple[str, ...], fps: float, video: str) -> None:
+    """``video, frame, time_s, p_<b>..., <b>...`` (written beside, then renamed).
+
+    A probability that is not a number would be an empty cell (none is expected).
+    """
     with atomic_open(path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["frame", "time_s", *(f"p_{b}" for b in behaviors), *behaviors])
+        w.writerow(["video", "frame", "time_s", *(f"p_{b}" for b in behaviors), *behaviors])
         for i in range(probs.shape[0]):
-            w.writerow([i, f"{i / fps:.4f}", *(f"{p:.5f}" for p in probs[i]), *binary[i].tolist()])
+            w.writerow([video, i, f"{i / fps:.4f}", *(f"{p:.5f}" if p == p else "" for p in probs[i]),
+                        *binary[i].tolist()])
 
 
-def _resolve_videos(videos: list[Path]) -> list[Path]:
-    paths: list[Path] = []
-    for v in videos:
-        paths.extend(find_videos(v))
-    stems: dict[str, Path] = {}
-    for p in paths:
-        vid = sanitize_id(p.stem)
-        if vid in stems and stems[vid] != p:
-            raise InputError(f"{p}: same name as {stems[vid]}; outputs would collide, rename one")
-        stems[vid] = p
-    return list(stems.values())
+def write_video_outputs(out: Path, video: str, probs: np.ndarray, binary: np.ndarray,
+                        behaviors: tuple[str, ...], model: str, fps: float) -> tuple[list[Path], list[dict]]:
+    """One video's predictions CSV, bouts CSV and ethogram; return the files and its bout rows."""
+    files = [out / f"{video}_predictions.csv", out / f"{video}_bouts.csv", out / f"{video}_ethogram.png"]
+    write_predictions_csv(files[0], probs, binary, behaviors, fps, video)
+    bouts = bouts_table(binary, behaviors, fps, video)
+    write_rows_csv(files[1], bouts, BOUT_COLUMNS)
+    tracks = [(b, binary[:, j], j) for j, b in enumerate(behaviors)]
+    save_png(ethogram_figure(tracks, fps, f"{video}: predicted bouts ({model})"), files[2])
+    return files, bouts
+
+
+def sidecar(run: Path, model: dict, videos: list[dict]) -> dict:
+    """What ``predictions.json`` holds (see the module docstring); ``model`` is
+    :meth:`.Predictor.record`."""
+    from . import __version__
+
+    return {"version": 1, "package_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "run": str(Path(run).resolve()), **model,
+            "files": ["bouts.csv", "summary.csv"], "videos": videos}
+
+
+def _plain(value):
+    """NumPy scalars as Python numbers, for JSON."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def write_folder_outputs(out: Path, run: Path, model: dict, bouts: list[dict], summary: list[dict],
+                         videos: list[dict]) -> None:
+    """``bouts.csv`` and ``summary.csv`` of all videos, then ``predictions.json`` last."""
+    write_rows_csv(out / "bouts.csv", bouts, BOUT_COLUMNS)
+    write_rows_csv(out / "summary.csv", summary, SUMMARY_COLUMNS)
+    text = json.dumps(sidecar(run, model, videos), indent=1, allow_nan=False, default=_plain) + "\n"
+    write_bytes(out / SIDECAR, text.encode())
 
 
 def predict_videos(run_dir: str | Path, videos: list[Path], out: str | Path,
                    model_name: str | None = None, progress: bool = True,
-                   pose_dir: str | Path | None = None) -> list[Path]:
-    """Predict every video and write the per-video files and ``summary.csv``; return their CSVs.
+                   pose_dir: str | Path | None = None, resample: bool = False,
+                   allow_fps_mismatch: bool = False) -> list[Path]:
+    """Predict every video and write the per-video files, ``bouts.csv``, ``summary.csv`` and
+    ``predictions.json`` (last); return the per-video predictions CSVs.
 
     ``pose_dir`` is the folder of DeepLabCut files for these videos when the run crops
     around a body part (default: the run's ``data.crop.pose``).
     """
     from .devices import describe
-    from .features.extract import extract
 
     run, out = RunFolder(run_dir), Path(out)
     cfg = run.read_config()
     if pose_dir is not None:
         cfg = cfg.replace(**{"data.crop.pose": str(pose_dir)})
-    final = choose_final(run, cfg, model_name)
-    paths = _resolve_videos(videos)
+    predictor = choose(run, cfg, model_name)
+    behaviors = predictor.members[0].behaviors
     log.info("predict runs %s", describe())
+    new = prepare_videos(run, cfg, predictor, videos, resample, allow_fps_mismatch, progress)
     out.mkdir(parents=True, exist_ok=True)
-    written, summary = [], []
-    for path in paths:
-        vcfg = cfg.replace(**{"data.videos": str(path), "data.labels": None,
-                              "extract.backbones": [final.backbone]})
-        extract(vcfg, progress=progress)
-        vid = sanitize_id(path.stem)
-        cfile = cache_path(cfg.extract.cache, final.backbone, vid)
-        features = open_features(cfile, final.backbone)
-        fps = float(cfg.data.fps or read_attrs(cfile)["fps"])
-        try:
-            probs = final_probabilities(final, features)
-        finally:
-            features.close()
-        binary = apply_postprocess(probs, final.thresholds, final.max_gap, final.min_len)
-        target = out / f"{vid}_predictions.csv"
-        write_predictions_csv(target, probs, binary, final.behaviors, fps)
-        write_rows_csv(out / f"{vid}_bouts.csv", bouts_table(binary, final.behaviors, fps), BOUT_COLUMNS)
-        tracks = [(b, binary[:, j], j) for j, b in enumerate(final.behaviors)]
-        save_png(ethogram_figure(tracks, fps, f"{vid}: predicted bouts ({final.backbone}/{final.kind})"),
-                 out / f"{vid}_ethogram.png")
-        summary.extend(summary_rows(vid, binary, final.behaviors, fps))
-        written.append(target)
-        log.info("%s: %d frames predicted -> %s", vid, probs.shape[0], target)
-    write_rows_csv(out / "summary.csv", summary)
+    written, summary, all_bouts, done = [], [], [], []
+    for video in new:
+        vid, fps = video.file.video_id, video.fps
+        probs, binary = video_probabilities(predictor, cfg.extract.cache, video)
+        files, bouts = write_video_outputs(out, vid, probs, binary, behaviors, predictor.name, fps)
+        all_bouts.extend(bouts)
+        summary.extend(summary_rows(vid, binary, behaviors, fps))
+        done.append({"video": vid, "source": str(video.file.path.resolve()), "fps": fps,
+                     "resampled_to_fps": video.resample_to, "n_frames": int(probs.shape[0]),
+                     "files": [f.name for f in files]})
+        written.append(files[0])
+        log.info("%s: %d frames predicted -> %s", vid, probs.shape[0], files[0])
+    write_folder_outputs(out, run.path, predictor.record(), all_bouts, summary, done)
     return written

@@ -7,10 +7,13 @@ read through :class:`RunFolder`, and any missing, truncated or malformed file be
 
 Layout (schema version :data:`SCHEMA_VERSION`, recorded in ``run.json``)::
 
-    run.json                    {"schema": 1, "package_version": ...}
+    run.json                    {"schema": 1, "package_version": ..., "videos": {id: {"video":
+                                path, "labels": path, "fps": frames/s}}}: the labelled videos
+                                as training found them (report and predict read them back)
     config.yaml                 resolved config of the run
     folds.json                  train / val / test videos of every fold (:mod:`.folds`)
     metrics.json                scores written by ``report`` (predict reads them to choose)
+    logs/<command>-<time>.log   what train, report and predict logged, with times
     <backbone>/<model>/fold_<i>/
         model.keras             (or model_<behaviour>.keras with train.heads: per_behavior)
         normalization.npz       mean and std of the training videos (also inside the model)
@@ -67,6 +70,7 @@ PROBS_FILE = "probs.h5"
 FOLD_FILE = "fold.json"
 FINAL = "final"
 PARTIAL = ".partial"
+LOG_DIR = "logs"
 POST_KEYS = ("threshold", "max_gap", "min_len")
 _FOLD_DIR = re.compile(r"fold_(\d+)")
 
@@ -74,6 +78,15 @@ _FOLD_DIR = re.compile(r"fold_(\d+)")
 def model_file(behavior: str | None) -> str:
     """The model file of a joint head (``None``) or of one behaviour's head."""
     return MODEL_FILE if behavior is None else f"model_{behavior}.keras"
+
+
+def check_behavior_names(behaviors: tuple[str, ...] | list[str], source: str) -> None:
+    """Refuse behaviour names that cannot be part of a file name (per-behaviour model files)."""
+    for b in behaviors:
+        if not b.strip() or b in (".", "..") or any(c in b for c in '/\\\0') or b != b.strip():
+            raise ConfigError(f"{source}: data.behaviors: {b!r} cannot be part of a file name (no '/', "
+                              "'\\', leading or trailing spaces, '.' or '..'); rename it (data.label_columns "
+                              "maps a label file's column to a behaviour name)")
 
 
 def unit_name(index: int) -> str:
@@ -115,6 +128,7 @@ class FinalModel:
     window: int
     inference_stride: int
     heads: tuple[tuple[tuple[int, ...], Path], ...]
+    fold: Fold
 
     @property
     def name(self) -> str:
@@ -249,7 +263,7 @@ class RunFolder:
         self._check_schema()
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as err:
+        except (OSError, ValueError, yaml.YAMLError) as err:  # ValueError: not UTF-8
             raise RunError(f"{path}: not valid YAML ({first_line(err)}); restore it or train the "
                            "run again") from None
         if not isinstance(raw, dict):
@@ -260,17 +274,38 @@ class RunFolder:
             raise RunError(f"{path}: not a valid run config ({first_line(err)})") from None
 
     def _check_schema(self) -> None:
-        info = _read_json(self.path / RUN_FILE, "", required=False)
-        schema = info.get("schema", 1) if isinstance(info, dict) else None
+        info = self.read_info()
+        schema = info.get("schema", 1)
         if not isinstance(schema, int) or schema > SCHEMA_VERSION:
             raise RunError(f"{self.path / RUN_FILE}: run folder schema {schema!r}, this version reads "
                            f"schema {SCHEMA_VERSION}; use the mouse-pipeline version that wrote it")
+
+    def read_info(self) -> dict[str, Any]:
+        """``run.json`` (empty for runs older than it)."""
+        path = self.path / RUN_FILE
+        info = _read_json(path, "restore it or train the run again", required=False)
+        if not isinstance(info, dict):
+            raise RunError(f"{path}: not a JSON object; restore it or train the run again")
+        return info
 
     def write_config(self, cfg: Config) -> None:
         """Record the run's config and schema (a new or resumed run)."""
         self.path.mkdir(parents=True, exist_ok=True)
         write_json(self.path / RUN_FILE, {"schema": SCHEMA_VERSION, "package_version": __version__})
         dump_config(cfg, self.config_file)
+
+    def record_videos(self, videos: dict[str, dict[str, Any]]) -> None:
+        """Record the labelled videos: ``id -> {"video", "labels", "fps"}``."""
+        write_json(self.path / RUN_FILE, {**self.read_info(), "videos": videos})
+
+    def recorded_videos(self) -> dict[str, dict[str, Any]]:
+        """What :meth:`record_videos` recorded (empty for older runs)."""
+        videos = self.read_info().get("videos", {})
+        ok = isinstance(videos, dict) and all(isinstance(v, dict) for v in videos.values())
+        if not ok:
+            raise RunError(f"{self.path / RUN_FILE}: 'videos' is not a mapping of video records; "
+                           "train the run again")
+        return videos
 
     def read_folds(self) -> list[Fold]:
         """The run's folds; RunError when none were written."""
@@ -283,9 +318,36 @@ class RunFolder:
         save_folds(self.folds_file, folds)
 
     def clear(self) -> None:
-        """Delete the run folder (``train --overwrite``)."""
-        if self.path.exists():
-            shutil.rmtree(self.path)
+        """Delete the run folder's results (``train --overwrite``); its logs are kept."""
+        if not self.path.is_dir():
+            return
+        for child in self.path.iterdir():
+            if child.name == LOG_DIR:
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+
+    def has_committed_units(self) -> bool:
+        """Whether any fold or final folder of the run is complete."""
+        return self.path.is_dir() and next(self.path.glob(f"*/*/*/{FOLD_FILE}"), None) is not None
+
+    def discard_untrained(self) -> None:
+        """Undo a run that trained nothing: its records go, so a corrected rerun starts clean.
+
+        Only the files a run writes are removed (then folders left empty); a run with any
+        complete fold is left as it is.
+        """
+        if self.has_committed_units():
+            return
+        for name in (CONFIG_FILE, RUN_FILE, FOLDS_FILE):
+            (self.path / name).unlink(missing_ok=True)
+        for folder in sorted((p for p in self.path.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            if not any(folder.iterdir()):
+                folder.rmdir()
+        if self.path.is_dir() and not any(self.path.iterdir()):
+            self.path.rmdir()
 
     # ----------------------------------------------------------------- folds
 
@@ -340,12 +402,17 @@ class RunFolder:
         for _, path in heads:
             if not path.is_file():
                 raise RunError(f"{path}: model file missing; {_retrain(folder)}")
+        try:
+            fold = Fold.from_dict({"index": -1, "test": [], **meta})
+        except RunError as err:
+            raise RunError(f"{folder / FOLD_FILE}: {err}; {_retrain(folder)}") from None
         return FinalModel(backbone, kind, folder, behaviors,
                           *(tuple(post[b][k] for b in behaviors) for k in POST_KEYS),
-                          meta["window"], meta["inference_stride"], heads)
+                          meta["window"], meta["inference_stride"], heads, fold)
 
-    def model_scores(self) -> dict[str, float]:
-        """Mean cross-validated PR-AUC per model from ``metrics.json`` (empty before report)."""
+    def behavior_scores(self) -> dict[tuple[str, str], float]:
+        """Pooled cross-validated PR-AUC per (model, behaviour) from ``metrics.json`` (written
+        by ``report``; empty before it)."""
         if not self.metrics_file.is_file():
             return {}
         rows = _read_json(self.metrics_file, "run `mouse-pipeline report` again to rewrite it")
@@ -353,11 +420,15 @@ class RunFolder:
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise RunError(f"{self.metrics_file}: no list of pooled scores; run `mouse-pipeline "
                            "report` again to rewrite it")
+        return {(str(r.get("model")), str(r.get("behavior"))): float(r["pr_auc"]) for r in rows
+                if r.get("stage") == "raw" and isinstance(r.get("pr_auc"), (int, float))}
+
+    def model_scores(self) -> dict[str, float]:
+        """Mean cross-validated PR-AUC over behaviours per model (empty before report)."""
         per_model: dict[str, list[float]] = {}
-        for r in rows:
-            if r.get("stage") == "raw" and isinstance(r.get("pr_auc"), (int, float)):
-                per_model.setdefault(str(r.get("model")), []).append(float(r["pr_auc"]))
-        return {m: float(np.nanmean(v)) for m, v in per_model.items() if v}
+        for (model, _), score in self.behavior_scores().items():
+            per_model.setdefault(model, []).append(score)
+        return {m: float(np.nanmean(v)) for m, v in per_model.items()}
 
 
 def _subdirs(path: Path) -> list[Path]:

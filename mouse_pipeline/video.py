@@ -110,8 +110,26 @@ def _check_file(path: Path) -> None:
         raise InputError(f"{path}: the video file is empty (0 bytes); re-copy or remove it")
 
 
+#: File signatures of still images, which OpenCV's FFmpeg backend opens as a one-frame "video".
+_IMAGE_SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF87a": "GIF",
+                     b"GIF89a": "GIF", b"BM": "BMP", b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}
+
+
+def _refuse_image(path: Path) -> None:
+    """InputError when a file named as a video is a still image (a renamed PNG, say)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        return  # _check_file and OpenCV say what is wrong with the file
+    for signature, kind in _IMAGE_SIGNATURES.items():
+        if head.startswith(signature):
+            raise InputError(f"{path}: is a {kind} image, not a video (renamed?); use the video file")
+
+
 def _open(path: Path) -> cv2.VideoCapture:
     _check_file(path)
+    _refuse_image(path)
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         cap.release()
@@ -149,9 +167,24 @@ def _grab(cap: cv2.VideoCapture, path: Path, index: int) -> bool:
                          "or re-copy it") from None
 
 
-def count_frames(path: str | Path) -> int:
-    """True number of frames, by decoding the whole file (see :func:`probe_video`)."""
-    return probe_video(path).n_frames
+def container_fps(path: str | Path) -> float:
+    """The frame rate a video's container records, without decoding it.
+
+    Raises
+    ------
+    InputError
+        The file cannot be opened as a video, or records no usable frame rate.
+    """
+    path = Path(path)
+    cap = _open(path)
+    try:
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    finally:
+        cap.release()
+    if not math.isfinite(fps) or fps <= 0:
+        raise InputError(f"{path}: the container records no frame rate (fps {fps}); "
+                         "re-encode it with a frame rate (ffmpeg -r)")
+    return fps
 
 
 def probe_video(path: str | Path) -> VideoInfo:

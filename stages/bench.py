@@ -25,23 +25,29 @@ from stages.common import common_options, handle_errors
               help="extract.frame_threads: threads cropping and resizing each video's frames.")
 @click.option("--no-memory", is_flag=True, help="Skip the peak-memory measurement.")
 @click.option("--no-stage2", is_flag=True, help="Skip the stage 2 measurements.")
+@click.option("--no-startup", is_flag=True, help="Skip the start-up times of commands that need no model.")
+@click.option("--startup-repeats", type=click.IntRange(1, 100), default=5, show_default=True,
+              help="Timed runs of each start-up command (the median is reported).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("bench_out/bench.json"),
               show_default=True, help="JSON file for the figures.")
 @common_options
 @handle_errors
-def bench_command(video, backbone, input_size, batch_size, frames, parallel_videos, frame_threads, no_memory, no_stage2, out, debug, quiet):
-    """Measure decode, model, full-extract and per-frame speeds, memory, and stage 2 speed.
+def bench_command(video, backbone, input_size, batch_size, frames, parallel_videos, frame_threads, no_memory,
+                  no_stage2, no_startup, startup_repeats, out, debug, quiet):
+    """Measure start-up times, decode, model, full-extract and per-frame speeds, memory, stage 2.
 
     \b
     Examples:
       mouse-pipeline bench
       mouse-pipeline bench --video ../shared/data/real/dlc_openfield_m3v1.mp4 --backbone resnet50v2
     """
-    from mouse_pipeline.bench import format_bench, run_bench
+    from mouse_pipeline.bench import BenchSettings, format_bench, run_bench
 
-    res = run_bench(video, backbone, input_size, batch_size, frames, out=out,
-                    memory=not no_memory, stage2=not no_stage2, parallel_videos=parallel_videos,
-                    frame_threads=frame_threads)
+    settings = BenchSettings(video=video, backbone=backbone, input_size=input_size, batch=batch_size,
+                             frames=frames, memory=not no_memory, stage2=not no_stage2,
+                             startup=not no_startup, parallel_videos=parallel_videos,
+                             frame_threads=frame_threads, startup_repeats=startup_repeats)
+    res = run_bench(settings, out=out)
     click.echo(format_bench(res))
     click.echo(f"\nfigures written to {out}")
 

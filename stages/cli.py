@@ -73,7 +73,7 @@ def cache_ls_command(cache, config_path, overrides, debug, quiet):
       mouse-pipeline cache ls cache/
       mouse-pipeline cache ls cache/ --config configs/thesis.yaml
     """
-    from mouse_pipeline.features.extract import cache_table
+    from mouse_pipeline.features.planning import cache_table
 
     cfg = get_config(config_path, overrides) if config_path is not None or overrides else None
     rows = cache_table(cache, cfg)

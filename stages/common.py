@@ -17,20 +17,38 @@ from typing import Any
 
 import click
 
-# Quiet TensorFlow's C++ start-up chatter before anything imports it.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from mouse_pipeline.config import Config, load_config  # noqa: E402
-from mouse_pipeline.errors import PipelineError  # noqa: E402
+from mouse_pipeline.config import Config, load_config
+from mouse_pipeline.errors import PipelineError
 
 EXIT_USER_ERROR = 2
 EXIT_BUG = 1
 
 
+class _TqdmHandler(logging.Handler):
+    """Log lines to stderr through ``tqdm.write``, so they never tangle with a progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # a handler must not raise (logging's own convention)
+            self.handleError(record)
+
+
 def setup_logging(verbose: bool, debug: bool) -> None:
-    """INFO (or DEBUG) to stderr with a short format; TensorFlow's Python logger kept quiet."""
+    """INFO (or DEBUG) to stderr with a short format; TensorFlow's loggers kept quiet.
+
+    Called as a command starts, before anything can import TensorFlow (only building or
+    running a model does): its C++ start-up chatter is silenced through
+    ``TF_CPP_MIN_LOG_LEVEL`` unless the environment sets it already.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+    console = _TqdmHandler()
+    console.setLevel(level)
+    console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[console], force=True)
     logging.getLogger("mouse_pipeline").setLevel(level)
     for noisy in ("tensorflow", "absl", "h5py", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.ERROR)

@@ -23,9 +23,9 @@ def extract_command(config_path, overrides, overwrite, debug, quiet):
       mouse-pipeline extract --config configs/demo.yaml
       mouse-pipeline extract --config configs/thesis.yaml --set extract.batch_size=64
     """
+    cfg = get_config(config_path, overrides)  # a config error needs no engine
     from mouse_pipeline.features.extract import extract
 
-    cfg = get_config(config_path, overrides)
     summary = extract(cfg, overwrite=overwrite, progress=not quiet)
     click.echo(summary.describe())
 

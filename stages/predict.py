@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from mouse_pipeline.annotations import FORMATS
 from stages.common import common_options, handle_errors
 
 
@@ -17,63 +18,91 @@ from stages.common import common_options, handle_errors
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for the per-video CSVs, ethograms and summary.csv.")
 @click.option("--model", "model_name", default=None,
-              help="Which trained model to use, as backbone/model (default: the best by "
-                   "cross-validated PR-AUC, or the only one).")
+              help="Which trained model to use: backbone/model, 'ensemble' (the mean of every final "
+                   "model, thresholds chosen on their validation videos) or 'per-behavior' (for each "
+                   "behaviour the model with the best cross-validated PR-AUC; needs `report`). "
+                   "Default: the best by cross-validated PR-AUC, or the only one.")
 @click.option("--pose", "pose_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Folder of DeepLabCut files for these videos, when the run crops "
                                  "around a body part (default: the run's data.crop.pose).")
+@click.option("--resample", is_flag=True,
+              help="Predict a video whose frame rate differs from the training videos' at the "
+                   "training rate (nearest frames), then map the labels back to its own frames.")
+@click.option("--allow-fps-mismatch", is_flag=True,
+              help="Predict a video at another frame rate as it is (windows, gap closing and "
+                   "minimum bouts then span another time than in training).")
 @common_options
 @handle_errors
-def predict_command(run_dir, videos, out, model_name, pose_dir, debug, quiet):
+def predict_command(run_dir, videos, out, model_name, pose_dir, resample, allow_fps_mismatch, debug, quiet):
     """Label new videos with a run's final model: per-frame CSV, bouts CSV, ethogram, summary.
 
-    Extracts embeddings first (reusing the run's cache when up to date).
+    Checks every video and extracts its embeddings first (reusing the run's cache when up
+    to date), so a bad video stops the command before anything is written. Times come from
+    each video's own frame rate; a video at another rate than the training videos is refused
+    unless --resample or --allow-fps-mismatch says what to do.
 
     \b
     Examples:
       mouse-pipeline predict --run demo_out/run --videos new_videos/ --out predictions/
       mouse-pipeline predict --run runs/thesis --videos new/ --pose new_pose/ --out predictions/
+      mouse-pipeline predict --run runs/thesis --videos new/ --model ensemble --out predictions/
+      mouse-pipeline predict --run runs/thesis --videos camera30fps/ --resample --out predictions/
     """
     from mouse_pipeline.predict import predict_videos
+    from mouse_pipeline.runlog import run_log
 
-    written = predict_videos(run_dir, list(videos), out, model_name=model_name,
-                             progress=not quiet, pose_dir=pose_dir)
+    if resample and allow_fps_mismatch:
+        raise click.UsageError("--resample and --allow-fps-mismatch exclude each other; choose one")
+    with run_log(run_dir, "predict"):
+        written = predict_videos(run_dir, list(videos), out, model_name=model_name,
+                                 progress=not quiet, pose_dir=pose_dir, resample=resample,
+                                 allow_fps_mismatch=allow_fps_mismatch)
     click.echo(f"predictions for {len(written)} video(s) in {out} (summary: {out / 'summary.csv'})")
 
 
 @click.command("score")
 @click.option("--labels", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
-              help="Label file (per-frame CSV, thesis layout unless --label-format says otherwise).")
+              help="Label file (thesis layout unless --label-format says otherwise).")
 @click.option("--predictions", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               required=True, help="Per-frame predictions CSV (probabilities or 0/1 columns).")
 @click.option("--columns", default=None,
               help="behaviour=column,... mapping prediction columns to behaviours, "
                    "e.g. grooming=g_prediction,mid_rearing=mr_prediction")
 @click.option("--label-columns", default=None,
-              help="column=behaviour,... renaming label file columns, e.g. rearing_mig=mid_rearing")
-@click.option("--label-format", type=click.Choice(["thesis", "deepethogram"]), default="thesis",
-              show_default=True)
+              help="column=behaviour,... renaming label file columns (or BORIS behaviours), "
+                   "e.g. rearing_mig=mid_rearing")
+@click.option("--label-format", type=click.Choice(list(FORMATS)), default="thesis", show_default=True,
+              help="As data.label_format in a config: thesis CSV, DeepEthogram, BORIS events or "
+                   "aggregated exports.")
+@click.option("--fps", type=click.FloatRange(0, min_open=True), default=None,
+              help="The video's frames per second, for bout durations in seconds (and BORIS "
+                   "times in frames). Default: from the predictions' time_s column; without "
+                   "either, score refuses.")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="Threshold for probability columns.")
 @click.option("--csv", "csv_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the metrics table as CSV.")
 @common_options
 @handle_errors
-def score_command(labels, predictions, columns, label_columns, label_format, threshold, csv_out,
-                  debug, quiet):
+def score_command(labels, predictions, columns, label_columns, label_format, fps, threshold,
+                  csv_out, debug, quiet):
     """Score any per-frame predictions file against labels (another tool, a second annotator).
 
     \b
     Examples:
-      mouse-pipeline score --labels HD_ChR2_510A.csv --predictions results.csv \\
+      mouse-pipeline score --labels HD_ChR2_510A.csv --predictions results.csv --fps 10 \\
         --label-columns rearing_mig=mid_rearing,rearing_paret=wall_rearing \\
         --columns grooming=g_prediction,mid_rearing=mr_prediction,wall_rearing=wr_prediction
+      mouse-pipeline score --labels boris/video1.csv --label-format boris_events \\
+        --predictions predictions/video1_predictions.csv
     """
     from mouse_pipeline.scoring import format_table, score_files
 
     rows = score_files(labels, predictions, columns=columns, label_columns=label_columns,
-                       label_format=label_format, threshold=threshold, csv_out=csv_out)
+                       label_format=label_format, threshold=threshold, csv_out=csv_out, fps=fps)
     click.echo(format_table(rows))
+    click.echo(f"bout durations (bout_duration_error_s) in seconds at {rows[0]['fps']:g} fps "
+               f"(from {rows[0]['fps_source']})")
     if csv_out:
         click.echo(f"written {csv_out}")
 

@@ -22,8 +22,10 @@ def report_command(run_dir, debug, quiet):
       mouse-pipeline report --run demo_out/run
     """
     from mouse_pipeline.report import write_report
+    from mouse_pipeline.runlog import run_log
 
-    html = write_report(run_dir)
+    with run_log(run_dir, "report"):
+        html = write_report(run_dir)
     click.echo(f"report: {html.resolve()}")
 
 

@@ -30,10 +30,12 @@ def train_command(config_path, overrides, run_dir, final, overwrite, debug, quie
       mouse-pipeline train --config configs/thesis.yaml --run runs/thesis --set train.models=[tcn]
       mouse-pipeline train --config configs/thesis.yaml --set train.workers=4
     """
+    cfg = get_config(config_path, overrides)  # a config error needs no engine
+    from mouse_pipeline.runlog import run_log
     from mouse_pipeline.sequences.training import train
 
-    cfg = get_config(config_path, overrides)
-    run = train(cfg, run_dir=run_dir, final=final, progress=not quiet, overwrite=overwrite)
+    with run_log(run_dir if run_dir is not None else cfg.train.run, "train"):
+        run = train(cfg, run_dir=run_dir, final=final, progress=not quiet, overwrite=overwrite)
     click.echo(f"run written to {run}  (next: mouse-pipeline report --run {run})")
 
 

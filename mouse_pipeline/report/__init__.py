@@ -15,9 +15,11 @@ their probabilities, with thresholds and post-processing chosen on the fold's
 Written into the run folder (each file under a temporary name, then renamed):
 
 ``metrics.csv``
-    One row per model x behaviour x fold x stage, plus ``fold`` = ``pooled`` (all test
-    frames of all folds together, each fold judged with its own threshold), ``mean`` and
-    ``std`` (over folds). Stage ``raw``: the validation threshold; ``post``: threshold,
+    One row per model x behaviour x fold x stage (``row`` = ``fold``, ``fold`` = the fold
+    index), plus rows ``row`` = ``pooled`` (all test frames of all folds together, each
+    fold judged with its own threshold), ``mean`` and ``std`` (over folds), whose ``fold``
+    is empty. Missing values (a metric undefined in a fold, post-processing keys of raw and
+    summary rows) are empty cells. Stage ``raw``: the validation threshold; ``post``: threshold,
     gap closing and minimum bout length. Columns: :data:`CSV_COLUMNS`. Bout metrics are
     summed over videos (a bout never spans two videos); a bout is a run of annotated
     present frames, and predictions on frames not annotated are ignored. PR-AUC and
@@ -28,7 +30,8 @@ Written into the run folder (each file under a temporary name, then renamed):
     done}, "ensemble": {"members", "postprocess": [{fold, behavior, threshold, max_gap,
     min_len}]} or null, "pooled": [rows], "folds": [rows], "mean_std": [rows], "cost":
     {"backbones": [...], "models": [...]}}``; rows are the CSV rows as objects (``NaN`` as
-    ``null``; ``fold`` is the fold index in ``folds`` rows).
+    ``null``; ``fold`` is the fold index in ``folds`` rows and, as in version 1, the
+    ``row`` kind in the others).
 ``report.html``
     Self-contained (figures embedded as base64 PNG, inline CSS, no script).
 ``report.md`` and ``figures/``
@@ -53,7 +56,7 @@ from ..runs import FoldResult, RunFolder
 from ..scoring import write_rows_csv
 from .data import ENSEMBLE, RunData, _video_fps, add_ensemble, load_run
 from .document import _json_safe
-from .scores import CSV_COLUMNS, compute_metrics, cost_rows, score_videos
+from .scores import CSV_COLUMNS, compute_metrics, cost_rows, metrics_csv_rows, score_videos
 from .sections import THESIS_FIGURES, THESIS_LABEL, THESIS_MODEL_NAMES, build_document
 
 __all__ = ["CSV_COLUMNS", "ENSEMBLE", "THESIS_FIGURES", "THESIS_LABEL", "THESIS_MODEL_NAMES", "FoldResult",
@@ -88,8 +91,7 @@ def write_report(run_dir: str | Path) -> Path:
     metrics = compute_metrics(data)
     cost = cost_rows(data)
     run = data.run
-    rows = metrics["folds"] + metrics["pooled"] + metrics["mean_std"]
-    write_rows_csv(run / "metrics.csv", [{k: r.get(k, "") for k in CSV_COLUMNS} for r in rows], list(CSV_COLUMNS))
+    write_rows_csv(run / "metrics.csv", metrics_csv_rows(metrics), list(CSV_COLUMNS))
     ensemble = None
     if ENSEMBLE in data.models:
         ensemble = {"members": data.ensemble_members,

@@ -81,8 +81,11 @@ def load_run(run_dir: str | Path) -> RunData:
                     raise RunError(f"{run.path / name}: {len(p)} frames of probabilities for {vid!r}, "
                                    f"but {lengths[vid]} in another model; retrain with one cache")
     backbones = list(dict.fromkeys(n.split("/")[0] for n in models))
-    fps = {vid: _video_fps(cfg, backbones, vid) for vid in lengths}
-    labels = {vid: _video_labels(cfg, vid, n, fps[vid]) for vid, n in lengths.items()}
+    recorded = run.recorded_videos()
+    fps = {vid: float(recorded[vid]["fps"]) if vid in recorded else _video_fps(cfg, backbones, vid)
+           for vid in lengths}
+    labels = {vid: _video_labels(cfg, vid, n, fps[vid], recorded.get(vid, {}).get("labels"))
+              for vid, n in lengths.items()}
     return RunData(run.path, cfg, folds, behaviors, models, incomplete, labels, fps)
 
 
@@ -106,11 +109,12 @@ def _video_fps(cfg: Config, backbones: Sequence[str], vid: str) -> float:
     return 30.0
 
 
-def _video_labels(cfg: Config, vid: str, n_frames: int, fps: float) -> Labels:
+def _video_labels(cfg: Config, vid: str, n_frames: int, fps: float, recorded: str | None) -> Labels:
+    """The labels the run was trained with: the file training recorded, else found by id."""
     if cfg.data.labels is None:
         raise RunError(f"{cfg.source}: data.labels is not set, so the report has nothing to score "
                        "against; set it to the labels folder the run was trained with")
-    path = label_file(cfg, vid)
+    path = Path(recorded) if recorded and Path(recorded).is_file() else label_file(cfg, vid)
     if path is None:
         raise RunError(f"{cfg.data.labels}: no label file for video {vid!r} (expected {vid}.csv); "
                        "the report scores against the labels the run was trained with")

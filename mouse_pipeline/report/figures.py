@@ -5,14 +5,21 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import matplotlib.pyplot as plt
+import matplotlib
 import numpy as np
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from ..metrics import pr_curve
 from ..plots import ethogram_figure
 from .data import ENSEMBLE, RunData
 from .scores import predicted
+
+
+def _subplots(nrows: int, ncols: int, figsize: tuple[float, float], squeeze: bool = True) -> tuple[Figure, Any]:
+    """A figure of its own (not pyplot's: no backend is chosen) and its axes."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, squeeze=squeeze)
 
 
 def _pooled_test(data: RunData, name: str, j: int) -> tuple[np.ndarray, np.ndarray]:
@@ -28,13 +35,13 @@ def _model_style(data: RunData, name: str) -> dict[str, Any]:
     if name == ENSEMBLE:
         return {"color": "black", "ls": "--", "lw": 1.8}
     i = list(data.models).index(name)
-    return {"color": plt.get_cmap("tab10")(i % 10), "ls": "-", "lw": 1.5}
+    return {"color": matplotlib.colormaps["tab10"](i % 10), "ls": "-", "lw": 1.5}
 
 
-def fig_pr_curves(data: RunData, pooled: list[dict[str, Any]]) -> plt.Figure:
+def fig_pr_curves(data: RunData, pooled: list[dict[str, Any]]) -> Figure:
     """Precision-recall curves on pooled test frames: a panel per behaviour, a line per model."""
     k = len(data.behaviors)
-    fig, axes = plt.subplots(1, k, figsize=(4.3 * k, 4.2), squeeze=False)
+    fig, axes = _subplots(1, k, figsize=(4.3 * k, 4.2), squeeze=False)
     row = {(r["model"], r["behavior"]): r for r in pooled if r["stage"] == "raw"}
     for j, b in enumerate(data.behaviors):
         ax = axes[0, j]
@@ -54,11 +61,11 @@ def fig_pr_curves(data: RunData, pooled: list[dict[str, Any]]) -> plt.Figure:
     return fig
 
 
-def fig_confusion(data: RunData, pooled: list[dict[str, Any]]) -> plt.Figure:
+def fig_confusion(data: RunData, pooled: list[dict[str, Any]]) -> Figure:
     """Pooled post-processed confusion matrices: a row of panels per model, a column per behaviour."""
     names, k = list(data.models), len(data.behaviors)
     row = {(r["model"], r["behavior"]): r for r in pooled if r["stage"] == "post"}
-    fig, axes = plt.subplots(len(names), k, figsize=(2.9 * k + 1.4, 2.5 * len(names) + 0.4), squeeze=False)
+    fig, axes = _subplots(len(names), k, figsize=(2.9 * k + 1.4, 2.5 * len(names) + 0.4), squeeze=False)
     for i, name in enumerate(names):
         for j, b in enumerate(data.behaviors):
             r = row[(name, b)]
@@ -80,7 +87,7 @@ def fig_confusion(data: RunData, pooled: list[dict[str, Any]]) -> plt.Figure:
     return fig
 
 
-def fig_ethogram(data: RunData, vid: str) -> plt.Figure:
+def fig_ethogram(data: RunData, vid: str) -> Figure:
     """Annotated bouts above each model's post-processed bouts, for one test video."""
     tracks = []
     for j, b in enumerate(data.behaviors):
@@ -92,10 +99,10 @@ def fig_ethogram(data: RunData, vid: str) -> plt.Figure:
                            "model's post-processed predictions")
 
 
-def fig_training(data: RunData, name: str) -> plt.Figure:
+def fig_training(data: RunData, name: str) -> Figure:
     """Training loss and validation PR-AUC per epoch, a line per fold (and head)."""
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.4))
-    cmap = plt.get_cmap("tab10" if len(data.folds) <= 10 else "tab20")
+    fig, (a1, a2) = _subplots(1, 2, figsize=(11, 3.4))
+    cmap = matplotlib.colormaps["tab10" if len(data.folds) <= 10 else "tab20"]
     styles = ["-", "--", ":", "-."]
     for fr in data.models[name]:
         colour = cmap(fr.fold.index % cmap.N)

@@ -23,7 +23,9 @@ FRAME_KEYS = ("accuracy", "precision", "recall", "f1", "pr_auc", "roc_auc", "tp"
 BOUT_KEYS = ("bout_precision", "bout_recall", "bout_f1", "bout_count_error",
              "bout_duration_error_s", "n_true_bouts", "n_pred_bouts")
 POST_KEYS = ("threshold", "max_gap", "min_len")
-CSV_COLUMNS = ("model", "behavior", "fold", "stage", *FRAME_KEYS, *BOUT_KEYS, *POST_KEYS)
+CSV_COLUMNS = ("model", "behavior", "row", "fold", "stage", *FRAME_KEYS, *BOUT_KEYS, *POST_KEYS)
+#: What a row of metrics.csv is: one fold, all folds pooled, or the mean or std over folds.
+ROW_KINDS = ("fold", "pooled", "mean", "std")
 STAGES = ("raw", "post")
 
 
@@ -96,17 +98,30 @@ def compute_metrics(data: RunData) -> dict[str, list[dict[str, Any]]]:
                     binaries += bins
                     score = score_videos([y for y, _, _ in vids], bins, ranks[fr.fold.index],
                                          [f for _, _, f in vids])
-                    rows.append({"model": name, "behavior": b, "fold": fr.fold.index, "stage": stage,
+                    rows.append({"model": name, "behavior": b, "row": "fold", "fold": fr.fold.index, "stage": stage,
                                  **score, **{k: fr.post[b][k] for k in POST_KEYS if stage == "post" or k == "threshold"}})
                 fold_rows += rows
                 score = score_videos([y for y, _, _ in all_vids], binaries, pooled_rank,
                                      [f for _, _, f in all_vids])
-                pooled.append({"model": name, "behavior": b, "fold": "pooled", "stage": stage, **score})
+                pooled.append({"model": name, "behavior": b, "row": "pooled", "fold": "pooled", "stage": stage,
+                               **score})
                 summary = summarize_folds([{k: r[k] for k in FRAME_KEYS + BOUT_KEYS} for r in rows])
                 for stat in ("mean", "std"):
-                    mean_std.append({"model": name, "behavior": b, "fold": stat, "stage": stage,
+                    mean_std.append({"model": name, "behavior": b, "row": stat, "fold": stat, "stage": stage,
                                      **{k: summary[k][stat] for k in FRAME_KEYS + BOUT_KEYS}})
     return {"folds": fold_rows, "pooled": pooled, "mean_std": mean_std}
+
+
+def metrics_csv_rows(metrics: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The rows of ``metrics.csv``: :data:`CSV_COLUMNS` of every fold, pooled and mean/std row.
+
+    ``row`` says which kind (:data:`ROW_KINDS`); ``fold`` holds the fold index on fold
+    rows only and is empty on the others, so the column is numeric. Keys a row lacks
+    (post-processing on pooled rows, say) are empty cells.
+    """
+    rows = metrics["folds"] + metrics["pooled"] + metrics["mean_std"]
+    return [{**{k: r.get(k, "") for k in CSV_COLUMNS}, "fold": r["fold"] if r["row"] == "fold" else ""}
+            for r in rows]
 
 
 def _ranking(vids: list[tuple[np.ndarray, np.ndarray, float]]) -> dict[str, float]:

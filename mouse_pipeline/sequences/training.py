@@ -33,7 +33,7 @@ from ..config import Config
 from ..dataset import load_dataset
 from ..errors import RunError
 from ..folds import Fold, check_no_leakage, check_positives, make_folds
-from ..runs import RunFolder
+from ..runs import RunFolder, check_behavior_names
 from .models import check_window
 from .scheduler import schedule
 from .search import search_trials, trial_config
@@ -72,8 +72,8 @@ def _final_fold(ids: list[str], cfg: Config) -> Fold:
     return Fold(index=-1, train=train, val=val, test=())
 
 
-def _make_folds(cfg: Config) -> tuple[list[str], list[Fold]]:
-    """The labelled videos (the same for every backbone) and the run's folds."""
+def _make_folds(cfg: Config, run: RunFolder) -> tuple[list[str], list[Fold]]:
+    """The labelled videos (the same for every backbone, recorded in the run) and the folds."""
     datasets = {b: load_dataset(cfg, b) for b in cfg.extract.backbones}
     ids = [v.video_id for v in next(iter(datasets.values()))]
     for b, vids in datasets.items():
@@ -84,7 +84,11 @@ def _make_folds(cfg: Config) -> tuple[list[str], list[Fold]]:
     folds = make_folds(ids, f.scheme, k=f.k, n_val=f.n_val, fixed_train=f.train,
                        fixed_test=f.test, seed=cfg.train.seed)
     check_no_leakage(folds)
-    check_positives(folds, {v.video_id: v.labels for v in next(iter(datasets.values()))})
+    first = next(iter(datasets.values()))
+    check_positives(folds, {v.video_id: v.labels for v in first})
+    run.record_videos({v.video_id: {"video": str(Path(v.video_file).resolve()),
+                                    "labels": str(Path(v.label_file).resolve()), "fps": v.fps}
+                       for v in first})
     for vids in datasets.values():
         for v in vids:
             v.features.close()
@@ -97,18 +101,23 @@ def train(cfg: Config, run_dir: str | Path | None = None, final: bool = False,
     run = RunFolder(run_dir if run_dir is not None else cfg.train.run)
     if run_dir is not None:
         cfg = cfg.replace(**{"train.run": str(run.path)})
+    check_behavior_names(cfg.data.behaviors, cfg.source)
     for kind in cfg.train.models:
         for params in search_trials(cfg):
             check_window(kind, trial_config(cfg, params))
     tf.config.experimental.enable_op_determinism()
     log.info("stage 2 runs %s", devices.describe())
     with run.lock():
-        _prepare_run(cfg, run, overwrite)
-        ids, folds = _make_folds(cfg)
-        run.write_folds(folds)
-        jobs = [(b, m, fold) for b in cfg.extract.backbones for m in cfg.train.models for fold in folds]
-        if final:
-            final_fold = _final_fold(ids, cfg)
-            jobs += [(b, m, final_fold) for b in cfg.extract.backbones for m in cfg.train.models]
-        schedule(cfg, run, jobs, len(folds), progress)
+        try:
+            _prepare_run(cfg, run, overwrite)
+            ids, folds = _make_folds(cfg, run)
+            run.write_folds(folds)
+            jobs = [(b, m, fold) for b in cfg.extract.backbones for m in cfg.train.models for fold in folds]
+            if final:
+                final_fold = _final_fold(ids, cfg)
+                jobs += [(b, m, final_fold) for b in cfg.extract.backbones for m in cfg.train.models]
+            schedule(cfg, run, jobs, len(folds), progress)
+        except BaseException:
+            run.discard_untrained()  # a run that trained nothing must not block its corrected rerun
+            raise
     return run.path

@@ -1,5 +1,6 @@
 """Bad input and config through the CLI: exit 2, one line naming the problem, nothing written."""
 
+import numpy as np
 import pytest
 
 from mouse_pipeline.synthetic import generate_dataset
@@ -91,3 +92,21 @@ def test_predict_without_final_models_says_how_to_train_them(tmp_path, run_cli):
     assert result.exit_code == 2
     assert "no final model for resnet50v2/lstm; train it with `mouse-pipeline train" in result.output
     assert "--final" in result.output
+
+
+def test_a_pose_track_outside_the_frame_is_refused_before_extracting(tmp_path, run_cli):
+    """The pose file of another video or resolution: black crops and a misleading warning
+    about the weights before; now one line naming the pose file."""
+    from mouse_pipeline.pose import read_dlc, write_dlc_csv
+
+    generate_dataset(tmp_path, n_videos=1, n_frames=24, size=64, fps=5, seed=0)
+    pose = tmp_path / "pose" / "mouse_000.csv"
+    xy = read_dlc(pose, "midbody", 0.6)
+    write_dlc_csv(pose, {"midbody": np.column_stack([xy + 1000.0, np.ones(len(xy))])})
+    cache = tmp_path / "cache"
+    result = run_cli(*random_extract_args(tmp_path, cache, "mobilenet_v3_small", 32, "--set", "data.crop.mode=pose",
+                                          "--set", f"data.crop.pose={tmp_path / 'pose'}"))
+    assert result.exit_code == 2, result.output
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith("error: ") and str(pose) in line and "outside" in line
+    assert not cache.exists() or not any(cache.rglob("*.h5"))

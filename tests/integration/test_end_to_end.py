@@ -1,6 +1,7 @@
 """The whole pipeline through the CLI: synth -> extract -> train -> report -> predict -> score."""
 
 import csv
+import json
 
 import h5py
 import numpy as np
@@ -88,7 +89,7 @@ def test_predict_outputs_agree(pipeline):
     with open(pred / "new_000_predictions.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 90
-    assert list(rows[0])[:2] == ["frame", "time_s"]
+    assert list(rows[0])[:3] == ["video", "frame", "time_s"] and {r["video"] for r in rows} == {"new_000"}
     with open(pred / "new_000_bouts.csv", newline="") as fh:
         bouts = list(csv.DictReader(fh))
     # bouts agree exactly with the 0/1 columns
@@ -103,6 +104,13 @@ def test_predict_outputs_agree(pipeline):
     with open(pred / "summary.csv", newline="") as fh:
         summary = list(csv.DictReader(fh))
     assert {r["behavior"] for r in summary} == {"grooming", "mid_rearing", "wall_rearing"}
+    with open(pred / "bouts.csv", newline="") as fh:
+        assert list(csv.DictReader(fh)) == bouts  # one video: the combined table is its own
+    meta = json.loads((pred / "predictions.json").read_text())
+    assert [v["video"] for v in meta["videos"]] == ["new_000"] and meta["videos"][0]["n_frames"] == 90
+    assert set(meta["behaviors"]) == {"grooming", "mid_rearing", "wall_rearing"}
+    assert all({"threshold", "max_gap", "min_len"} <= set(v) for v in meta["behaviors"].values())
+    assert meta["run"] == str((pipeline["root"] / "run").resolve()) and meta["videos"][0]["fps"] > 0
 
 
 def test_score_on_predictions_of_the_run(pipeline, run_cli, tmp_path):

@@ -43,9 +43,10 @@ def test_report_scores_every_behaviour_in_every_fold(run):
     mine = [r for r in rows if r["model"] == f"{BACKBONE}/tcn"]
     assert {r["behavior"] for r in mine} == set(BEHAVIORS)
     for b in BEHAVIORS:
-        folds = {r["fold"] for r in mine if r["behavior"] == b}
-        assert {"0", "1", "pooled", "mean"} <= folds, (b, folds)
-        pr_auc = [float(r["pr_auc"]) for r in mine if r["behavior"] == b and r["fold"] == "pooled"]
+        folds = {r["fold"] for r in mine if r["behavior"] == b and r["row"] == "fold"}
+        kinds = {r["row"] for r in mine if r["behavior"] == b}
+        assert folds == {"0", "1"} and {"pooled", "mean"} <= kinds, (b, folds, kinds)
+        pr_auc = [float(r["pr_auc"]) for r in mine if r["behavior"] == b and r["row"] == "pooled"]
         assert pr_auc and all(0 <= v <= 1 for v in pr_auc)
 
 

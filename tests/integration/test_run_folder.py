@@ -7,12 +7,15 @@ A damaged run folder: exit code 2, one ``error:`` line naming the damaged file, 
 partial outputs.
 """
 
+import csv
+import io
 import json
+import shutil
 
 import numpy as np
 import pytest
 
-from tests.integration.runs import BACKBONE, BEHAVIORS, cli, cli_ok, copy_run
+from tests.integration.runs import BACKBONE, BEHAVIORS, cli, cli_ok, copy_run, read_csv
 
 pytestmark = pytest.mark.slow
 
@@ -56,11 +59,12 @@ def error_line(result):
 
 
 def files(folder):
-    """Every file (with size and modification time) and folder below ``folder``."""
+    """Every file (with size and modification time) and folder below ``folder``, but the
+    run's logs (each command adds its log)."""
     if not folder.exists():
         return {}
     return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) if p.is_file()
-            else "folder" for p in folder.rglob("*")}
+            else "folder" for p in folder.rglob("*") if "logs" not in p.relative_to(folder).parts}
 
 
 # -- choosing the final model -----------------------------------------------------------
@@ -193,3 +197,79 @@ def test_report_on_a_damaged_run_exits_2_naming_the_file(run, tmp_path, where, d
     line = error_line(cli("report", "--run", copy, "--quiet"))
     assert names(line, path), line
     assert files(copy) == before  # no report.html, metrics.csv, figures/ or temporary file
+
+
+# -- the ensemble, the best model per behaviour, frame rates, several videos -----------
+
+
+def predictions(folder):
+    return read_csv(folder / PREDICTIONS)
+
+
+def test_ensemble_is_the_mean_of_the_final_models(run_dataset, run, by_model, tmp_path):
+    result = run_dataset.predict(run, tmp_path / "out", "--model", "ensemble")
+    assert result.exit_code == 0, result.output
+    rows = predictions(tmp_path / "out")
+    single = {k: list(csv.DictReader(io.StringIO(text))) for k, text in by_model.items()}
+    for b in BEHAVIORS:
+        mean = np.mean([[float(r[f"p_{b}"]) for r in single[k]] for k in KINDS], axis=0)
+        np.testing.assert_allclose([float(r[f"p_{b}"]) for r in rows], mean, atol=2e-5)
+    # thresholds chosen on the final models' validation videos: 0/1 columns are exactly
+    # the mean's post-processed labels at the recorded thresholds
+    assert {r[BEHAVIORS[0]] for r in rows} <= {"0", "1"}
+
+
+def test_per_behavior_needs_the_report_then_takes_each_behaviours_best(run_dataset, run, reported,
+                                                                       by_model, tmp_path):
+    line = error_line(run_dataset.predict(run, tmp_path / "none", "--model", "per-behavior"))
+    assert "mouse-pipeline report" in line and not files(tmp_path / "none")
+    copy = copy_run(reported, tmp_path / "run")
+    metrics = json.loads((copy / "metrics.json").read_text())
+    best = {BEHAVIORS[0]: "lstm", BEHAVIORS[1]: "tcn", BEHAVIORS[2]: "tcn"}
+    for row in metrics["pooled"]:
+        row["pr_auc"] = 0.9 if row.get("model") == f"{BACKBONE}/{best.get(row.get('behavior'))}" else 0.1
+    (copy / "metrics.json").write_text(json.dumps(metrics))
+    result = run_dataset.predict(copy, tmp_path / "out", "--model", "per-behavior")
+    assert result.exit_code == 0, result.output
+    rows = predictions(tmp_path / "out")
+    single = {k: list(csv.DictReader(io.StringIO(text))) for k, text in by_model.items()}
+    for b, kind in best.items():
+        assert [r[f"p_{b}"] for r in rows] == [r[f"p_{b}"] for r in single[kind]]
+        assert [r[b] for r in rows] == [r[b] for r in single[kind]]
+
+
+@pytest.fixture(scope="module")
+def fast_videos(tmp_path_factory):
+    """A new video at 10 frames/s (the run was trained at 5)."""
+    from mouse_pipeline.synthetic import generate_dataset
+
+    root = tmp_path_factory.mktemp("fast")
+    generate_dataset(root, n_videos=1, n_frames=90, size=32, fps=10, seed=13, prefix="fast")
+    return root / "videos"
+
+
+def test_a_video_at_another_frame_rate_is_refused_resampled_or_allowed(run_dataset, run, fast_videos, tmp_path):
+    base = ("predict", "--run", run, "--videos", fast_videos, "--model", f"{BACKBONE}/lstm", "--quiet")
+    line = error_line(cli(*base, "--out", tmp_path / "refused"))
+    assert "fast_000.mp4: 10 frames/s, but the run was trained at 5 frames/s" in line and "--resample" in line
+    assert not files(tmp_path / "refused")
+    cli_ok(*base, "--out", tmp_path / "resampled", "--resample")
+    rows = read_csv(tmp_path / "resampled" / "fast_000_predictions.csv")
+    assert len(rows) == 90 and rows[-1]["time_s"] == "8.9000"  # the video's own frames and rate
+    held = [r[f"p_{BEHAVIORS[0]}"] for r in rows]
+    assert all(held[i] == held[i + 1] for i in range(0, 88, 2))  # each training-rate frame covers two
+    cli_ok(*base, "--out", tmp_path / "allowed", "--allow-fps-mismatch")
+    rows = read_csv(tmp_path / "allowed" / "fast_000_predictions.csv")
+    assert len(rows) == 90 and rows[-1]["time_s"] == "8.9000"
+
+
+def test_one_bad_video_among_several_writes_nothing(run_dataset, run, tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    shutil.copy(next((run_dataset.new / "videos").glob("*.mp4")), videos / "good.mp4")
+    (videos / "empty.mp4").write_bytes(b"")
+    result = cli("predict", "--run", run, "--videos", videos, "--out", tmp_path / "out",
+                 "--model", f"{BACKBONE}/lstm", "--quiet")
+    line = error_line(result)
+    assert "empty.mp4" in line
+    assert not files(tmp_path / "out")

@@ -5,7 +5,14 @@ import logging
 import numpy as np
 import pytest
 
-from mouse_pipeline.annotations import Labels, check_length, read_labels, write_labels_csv
+from mouse_pipeline.annotations import (
+    Labels,
+    check_length,
+    find_label_file,
+    label_behaviors,
+    read_labels,
+    write_labels_csv,
+)
 from mouse_pipeline.errors import ConfigError, InputError
 
 THESIS_MAP = {"rearing_mig": "mid_rearing", "rearing_paret": "wall_rearing"}
@@ -73,6 +80,7 @@ def test_thesis_bad_value_names_row_and_column(tmp_path, bad):
     with pytest.raises(InputError, match=r"v\.csv, data row 2 \(line 3\), column 'b'") as err:
         read_labels(path, "thesis", ["a", "b"])
     assert "\n" not in str(err.value)
+    assert f"value {bad!r} is not 0, 1 or -1" in str(err.value)  # a plain str, not np.str_('2')
 
 
 def test_thesis_ragged_row(tmp_path):
@@ -238,3 +246,76 @@ def test_labels_validates_shape_and_values():
     with pytest.raises(ValueError, match="-1, 0 or 1"):
         Labels(("a",), np.full((3, 1), 2))
     assert Labels(("a",), np.zeros((3, 1), dtype=int)).matrix.dtype == np.int8
+
+
+# -- finding a video's label file; what a file holds; files that cannot be read for sure ----
+
+
+def test_find_label_file_refuses_two_candidates_naming_both(tmp_path):
+    write(tmp_path / "v1.csv", "a\n0\n")
+    write(tmp_path / "v2.tsv", "a\n0\n")
+    assert find_label_file(tmp_path, "v1") == tmp_path / "v1.csv"
+    assert find_label_file(tmp_path, "v2") == tmp_path / "v2.tsv"
+    assert find_label_file(tmp_path, "v3") is None
+    write(tmp_path / "v1.txt", "a\n0\n")
+    with pytest.raises(InputError, match=r"v1\.csv: video v1 has 2 label files \(v1\.csv, v1\.txt\); "
+                                         r"keep one of them in "):
+        find_label_file(tmp_path, "v1")
+    write(tmp_path / "v2.CSV", "a\n0\n")
+    with pytest.raises(InputError, match=r"\(v2\.CSV, v2\.tsv\)"):
+        find_label_file(tmp_path, "v2")
+    with pytest.raises(InputError, match=r"nope: labels folder does not exist; set data\.labels"):
+        find_label_file(tmp_path / "nope", "v1")
+    with pytest.raises(InputError, match=r"v1\.csv: labels folder is a file, not a folder"):
+        find_label_file(tmp_path / "v1.csv", "v1")
+
+
+def test_find_label_file_by_the_real_stem_or_the_id(tmp_path):
+    """A video ``mouse 000.mp4`` (id ``mouse_000``): its labels by either name, not both."""
+    write(tmp_path / "mouse 000.csv", "a\n0\n")
+    assert find_label_file(tmp_path, ("mouse 000", "mouse_000")) == tmp_path / "mouse 000.csv"
+    write(tmp_path / "mouse_000.tsv", "a\n0\n")
+    with pytest.raises(InputError, match=r"video mouse 000 has 2 label files \(mouse 000\.csv, mouse_000\.tsv\)"):
+        find_label_file(tmp_path, ("mouse 000", "mouse_000"))
+
+
+@pytest.mark.parametrize("header,first,expected", [
+    ("frame,grooming,rear", ["5", "6", "7"], ["grooming", "rear"]),        # named index
+    ("Unnamed: 0,grooming,rear", ["0", "1", "2"], ["grooming", "rear"]),   # pandas' index
+    (",grooming,rear", ["0", "1", "2"], ["grooming", "rear"]),
+    ("t,grooming,rear", ["0", "1", "2"], ["grooming", "rear"]),            # 0..N-1 integers
+    ("t,grooming,rear", ["0", "1", "0"], ["t", "grooming", "rear"]),       # 0/1: a behaviour
+])
+def test_label_behaviors_leaves_out_an_index_column(tmp_path, header, first, expected):
+    path = write(tmp_path / "v.csv", header + "\n" + "".join(f"{c},0,1\n" for c in first))
+    assert label_behaviors(path, "thesis") == expected
+    assert label_behaviors(path, "thesis", {"rear": "wall_rearing"})[-1] == "wall_rearing"
+
+
+def test_label_behaviors_of_deepethogram_and_boris(tmp_path):
+    deg = write(tmp_path / "deg.csv", "frame,background,face_groom,rear\n0,1,0,0\n1,0,1,0\n")
+    assert label_behaviors(deg, "deepethogram") == ["face_groom", "rear"]
+    events = write(tmp_path / "events.csv", BORIS_EVENTS)
+    assert label_behaviors(events, "boris_events", {"rearing": "wall_rearing"}) == ["grooming", "wall_rearing"]
+
+
+def test_a_column_twice_is_refused_naming_it(tmp_path):
+    path = write(tmp_path / "v.csv", "grooming,rear,grooming\n0,0,1\n")
+    with pytest.raises(InputError, match=r"v\.csv: column 'grooming' appears twice; remove or rename one"):
+        read_labels(path, "thesis", ["grooming"])
+
+
+def test_header_only_label_file_is_refused(tmp_path):
+    for fmt, text in (("thesis", "grooming,rear\n\n"), ("deepethogram", ",background,grooming\n")):
+        path = write(tmp_path / f"{fmt}.csv", text)
+        with pytest.raises(InputError, match=rf"{fmt}\.csv: the label file has a header but no data rows"):
+            read_labels(path, fmt, ["grooming"])
+
+
+def test_non_utf8_label_file_names_byte_offset_and_line(tmp_path):
+    path = tmp_path / "v.csv"
+    path.write_bytes(b"grooming,note\n0,ok\n1,caf\xe9\n")
+    with pytest.raises(InputError, match=r"v\.csv: this label file is not UTF-8 text: byte 0xe9 at byte "
+                                         r"offset 24 \(line 3\) cannot be decoded; save it as UTF-8") as err:
+        read_labels(path, "thesis", ["grooming"])
+    assert "\n" not in str(err.value)

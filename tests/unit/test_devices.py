@@ -2,6 +2,8 @@
 
 import logging
 import os
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -56,14 +58,31 @@ def test_describe_says_cpu_and_warns_when_a_driver_is_there_but_no_gpu(monkeypat
     assert devices.describe() == "on GPU (NVIDIA H100 80GB HBM3)"
 
 
-def test_gpus_on_this_machine_is_a_tuple_of_names():
+def driver_gpus():
+    """GPUs the NVIDIA kernel driver lists on this machine (Linux), without asking any backend."""
+    folder = Path("/proc/driver/nvidia/gpus")
+    return sorted(folder.iterdir()) if folder.is_dir() else []
+
+
+def test_gpus_agree_with_this_machines_driver_and_backend():
+    import keras
+
     found = devices.gpus()
     assert isinstance(found, tuple) and all(isinstance(n, str) and n for n in found)
+    if sys.platform.startswith("linux"):
+        # no GPU without a driver; never more GPUs than the driver has (fewer: a CPU-only
+        # build, or CUDA_VISIBLE_DEVICES)
+        assert len(found) <= len(driver_gpus())
+        if not devices.nvidia_driver_present():
+            assert found == ()
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        assert len(found) == len(tf.config.list_physical_devices("GPU"))
 
 
 def test_a_process_without_stderr_is_left_alone():
     import subprocess
-    import sys
 
     code = ("import os; os.close(2)\n"
             "from mouse_pipeline import devices\n"

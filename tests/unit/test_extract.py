@@ -1,4 +1,5 @@
-"""Stage 1 engine (features/extract.py) on tiny videos written here with OpenCV.
+"""Stage 1 engine (features/extract.py, planning.py, streaming.py) on tiny videos written
+here with OpenCV.
 
 The backbone (resnet50v2, random weights, 32 px) is built once for the module; extract's
 own ``build_backbone`` is replaced by one returning it (and counting calls), except where
@@ -19,8 +20,10 @@ from mouse_pipeline import backbones
 from mouse_pipeline.config import load_config
 from mouse_pipeline.errors import InputError, LockError
 from mouse_pipeline.features import extract as ex
+from mouse_pipeline.features import streaming
 from mouse_pipeline.features.store import cache_path, read_attrs, read_embeddings
 from mouse_pipeline.pose import write_dlc_csv
+from mouse_pipeline.video import video_fingerprint
 
 SIZE = 32
 FRAMES = {"m1": 24, "m2": 31, "m3": 40}
@@ -133,7 +136,7 @@ def test_extract_caches_every_frame_exactly_once(tmp_path, videos, backbone, cap
         # neighbouring frames differ far more than the tolerance: a shift could not pass
         assert np.abs(ref[1:] - ref[:-1]).max(axis=1).min() > 1e-2 * scale
         attrs = read_attrs(path)
-        fingerprint = ex.video_fingerprint(videos / f"{vid}.avi")
+        fingerprint = video_fingerprint(videos / f"{vid}.avi")
         assert attrs["n_frames"] == n and attrs["dim"] == 2048 and attrs["fps"] == pytest.approx(10.0)
         assert (attrs["backbone"], attrs["weights"], attrs["input_size"]) == ("resnet50v2", "random", SIZE)
         assert (attrs["dtype"], attrs["precision"]) == ("float32", "float32")
@@ -197,7 +200,7 @@ def test_several_decoders_give_the_same_files(tmp_path, videos, built):
 
 def failing_batches(bad):
     """iter_batches that fails in the decoder thread after one batch of video ``bad``."""
-    real = ex.iter_batches
+    real = streaming.iter_batches
 
     def batches(path, batch_size, crop=None, out_size=None, threads=1):
         for i, batch in enumerate(real(path, batch_size, crop, out_size, threads)):
@@ -210,7 +213,7 @@ def failing_batches(bad):
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_decode_error_in_the_thread_propagates_and_leaves_no_file(tmp_path, videos, built, monkeypatch, workers):
-    monkeypatch.setattr(ex, "iter_batches", failing_batches("m2"))
+    monkeypatch.setattr(streaming, "iter_batches", failing_batches("m2"))
     cfg = config(tmp_path, videos, f"extract.decode_workers={workers}")
     with pytest.raises(InputError, match=r"m2\.avi: decoding failed at frame 8"):
         ex.extract(cfg, progress=False)
@@ -221,7 +224,7 @@ def test_decode_error_in_the_thread_propagates_and_leaves_no_file(tmp_path, vide
 
 
 def test_keep_going_records_the_failure_and_does_the_rest(tmp_path, videos, built, monkeypatch):
-    monkeypatch.setattr(ex, "iter_batches", failing_batches("m2"))
+    monkeypatch.setattr(streaming, "iter_batches", failing_batches("m2"))
     summary = ex.extract(config(tmp_path, videos), progress=False, keep_going=True)
     assert {r.video_id: r.status for r in summary.results} == {"m1": "extracted", "m2": "failed", "m3": "extracted"}
     assert "decoding failed at frame 8" in summary.failed[0].reason and "FAILED resnet50v2/m2" in summary.describe()

@@ -1,11 +1,13 @@
-"""DeepLabCut pose files: layouts, interpolation of unreliable points, one-line errors."""
+"""Pose CSV files (DeepLabCut, LightningPose): layouts, interpolation, one-line errors; finding a
+video's pose file; the check that the track lies inside the frame."""
 
-import h5py
+import logging
+
 import numpy as np
 import pytest
 
 from mouse_pipeline.errors import InputError
-from mouse_pipeline.pose import find_pose_file, read_dlc, write_dlc_csv
+from mouse_pipeline.pose import check_inside, find_pose_file, read_dlc, read_pose, write_dlc_csv
 
 HEADER = ("scorer,S,S,S,S,S,S\n"
           "bodyparts,snout,snout,snout,midbody,midbody,midbody\n"
@@ -115,30 +117,6 @@ def test_no_data_rows_and_missing_file(tmp_path):
         read_dlc(tmp_path / "nope.csv", "midbody")
 
 
-def test_multi_animal_is_rejected(tmp_path):
-    path = tmp_path / "ma.csv"
-    path.write_text("scorer,S,S,S\nindividuals,m1,m1,m1\nbodyparts,a,a,a\ncoords,x,y,likelihood\n0,1,2,0.9\n")
-    with pytest.raises(InputError, match="multi-animal DeepLabCut file"):
-        read_dlc(path, "a")
-
-
-def test_h5_files_ask_for_the_csv_export(tmp_path):
-    dlc = tmp_path / "videoDLC_resnet50.h5"
-    with h5py.File(dlc, "w") as fh:
-        fh.create_dataset("df_with_missing/table", data=np.zeros(3))
-    with pytest.raises(InputError, match=r"column names pickled.*save_as_csv=True"):
-        read_dlc(dlc, "midbody")
-    other = tmp_path / "other.h5"
-    with h5py.File(other, "w") as fh:
-        fh.create_dataset("embeddings", data=np.zeros(3))
-    with pytest.raises(InputError, match="is not a DeepLabCut .h5 file"):
-        read_dlc(other, "midbody")
-    fake = tmp_path / "fake.h5"
-    fake.write_text("hello")
-    with pytest.raises(InputError, match="is not an HDF5 file"):
-        read_dlc(fake, "midbody")
-
-
 def test_find_pose_file(tmp_path):
     (tmp_path / "m1.csv").write_text("x")
     (tmp_path / "m2DLC_resnet50_shuffle1_1000.csv").write_text("x")
@@ -149,3 +127,58 @@ def test_find_pose_file(tmp_path):
     (tmp_path / "m2DLC_other.csv").write_text("x")
     with pytest.raises(InputError, match="several pose files for video 'm2'"):
         find_pose_file(tmp_path, "m2")
+    (tmp_path / "m2DLC_other.csv").unlink()
+    (tmp_path / "m1DLC_resnet50.h5").write_text("x")  # the CSV export wins over its .h5
+    assert find_pose_file(tmp_path, "m1") == tmp_path / "m1.csv"
+
+
+def test_find_pose_file_sleap_names_and_odd_ids(tmp_path):
+    for name in ("a.analysis.h5", "b.mp4.predictions.analysis.h5", "c.predictions.slp",
+                 "d.avi.predictions.slp", "e.slp", "f[1]DLC_x.h5", "g.2.analysis.h5"):
+        (tmp_path / name).write_text("x")
+    for vid, name in (("a", "a.analysis.h5"), ("b", "b.mp4.predictions.analysis.h5"),
+                      ("c", "c.predictions.slp"), ("d", "d.avi.predictions.slp"), ("e", "e.slp"),
+                      ("f[1]", "f[1]DLC_x.h5"), ("g.2", "g.2.analysis.h5")):
+        assert find_pose_file(tmp_path, vid).name == name
+    with pytest.raises(InputError, match="no pose file for video 'g'"):  # g.2's file is not g's
+        find_pose_file(tmp_path, "g")
+
+
+def test_lightning_pose_csv_is_read(tmp_path):
+    path = tmp_path / "m1.csv"
+    path.write_text("scorer,heatmap_tracker,heatmap_tracker,heatmap_tracker\n"
+                    "bodyparts,nose,nose,nose\ncoords,x,y,likelihood\n"
+                    "0,1.5,2.5,0.95\n1,9,9,0.1\n2,3.5,4.5,0.9\n")
+    np.testing.assert_allclose(read_pose(path, "nose"), [[1.5, 2.5], [2.5, 3.5], [3.5, 4.5]])
+
+
+@pytest.mark.parametrize("software", ["DeepLabCut", "LightningPose"])
+def test_csv_reader_agrees_with_movement(tmp_path, software):
+    load_dataset = pytest.importorskip("movement.io").load_dataset
+    rng = np.random.default_rng(3)
+    pts = {p: np.column_stack([rng.uniform(0, 500, (30, 2)), rng.uniform(0.8, 1, 30)])
+           for p in ("snout", "midbody")}
+    path = tmp_path / "p.csv"
+    write_dlc_csv(path, pts)
+    ds = load_dataset(path, source_software=software)
+    for part in pts:
+        theirs = ds["position"].sel(keypoints=part).squeeze("individuals").transpose("time", "space")
+        np.testing.assert_allclose(read_pose(path, part), theirs.values, atol=1e-9)
+
+
+def test_check_inside(tmp_path, caplog):
+    pose = tmp_path / "m1.csv"
+    inside = np.array([[0, 0], [639.5, 479.5], [320, 240]])
+    assert check_inside(inside, 640, 480, pose) == 0
+    few = np.array([[10, 10]] * 8 + [[650, 10], [10, -3]])
+    with caplog.at_level(logging.WARNING, logger="mouse_pipeline.pose"):
+        assert check_inside(few, 640, 480, pose, video="m1.mp4") == 2
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert message.startswith(f"{pose}: 2 of 10 frames have the pose point outside the 640x480 frame of m1.mp4 (first: frame 8; ")
+    assert "may belong to another video, or to another resolution" in message
+    doubled = np.column_stack([np.linspace(100, 1200, 10), np.linspace(50, 900, 10)])  # a 1280x960 track
+    with pytest.raises(InputError, match=r"m1\.csv: 5 of 10 frames have the pose point outside the 640x480 frame \(first: frame 5; the track spans x 100 to 1200, y 50 to 900\); the pose file may belong to another video, or to another resolution of this video: give the pose file made from this video"):
+        check_inside(doubled, 640, 480, pose, max_outside=0.4)
+    assert check_inside(doubled, 640, 480, pose) == 5  # half: warned, not refused
+    with pytest.raises(InputError, match="6 of 10 frames"):
+        check_inside(doubled + [[100, 0]], 640, 480, pose)

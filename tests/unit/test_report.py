@@ -105,11 +105,13 @@ def test_files_are_written_with_one_row_per_model_behaviour_fold_and_stage(repor
         assert (run / name).is_file(), name
     assert not list(run.glob("*.tmp")) and not list(run.glob(".*.tmp"))
     rows = read_csv(run / "metrics.csv")
-    assert list(rows[0])[:4] == ["model", "behavior", "fold", "stage"]
+    assert list(rows[0])[:5] == ["model", "behavior", "row", "fold", "stage"]
     models = ["resnet50v2/lstm", "resnet50v2/tcn", "ensemble"]
     assert {r["model"] for r in rows} == set(models)
     assert len(rows) == len(models) * len(BEHAVIORS) * 2 * (len(folds) + 3)
-    assert {r["fold"] for r in rows} == {"0", "1", "2", "3", "pooled", "mean", "std"}
+    assert {r["row"] for r in rows} == {"fold", "pooled", "mean", "std"}
+    assert {r["fold"] for r in rows if r["row"] == "fold"} == {"0", "1", "2", "3"}
+    assert {r["fold"] for r in rows if r["row"] != "fold"} == {""}  # the fold column is numeric
     meta = json.loads((run / "metrics.json").read_text())
     assert meta["models"] == models and meta["behaviors"] == list(BEHAVIORS)
     assert {r["model"] for r in meta["pooled"]} == set(models)
@@ -130,7 +132,7 @@ def test_pooled_pr_auc_equals_sklearn_on_the_concatenated_test_frames(reported):
             keep = y[:, j] != -1
             expected = average_precision_score(y[keep, j], p[keep, j])
             row = next(r for r in rows if r["model"] == f"resnet50v2/{model}" and r["behavior"] == b
-                       and r["fold"] == "pooled" and r["stage"] == "raw")
+                       and r["row"] == "pooled" and r["stage"] == "raw")
             assert float(row["pr_auc"]) == pytest.approx(expected, abs=1e-12)
             assert int(row["n_frames"]) == int(keep.sum())  # unlabelled frames left out
             assert int(row["n_positive"]) == int((y[keep, j] == 1).sum())
@@ -140,10 +142,10 @@ def test_post_stage_applies_the_fold_postprocessing_and_mean_is_over_folds(repor
     run, *_ = reported
     rows = read_csv(run / "metrics.csv")
     pick = [r for r in rows if r["model"] == "resnet50v2/lstm" and r["behavior"] == "grooming"]
-    per_fold = [r for r in pick if r["stage"] == "post" and r["fold"].isdigit()]
-    mean = next(r for r in pick if r["stage"] == "post" and r["fold"] == "mean")
+    per_fold = [r for r in pick if r["stage"] == "post" and r["row"] == "fold"]
+    mean = next(r for r in pick if r["stage"] == "post" and r["row"] == "mean")
     assert float(mean["f1"]) == pytest.approx(np.mean([float(r["f1"]) for r in per_fold]))
-    pooled = {r["stage"]: r for r in pick if r["fold"] == "pooled"}
+    pooled = {r["stage"]: r for r in pick if r["row"] == "pooled"}
     assert pooled["raw"]["pr_auc"] == pooled["post"]["pr_auc"]  # ranking metric of the raw scores
     assert sum(int(r["tp"]) for r in per_fold) == int(pooled["post"]["tp"])
 
@@ -154,14 +156,14 @@ def test_numbers_in_the_html_and_markdown_match_metrics_csv(reported):
     md = (run / "report.md").read_text(encoding="utf-8")
     rows = read_csv(run / "metrics.csv")
     for r in rows:
-        if r["fold"] == "pooled" and r["stage"] == "raw":
+        if r["row"] == "pooled" and r["stage"] == "raw":
             shown = f"{float(r['pr_auc']):.3f}"
             assert shown in page and shown in md, (r["model"], r["behavior"])
     r = next(r for r in rows if r["model"] == "ensemble" and r["behavior"] == "wall_rearing"
-             and r["fold"] == "pooled" and r["stage"] == "post")
+             and r["row"] == "pooled" and r["stage"] == "post")
     assert f"{float(r['bout_f1']):.3f}" in page
     mean, std = (next(x for x in rows if x["model"] == "resnet50v2/tcn" and x["behavior"] == "grooming"
-                      and x["stage"] == "raw" and x["fold"] == s) for s in ("mean", "std"))
+                      and x["stage"] == "raw" and x["row"] == s) for s in ("mean", "std"))
     assert f"{float(mean['recall']):.3f} ± {float(std['recall']):.3f}" in page
 
 
@@ -310,7 +312,7 @@ def test_undefined_values_are_null_in_json_and_a_dash_in_html(tmp_path):
     meta = json.loads((run / "metrics.json").read_text())
     row = next(r for r in meta["folds"] if r["fold"] == 0 and r["behavior"] == "mid_rearing" and r["stage"] == "raw")
     assert row["recall"] is None and row["pr_auc"] is None and row["n_positive"] == 0
-    mean = next(r for r in meta["mean_std"] if r["fold"] == "mean" and r["behavior"] == "mid_rearing"
+    mean = next(r for r in meta["mean_std"] if r["row"] == "mean" and r["behavior"] == "mid_rearing"
                 and r["stage"] == "raw")
     others = [r["recall"] for r in meta["folds"] if r["behavior"] == "mid_rearing" and r["stage"] == "raw"
               and r["fold"] != 0]

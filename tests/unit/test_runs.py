@@ -145,8 +145,8 @@ def test_final_model_records_and_missing_model_files(run):
 
 def test_model_scores_from_metrics(run):
     assert run.model_scores() == {}
-    rows = [{"model": "resnet50v2/lstm", "stage": "raw", "pr_auc": 0.5},
-            {"model": "resnet50v2/lstm", "stage": "raw", "pr_auc": 0.7},
+    rows = [{"model": "resnet50v2/lstm", "behavior": "groom", "stage": "raw", "pr_auc": 0.5},
+            {"model": "resnet50v2/lstm", "behavior": "rear", "stage": "raw", "pr_auc": 0.7},
             {"model": "resnet50v2/lstm", "stage": "post", "pr_auc": 0.1},
             {"model": "resnet50v2/tcn", "stage": "raw", "pr_auc": None}]
     run.metrics_file.write_text(json.dumps({"pooled": rows}), encoding="utf-8")

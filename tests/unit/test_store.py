@@ -1,4 +1,5 @@
-"""The feature cache contract (features/store.py) and folder locks (locks.py)."""
+"""The feature cache contract (features/store.py), its writer (features/writer.py) and
+folder locks (locks.py)."""
 
 import json
 import os
@@ -6,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -13,19 +15,20 @@ import pytest
 
 from mouse_pipeline import __version__
 from mouse_pipeline.errors import CacheError, InputError, LockError
+from mouse_pipeline.features import store, writer
 from mouse_pipeline.features.store import (
     PROVENANCE_KEYS,
-    CacheWriter,
     cache_path,
     expected_attrs,
     is_fresh,
     list_cache,
     read_attrs,
     read_embeddings,
-    remove_stale_temps,
     sanitize_id,
 )
-from mouse_pipeline.locks import acquire_lock
+from mouse_pipeline.features.writer import CacheWriter, remove_stale_temps
+from mouse_pipeline.fileio import host_name
+from mouse_pipeline.locks import HELD, PathRegistry, acquire_lock
 from mouse_pipeline.video import video_fingerprint
 
 
@@ -239,6 +242,50 @@ def test_remove_stale_temps_only_of_dead_writers(tmp_path):
     assert alive.exists()
 
 
+def test_remove_stale_temps_of_older_writers_names_without_a_host(tmp_path):
+    folder = tmp_path / "cache" / "resnet50v2"
+    folder.mkdir(parents=True)
+    dead = folder / f"m1.h5.tmp-{dead_pid()}-aaaa"  # <id>.h5.tmp-<pid>-<token>: this host's
+    alive = folder / f"m2.h5.tmp-{os.getppid()}-bbbb"
+    for p in (dead, alive):
+        p.write_bytes(b"partial")
+    assert remove_stale_temps(tmp_path / "cache") == [dead]
+    assert alive.exists()
+
+
+def test_writer_temp_name_is_the_project_scheme_and_never_a_cache_file(tmp_path, video):
+    from mouse_pipeline.fileio import temp_owner
+
+    path = cache_path(tmp_path / "cache", "resnet50v2", "m1")
+    with CacheWriter(path, 2, 2, "float32", attrs_for(video)) as w:
+        (name,) = temps(tmp_path)
+        assert name == w.tmp.name and not name.endswith(".h5")
+        prefix = f"m1.h5.tmp-{host_name()}-{os.getpid()}-"
+        assert name.startswith(prefix) and len(name) == len(prefix) + 8
+        int(name[len(prefix):], 16)  # the token is hex
+        assert temp_owner(name) == (host_name(), os.getpid())
+        assert w.tmp in writer.WRITING
+        assert list_cache(tmp_path / "cache") == []  # a partial file is never listed
+        w.write(np.zeros((2, 2), np.float32))
+    assert w.tmp not in writer.WRITING and temps(tmp_path) == []
+    assert [e.video_id for e in list_cache(tmp_path / "cache")] == ["m1"]
+
+
+def test_writer_names_are_still_importable_from_store():
+    assert store.CacheWriter is CacheWriter and store.remove_stale_temps is remove_stale_temps
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        store.nothing_here  # noqa: B018
+
+
+def test_path_registry():
+    reg = PathRegistry()
+    reg.add(Path("/a/b"))
+    assert "/a/b" in reg and Path("/a/b") in reg and "/a" not in reg
+    reg.discard("/a/b")
+    reg.discard("/a/b")  # twice: nothing to forget
+    assert Path("/a/b") not in reg
+
+
 def test_remove_stale_temps_spares_a_file_being_written(tmp_path, video):
     path = cache_path(tmp_path / "cache", "resnet50v2", "m1")
     with CacheWriter(path, 2, 2, "float32", attrs_for(video)) as w:
@@ -253,13 +300,14 @@ def test_remove_stale_temps_spares_a_file_being_written(tmp_path, video):
 def test_second_lock_names_the_holder(tmp_path):
     folder = tmp_path / "cache" / "resnet50v2"
     with acquire_lock(folder) as lock:
+        assert lock in HELD
         holder = json.loads(lock.read_text())
         assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
         with pytest.raises(LockError, match=rf"resnet50v2 is locked by pid {os.getpid()} \(started .*\); "
                                             "wait for it or stop it"):
             with acquire_lock(folder):
                 pass
-    assert not (folder / ".lock").exists()
+    assert not (folder / ".lock").exists() and folder / ".lock" not in HELD
     with acquire_lock(folder):  # free again
         pass
 

@@ -11,7 +11,7 @@ from mouse_pipeline.errors import InputError
 from mouse_pipeline.video import (
     Crop,
     VideoInfo,
-    count_frames,
+    container_fps,
     crop_frame,
     iter_batches,
     probe_video,
@@ -50,7 +50,7 @@ def test_probe_video_counts_decoded_frames(tmp_path):
     path = write_video(tmp_path / "v.mp4", 23)
     info = probe_video(path)
     assert info == VideoInfo(path, 23, 10.0, W, H)
-    assert count_frames(str(path)) == 23
+    assert probe_video(str(path)).n_frames == 23
 
 
 def test_iter_batches_streams_every_frame_once_in_order_as_rgb(tmp_path):
@@ -152,6 +152,19 @@ def test_text_file_renamed_mp4(tmp_path):
         probe_video(path)
     with pytest.raises(InputError, match="cannot open this file as a video"):
         next(iter_batches(path, 4))
+
+
+@pytest.mark.parametrize(("ext", "kind"), [(".png", "PNG"), (".jpg", "JPEG"), (".bmp", "BMP"), (".tiff", "TIFF")])
+def test_image_renamed_mp4_is_not_a_one_frame_video(tmp_path, ext, kind):
+    image = tmp_path / f"frame{ext}"
+    assert cv2.imwrite(str(image), np.full((24, 24, 3), 90, np.uint8))
+    path = tmp_path / "mouse.mp4"
+    path.write_bytes(image.read_bytes())
+    # OpenCV's FFmpeg backend opens it (one frame at 25 fps): refused before it is
+    with pytest.raises(InputError, match=rf"mouse\.mp4: is a {kind} image, not a video"):
+        probe_video(path)
+    with pytest.raises(InputError, match="image, not a video"):
+        container_fps(path)
 
 
 def test_empty_file(tmp_path):
