@@ -43,6 +43,7 @@ import numpy as np
 
 from .bench_stage2 import format_stage2, memory_figures, stage2_figures
 from .config import load_config
+from .devices import cpu_has_bf16
 from .fileio import write_json
 from .startup import startup_figures
 
@@ -82,15 +83,6 @@ class BenchSettings:
     parallel_videos: int = 1
     frame_threads: int = 1
     startup_repeats: int = 5
-
-def cpu_has_bf16() -> bool:
-    """Whether the CPU advertises bfloat16 instructions (AVX512-BF16 or AMX-BF16)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
 
 def accelerators() -> tuple[str, list[str]]:
     """Keras's backend and the GPUs it sees (names as the backend reports them)."""

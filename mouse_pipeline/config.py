@@ -124,7 +124,7 @@ class ExtractConfig:
     input_size: int | None = _f(None, min=32, max=1024)
     batch_size: int = _f(32, min=1, max=4096)
     dtype: Literal["float32", "float16"] = "float32"
-    precision: Literal["float32", "bfloat16", "float16"] = "float32"
+    precision: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     jit_compile: bool = False
     queue_batches: int = _f(4, min=1, max=64)
     decode_workers: int = _f(1, min=1, max=32)

@@ -35,6 +35,7 @@ from typing import Any
 from tqdm import tqdm
 
 from ..config import Config
+from ..devices import resolve_precision
 from ..errors import PipelineError
 from ..locks import acquire_lock
 from .planning import (
@@ -216,7 +217,8 @@ def _stream_videos(run: _Run, name: str, size: int, work: list[tuple[VideoJob, s
     from ..backbones import build_backbone
 
     cfg = run.cfg
-    backbone = build_backbone(name, cfg.extract.weights, size, cfg.extract.precision, cfg.extract.jit_compile)
+    precision = resolve_precision(cfg.extract.precision, warn=True)
+    backbone = build_backbone(name, cfg.extract.weights, size, precision, cfg.extract.jit_compile)
     backbone.warm_up(cfg.extract.batch_size)
     spread_checked = False
     stream = VideoStream(backbone, cfg, cfg.extract.decode_workers, run.overall, run.progress)

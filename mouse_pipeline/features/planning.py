@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from ..config import Config
 from ..dataset import find_videos
+from ..devices import resolve_precision
 from ..errors import InputError, PipelineError
 from ..fileio import sha256_file
 from ..pose import check_inside, find_pose_file, read_dlc
@@ -160,7 +161,7 @@ def expected_for(cfg: Config, backbone: str, weights: str, size: int, job: Video
     """The attributes a cache file of ``job`` made now would carry (:func:`.store.expected_attrs`)."""
     fps = job.info.fps if job.info is not None else None
     return expected_attrs(backbone=backbone, weights=weights, input_size=size, crop=job.crop_settings,
-                          dtype=cfg.extract.dtype, precision=cfg.extract.precision, video_path=job.path,
+                          dtype=cfg.extract.dtype, precision=resolve_precision(cfg.extract.precision), video_path=job.path,
                           fingerprint=job.fingerprint, fps=fps,
                           pose_file=job.pose_file.name if job.pose_file else "", pose_sha256=job.pose_sha256)
 

@@ -91,3 +91,25 @@ def test_a_process_without_stderr_is_left_alone():
             "print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize(("bf16_cpu", "driver", "auto"), [(True, False, "bfloat16"), (False, False, "float32"),
+                                                          (True, True, "float32"), (False, True, "float32")])
+def test_precision_auto_is_bfloat16_only_where_the_cpu_computes_it(monkeypatch, tmp_path, caplog,
+                                                                   bf16_cpu, driver, auto):
+    monkeypatch.setattr(devices, "cpu_has_bf16", lambda: bf16_cpu)
+    monkeypatch.setattr(devices, "_DRIVER", tmp_path if driver else tmp_path / "absent")
+    monkeypatch.setattr(devices.sys, "platform", "linux")
+    assert devices.resolve_precision("auto") == auto
+    for explicit in ("float32", "float16", "bfloat16"):
+        assert devices.resolve_precision(explicit, warn=True) == explicit  # the user's choice stays
+    slow = not bf16_cpu and not driver
+    assert ("emulated, about 3x slower than float32" in caplog.text) == slow
+    caplog.clear()
+    devices.resolve_precision("bfloat16")  # planning asks without warning, once per video
+    assert caplog.text == ""
+
+
+def test_cpu_bf16_flags_come_from_cpuinfo():
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    assert devices.cpu_has_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
