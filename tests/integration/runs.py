@@ -24,6 +24,14 @@ def cli(*args):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
+def error_line(result):
+    """The single ``error: ...`` line a user error prints on stderr (exit code 2)."""
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
 def cli_ok(*args):
     result = cli(*args)
     assert result.exit_code == 0, result.output

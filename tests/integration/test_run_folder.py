@@ -15,7 +15,7 @@ import shutil
 import numpy as np
 import pytest
 
-from tests.integration.runs import BACKBONE, BEHAVIORS, cli, cli_ok, copy_run, read_csv
+from tests.integration.runs import BACKBONE, BEHAVIORS, cli, cli_ok, copy_run, error_line, read_csv
 
 pytestmark = pytest.mark.slow
 
@@ -48,14 +48,6 @@ def reported(run, tmp_path_factory):
     copy = copy_run(run, tmp_path_factory.mktemp("reported") / "run")
     cli_ok("report", "--run", copy, "--quiet")
     return copy
-
-
-def error_line(result):
-    """The single ``error: ...`` line a user error prints on stderr (exit code 2)."""
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
 
 
 def files(folder):

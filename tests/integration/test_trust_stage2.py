@@ -10,7 +10,7 @@ import pytest
 from mouse_pipeline.config import load_config
 from mouse_pipeline.dataset import load_dataset
 from mouse_pipeline.features.store import DATASET, cache_path
-from tests.integration.runs import BACKBONE, cli
+from tests.integration.runs import BACKBONE, cli, error_line
 
 pytestmark = pytest.mark.slow
 
@@ -34,13 +34,6 @@ def train(root, *sets):
     return cli("train", "--config", "configs/demo.yaml", "--quiet", *[a for p in args for a in ("--set", p)])
 
 
-def one_error(result):
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
-
-
 def nothing_left(run):
     """Only the run's log: no config, record or fold that would block a corrected rerun."""
     return [p.name for p in run.iterdir()] == ["logs"]
@@ -62,7 +55,7 @@ def test_two_swapped_cache_files_are_refused(copy):
     a.rename(a.with_suffix(".swap"))
     b.rename(a)
     a.with_suffix(".swap").rename(b)
-    line = one_error(train(copy))
+    line = error_line(train(copy))
     assert str(a) in line and "not the embeddings of" in line and "mouse_000.mp4" in line
     assert "mouse_001.mp4" in line and "mouse-pipeline extract" in line
     assert nothing_left(copy / "run")  # nothing trained, nothing left but the log
@@ -75,7 +68,7 @@ def test_two_swapped_cache_files_are_refused(copy):
 def test_a_video_copied_over_another_after_extraction_is_refused(copy):
     videos = copy / "data" / "videos"
     shutil.copyfile(videos / "mouse_002.mp4", videos / "mouse_001.mp4")
-    line = one_error(train(copy))
+    line = error_line(train(copy))
     assert str(cache_file(copy, "mouse_001")) in line and "the video changed since it was extracted" in line
 
 
@@ -84,7 +77,7 @@ def test_nan_in_embeddings_names_the_file_and_the_first_bad_frame(copy):
     with h5py.File(path, "r+") as f:
         f[DATASET][17, 5] = np.nan
         f[DATASET][40, 0] = np.inf
-    line = one_error(train(copy))
+    line = error_line(train(copy))
     assert f"{path}: embeddings hold NaN or infinite values, first at frame 17" in line
     assert "stale" in cache_ls(copy)["mouse_003"] and "NaN or infinite values, first at frame 17" in cache_ls(copy)["mouse_003"]
 
@@ -93,7 +86,7 @@ def test_a_failed_train_leaves_nothing_and_the_corrected_rerun_trains(copy):
     missing = cache_file(copy, "mouse_002")
     keep = missing.with_suffix(".kept")
     missing.rename(keep)
-    line = one_error(train(copy))
+    line = error_line(train(copy))
     assert str(missing) in line
     assert nothing_left(copy / "run")
     log = next((copy / "run" / "logs").glob("train-*.log")).read_text()
@@ -105,7 +98,7 @@ def test_a_failed_train_leaves_nothing_and_the_corrected_rerun_trains(copy):
 
 
 def test_a_behaviour_that_cannot_be_a_file_name_is_refused_before_training(copy):
-    line = one_error(train(copy, "data.behaviors=[gr/oo]", "data.label_columns={grooming: gr/oo}",
+    line = error_line(train(copy, "data.behaviors=[gr/oo]", "data.label_columns={grooming: gr/oo}",
                            "train.heads=per_behavior"))
     assert "'gr/oo' cannot be part of a file name" in line
     assert nothing_left(copy / "run")
@@ -127,5 +120,5 @@ def test_label_files_are_found_by_the_videos_real_name(copy):
 def test_two_label_files_for_one_video_are_refused(copy):
     labels = copy / "data" / "labels"
     shutil.copyfile(labels / "mouse_001.csv", labels / "mouse_001.tsv")
-    line = one_error(train(copy))
+    line = error_line(train(copy))
     assert str(labels / "mouse_001.csv") in line and "mouse_001.tsv" in line and "keep one" in line
