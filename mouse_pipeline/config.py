@@ -110,6 +110,7 @@ class CropConfig:
     box: tuple[int, int, int, int] | None = _f(None, min=0, max=MAX_PIXELS)
     pose: str | None = None
     bodypart: str = "midbody"
+    individual: str | None = None
     size: int = _f(160, min=8, max=4096)
     min_likelihood: float = _f(0.6, min=0.0, max=1.0)
 

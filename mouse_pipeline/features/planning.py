@@ -101,8 +101,11 @@ def crop_settings(cfg: Config) -> str:
     if c.mode == "box":
         return crop_json({"mode": "box", "box": [int(v) for v in c.box]})
     if c.mode == "pose":
-        return crop_json({"mode": "pose", "bodypart": c.bodypart, "min_likelihood": float(c.min_likelihood),
-                          "size": int(c.size)})
+        settings = {"mode": "pose", "bodypart": c.bodypart, "min_likelihood": float(c.min_likelihood),
+                    "size": int(c.size)}
+        if c.individual is not None:  # only then: caches of single-animal files stay fresh
+            settings["individual"] = c.individual
+        return crop_json(settings)
     return crop_json({"mode": "none"})
 
 
@@ -173,7 +176,7 @@ def validate(cfg: Config, job: VideoJob) -> VideoJob:
     if c.mode == "box":
         crop = Crop("box", box=tuple(c.box))
     elif c.mode == "pose":
-        centres = read_dlc(job.pose_file, c.bodypart, c.min_likelihood)
+        centres = read_dlc(job.pose_file, c.bodypart, c.min_likelihood, individual=c.individual)
         if len(centres) != info.n_frames:
             raise InputError(f"{job.pose_file}: {len(centres)} pose rows but {job.path} has "
                              f"{info.n_frames} frames; use the pose file made from this video")

@@ -110,3 +110,32 @@ def test_a_pose_track_outside_the_frame_is_refused_before_extracting(tmp_path, r
     line = result.output.strip().splitlines()[-1]
     assert line.startswith("error: ") and str(pose) in line and "outside" in line
     assert not cache.exists() or not any(cache.rglob("*.h5"))
+
+
+def test_a_multi_animal_pose_file_needs_data_crop_individual(tmp_path, run_cli):
+    """With two animals and none named, extract stops listing them; naming one crops around
+    it exactly as its single-animal file would, and the choice is part of the cache's identity."""
+    import h5py
+
+    from mouse_pipeline.features.store import DATASET, cache_path
+    from mouse_pipeline.pose import read_dlc
+    from tests.unit.test_pose_formats import multi_csv
+
+    generate_dataset(tmp_path, n_videos=1, n_frames=24, size=64, fps=5, seed=0)
+    pose_dir = tmp_path / "pose"
+    single = pose_dir / "mouse_000.csv"
+    args = random_extract_args(tmp_path, tmp_path / "single", "mobilenet_v3_small", 32, "--set", "data.crop.mode=pose",
+                               "--set", f"data.crop.pose={pose_dir}", "--set", "data.crop.size=32")
+    assert run_cli(*args).exit_code == 0
+    xy = read_dlc(single, "midbody", 0.6)
+    track = np.column_stack([xy, np.ones(len(xy))])
+    single.unlink()
+    multi_csv(pose_dir / "mouse_000.csv", {"m1": {"midbody": track}, "m2": {"midbody": track[::-1].copy()}})
+    multi_args = [a.replace(str(tmp_path / "single"), str(tmp_path / "multi")) for a in map(str, args)]
+    result = run_cli(*multi_args)
+    assert result.exit_code == 2 and "has 2 individuals with 'midbody' (m1, m2)" in result.output
+    assert run_cli(*multi_args, "--set", "data.crop.individual=m1").exit_code == 0
+    with h5py.File(cache_path(tmp_path / "single", "mobilenet_v3_small", "mouse_000")) as a, \
+            h5py.File(cache_path(tmp_path / "multi", "mobilenet_v3_small", "mouse_000")) as b:
+        np.testing.assert_array_equal(a[DATASET][()], b[DATASET][()])
+        assert "individual" not in a.attrs["crop"] and '"individual":"m1"' in b.attrs["crop"]
