@@ -43,7 +43,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, InputError
 from .fileio import write_text
 
 PATH_KEYS = ("data.videos", "data.labels", "data.crop.pose", "extract.cache", "train.run",
@@ -133,6 +133,14 @@ def check_paths(values: Mapping[str, str | None]) -> Iterator[tuple[str, str]]:
                    f"set {key} to {CREATED_FOLDERS.get(key) or READ_FOLDERS[key]}")
             if problem:
                 yield key, f"{problem}; {fix}"
+
+
+def check_output_folder(path: str | Path, option: str) -> None:
+    """InputError when ``path`` cannot be (or become) a folder: a file, or under one, or a
+    dangling symbolic link. For folders named on the command line (``--run``, ``--out``)."""
+    problem, _ = _folder_problem(os.path.abspath(path), create=True)
+    if problem:
+        raise InputError(f"{option} {path}: {problem}; choose another folder")
 
 
 def _folder_problem(path: str, create: bool) -> tuple[str, str]:

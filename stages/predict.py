@@ -48,11 +48,13 @@ def predict_command(run_dir, videos, out, model_name, pose_dir, resample, allow_
       mouse-pipeline predict --run runs/thesis --videos new/ --model ensemble --out predictions/
       mouse-pipeline predict --run runs/thesis --videos camera30fps/ --resample --out predictions/
     """
+    from mouse_pipeline.paths import check_output_folder
     from mouse_pipeline.predict import predict_videos
     from mouse_pipeline.runlog import run_log
 
     if resample and allow_fps_mismatch:
         raise click.UsageError("--resample and --allow-fps-mismatch exclude each other; choose one")
+    check_output_folder(out, "--out")
     with run_log(run_dir, "predict"):
         written = predict_videos(run_dir, list(videos), out, model_name=model_name,
                                  progress=not quiet, pose_dir=pose_dir, resample=resample,
@@ -96,7 +98,13 @@ def score_command(labels, predictions, columns, label_columns, label_format, fps
       mouse-pipeline score --labels boris/video1.csv --label-format boris_events \\
         --predictions predictions/video1_predictions.csv
     """
+    from mouse_pipeline.paths import check_output_folder
     from mouse_pipeline.scoring import format_table, score_files
+
+    if csv_out is not None:
+        if csv_out.is_dir():
+            raise click.UsageError(f"--csv {csv_out}: is a folder; name the CSV file to write")
+        check_output_folder(csv_out.parent, f"--csv {csv_out}: its folder")
 
     rows = score_files(labels, predictions, columns=columns, label_columns=label_columns,
                        label_format=label_format, threshold=threshold, csv_out=csv_out, fps=fps)

@@ -31,6 +31,10 @@ def train_command(config_path, overrides, run_dir, final, overwrite, debug, quie
       mouse-pipeline train --config configs/thesis.yaml --set train.workers=4
     """
     cfg = get_config(config_path, overrides)  # a config error needs no engine
+    from mouse_pipeline.paths import check_output_folder
+
+    if run_dir is not None:
+        check_output_folder(run_dir, "--run")
     from mouse_pipeline.runlog import run_log
     from mouse_pipeline.sequences.training import train
 

@@ -31,7 +31,7 @@ import tensorflow as tf
 from .. import devices
 from ..config import Config
 from ..dataset import load_dataset
-from ..errors import RunError
+from ..errors import ConfigError, RunError
 from ..folds import Fold, check_no_leakage, check_positives, make_folds
 from ..runs import RunFolder, check_behavior_names
 from .models import check_window
@@ -85,6 +85,7 @@ def _make_folds(cfg: Config, run: RunFolder) -> tuple[list[str], list[Fold]]:
                        fixed_test=f.test, seed=cfg.train.seed)
     check_no_leakage(folds)
     first = next(iter(datasets.values()))
+    _check_window_fits(cfg, max(v.n_frames for v in first))
     check_positives(folds, {v.video_id: v.labels for v in first})
     run.record_videos({v.video_id: {"video": str(Path(v.video_file).resolve()),
                                     "labels": str(Path(v.label_file).resolve()), "fps": v.fps}
@@ -93,6 +94,16 @@ def _make_folds(cfg: Config, run: RunFolder) -> tuple[list[str], list[Fold]]:
         for v in vids:
             v.features.close()
     return ids, folds
+
+
+def _check_window_fits(cfg: Config, longest: int) -> None:
+    """Refuse a window longer than every labelled video: its windows would be mostly padding
+    (one such run took 15 times as long as it needed to, without a word)."""
+    lengths = {trial_config(cfg, params).window.length for params in search_trials(cfg)}
+    if max(lengths) > longest:
+        key = "train.window.length" + (" (or a search candidate)" if len(lengths) > 1 else "")
+        raise ConfigError(f"{cfg.source}: {key} is {max(lengths)} frames, longer than every labelled "
+                          f"video (the longest has {longest}); set it to at most {longest}")
 
 
 def train(cfg: Config, run_dir: str | Path | None = None, final: bool = False,

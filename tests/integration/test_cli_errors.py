@@ -139,3 +139,19 @@ def test_a_multi_animal_pose_file_needs_data_crop_individual(tmp_path, run_cli):
             h5py.File(cache_path(tmp_path / "multi", "mobilenet_v3_small", "mouse_000")) as b:
         np.testing.assert_array_equal(a[DATASET][()], b[DATASET][()])
         assert "individual" not in a.attrs["crop"] and '"individual":"m1"' in b.attrs["crop"]
+
+
+@pytest.mark.parametrize("command", [
+    ["train", "--config", "configs/demo.yaml", "--run", "{file}/run"],
+    ["predict", "--run", "{tmp}", "--videos", "{tmp}", "--out", "{file}/out"],
+    ["score", "--labels", "{file}", "--predictions", "{file}", "--fps", "10", "--csv", "{file}/metrics.csv"],
+])
+def test_an_output_folder_under_a_regular_file_is_one_line(tmp_path, run_cli, command):
+    file = tmp_path / "notes.txt"
+    file.write_text("a file, not a folder\n")
+    result = run_cli(*[part.format(file=file, tmp=tmp_path) for part in command])
+    assert result.exit_code == 2, result.output
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith("error: ")
+    assert f"{file}, which is a file, not a folder" in line or f"{file} is a file, not a folder" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

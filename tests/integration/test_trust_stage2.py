@@ -122,3 +122,9 @@ def test_two_label_files_for_one_video_are_refused(copy):
     shutil.copyfile(labels / "mouse_001.csv", labels / "mouse_001.tsv")
     line = error_line(train(copy))
     assert str(labels / "mouse_001.csv") in line and "mouse_001.tsv" in line and "keep one" in line
+
+
+def test_a_window_longer_than_every_video_is_refused(copy):
+    line = error_line(train(copy, "train.window.length=200", "train.window.stride=100"))
+    assert "train.window.length is 200 frames, longer than every labelled video (the longest has 80)" in line
+    assert nothing_left(copy / "run")
