@@ -98,3 +98,43 @@ def test_run_folder_final_reader_raises_only_project_errors(tmp_path, name, data
         one_line(err)
         return
     assert len(final.thresholds) == len(cfg.data.behaviors) and final.window >= 1
+
+
+predictions_like = st.lists(
+    st.lists(st.one_of(st.sampled_from(["frame", "time_s", "grooming", "p_grooming", "0", "1", "0.5", "-1",
+                                        "", "nan", "inf", "0.1", "1e9", "x", "0.0", "0.2"]),
+                       st.text(max_size=5)), min_size=1, max_size=5),
+    max_size=10).map(lambda rows: "\n".join(",".join(r) for r in rows))
+
+
+def _table(header: list[str], cells: st.SearchStrategy) -> st.SearchStrategy:
+    return st.lists(st.lists(cells, min_size=len(header), max_size=len(header)), min_size=0, max_size=30).map(
+        lambda rows: "\n".join([",".join(header), *(",".join(r) for r in rows)]).encode())
+
+
+labels_file = st.one_of(st.binary(max_size=200), predictions_like.map(str.encode),
+                        _table(["grooming"], st.sampled_from(["0", "1", "-1", "", "2"])),
+                        _table(["frame", "grooming"], st.sampled_from(["0", "1", "3"])))
+predictions_file = st.one_of(st.binary(max_size=200), predictions_like.map(str.encode),
+                             _table(["grooming"], st.sampled_from(["0", "1", "0.3", "0.7", "nan", "1.5", ""])),
+                             _table(["frame", "time_s", "grooming"], st.sampled_from(["0", "0.1", "0.2", "1", "0.5"])))
+
+
+@FUZZ
+@given(labels=labels_file, predictions=predictions_file,
+       fps=st.sampled_from([None, 10.0]), fmt=st.sampled_from(["thesis", "deepethogram"]))
+def test_score_raises_only_project_errors(tmp_path, labels, predictions, fps, fmt):
+    from mouse_pipeline.scoring import score_files
+
+    (tmp_path / "l.csv").write_bytes(labels)
+    (tmp_path / "p.csv").write_bytes(predictions)
+    (tmp_path / "m.csv").unlink(missing_ok=True)  # tmp_path is shared by the examples
+    try:
+        rows = score_files(tmp_path / "l.csv", tmp_path / "p.csv", label_format=fmt, fps=fps,
+                           csv_out=tmp_path / "m.csv")
+    except PipelineError as err:
+        one_line(err)
+        assert not (tmp_path / "m.csv").exists()
+        return
+    assert rows and all(0 <= r["pr_auc"] <= 1 for r in rows if isinstance(r.get("pr_auc"), float)
+                        and np.isfinite(r["pr_auc"]))
