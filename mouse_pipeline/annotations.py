@@ -241,8 +241,11 @@ def find_label_file(folder: str | Path, video: str | Sequence[str]) -> Path | No
     if not folder.is_dir():
         what = "is a file, not a folder" if folder.is_file() else "does not exist"
         raise InputError(f"{folder}: labels folder {what}; set data.labels to the folder of label files")
-    found = sorted(p for p in folder.iterdir()
-                   if p.stem in stems and p.suffix.lower() in LABEL_SUFFIXES and p.is_file())
+    found = sorted(p for p in folder.iterdir() if p.stem in stems and p.suffix.lower() in LABEL_SUFFIXES)
+    for p in found:
+        if not p.is_file():
+            raise InputError(f"{p}: is a folder, not a label file; move it away or put the video's "
+                             "labels there as a file")
     if len(found) > 1:
         raise InputError(f"{found[0]}: video {stems[0]} has {len(found)} label files "
                          f"({', '.join(p.name for p in found)}); keep one of them in {folder}")

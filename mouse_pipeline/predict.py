@@ -229,8 +229,14 @@ def predict_videos(run_dir: str | Path, videos: list[Path], out: str | Path,
     written, summary, all_bouts, done = [], [], [], []
     for video in new:
         vid, fps = video.file.video_id, video.fps
-        probs, binary = video_probabilities(predictor, cfg.extract.cache, video)
-        files, bouts = write_video_outputs(out, vid, probs, binary, behaviors, predictor.name, fps)
+        try:
+            probs, binary = video_probabilities(predictor, cfg.extract.cache, video)
+            files, bouts = write_video_outputs(out, vid, probs, binary, behaviors, predictor.name, fps)
+        except BaseException:
+            finished = ", ".join(d["video"] for d in done) or "none"
+            log.warning("predict stopped at video %s; finished before it (their files are whole, "
+                        "no bouts.csv, summary.csv or predictions.json was written): %s", vid, finished)
+            raise
         all_bouts.extend(bouts)
         summary.extend(summary_rows(vid, binary, behaviors, fps))
         done.append({"video": vid, "source": str(video.file.path.resolve()), "fps": fps,

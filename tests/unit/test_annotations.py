@@ -270,6 +270,12 @@ def test_find_label_file_refuses_two_candidates_naming_both(tmp_path):
         find_label_file(tmp_path / "v1.csv", "v1")
 
 
+def test_a_label_file_that_is_a_folder_is_refused(tmp_path):
+    (tmp_path / "v1.csv").mkdir()
+    with pytest.raises(InputError, match=r"v1\.csv: is a folder, not a label file"):
+        find_label_file(tmp_path, "v1")
+
+
 def test_find_label_file_by_the_real_stem_or_the_id(tmp_path):
     """A video ``mouse 000.mp4`` (id ``mouse_000``): its labels by either name, not both."""
     write(tmp_path / "mouse 000.csv", "a\n0\n")
