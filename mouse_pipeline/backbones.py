@@ -411,13 +411,15 @@ def build_backbone(name: str, weights: str, input_size: int | None = None,
     return Backbone(name, model, size, spec.dim, wid, precision, jit_compile)
 
 
-def embedding_spread(emb: np.ndarray) -> float:
+def embedding_spread(emb: Any, chunk: int = 1024) -> float:
     """How much embeddings vary across frames.
 
     Parameters
     ----------
     emb
-        ``(n_frames, dim)`` embeddings.
+        ``(n_frames, dim)`` embeddings: an array, or anything that slices like one (a cache
+        file read as needed); read ``chunk`` frames at a time, so a long video's embeddings
+        are never all in memory.
 
     Returns
     -------
@@ -425,10 +427,19 @@ def embedding_spread(emb: np.ndarray) -> float:
         Mean over dimensions of the standard deviation across frames; 0 for constant
         embeddings, NaN for fewer than two frames.
     """
-    emb = np.asarray(emb, dtype=np.float64)
-    if emb.ndim != 2 or len(emb) < 2:
+    shape = np.shape(emb) if isinstance(emb, (np.ndarray, list)) else emb.shape
+    if len(shape) != 2 or shape[0] < 2:
         return float("nan")
-    return float(emb.std(axis=0).mean())
+    n = shape[0]
+    if n <= chunk:  # one read: as numpy computes it
+        return float(np.asarray(emb[0:n], dtype=np.float64).std(axis=0).mean())
+    total = np.zeros(shape[1])
+    for a in range(0, n, chunk):
+        total += np.asarray(emb[a:a + chunk], dtype=np.float64).sum(axis=0)
+    mean, squares = total / n, np.zeros(shape[1])
+    for a in range(0, n, chunk):
+        squares += ((np.asarray(emb[a:a + chunk], dtype=np.float64) - mean) ** 2).sum(axis=0)
+    return float(np.sqrt(squares / n).mean())
 
 
 def is_nearly_constant(spread: float) -> bool:

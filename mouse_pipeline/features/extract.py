@@ -49,7 +49,7 @@ from .planning import (
     validate,
     validate_all,
 )
-from .store import cache_path, is_fresh, read_attrs, read_embeddings
+from .store import cache_path, is_fresh, read_attrs
 from .streaming import VideoStream
 from .writer import remove_stale_temps
 
@@ -237,8 +237,13 @@ def _stream_videos(run: _Run, name: str, size: int, work: list[tuple[VideoJob, s
 
 def _check_spread(backbone: Any, result: VideoResult) -> None:
     from ..backbones import embedding_spread, is_nearly_constant
+    from ..dataset import open_features
 
-    spread = embedding_spread(read_embeddings(result.path))
+    features = open_features(result.path, backbone.name)  # read a chunk at a time
+    try:
+        spread = embedding_spread(features)
+    finally:
+        features.close()
     log.info("%s (weights %s): embedding spread across the frames of %s: %.3g", backbone.name,
              backbone.weights_id, result.video_id, spread)
     if is_nearly_constant(spread):

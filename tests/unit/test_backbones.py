@@ -173,6 +173,9 @@ def test_embedding_spread():
     emb = np.array([[0.0, 1.0], [2.0, 1.0]])
     assert bb.embedding_spread(emb) == pytest.approx(0.5)  # std 1 and 0
     assert np.isnan(bb.embedding_spread(np.ones((1, 4))))
+    # read a chunk at a time, a long video gives numpy's figure without being held whole
+    long = np.random.default_rng(1).normal(3, 2, (1000, 5))
+    assert bb.embedding_spread(long, chunk=64) == pytest.approx(long.std(axis=0).mean(), rel=1e-12)
     assert bb.is_nearly_constant(1e-9) and not bb.is_nearly_constant(0.1)
     assert not bb.is_nearly_constant(float("nan"))
 
