@@ -40,6 +40,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -71,23 +72,30 @@ class NewVideo:
     resample_to: float | None
 
 
-def member_probabilities(final: FinalModel, frames) -> np.ndarray:
-    """Per-frame probabilities (n_frames, n_behaviours) of one final model.
+def load_heads(predictor: Predictor) -> list[list[tuple[tuple[int, ...], Any]]]:
+    """Every member's models, loaded once (a damaged model file stops predict before any
+    output is written)."""
+    from .sequences.models import load_model
+
+    return [[(outputs, load_model(path)) for outputs, path in final.heads] for final in predictor.members]
+
+
+def member_probabilities(final: FinalModel, heads: list, frames) -> np.ndarray:
+    """Per-frame probabilities (n_frames, n_behaviours) of one final model's loaded heads.
 
     ``frames`` is the video's features: an array, or its cache file read window by window.
     """
     from .sequences.inference import predict_heads
-    from .sequences.models import load_model
 
-    heads = [(outputs, load_model(path)) for outputs, path in final.heads]
     return predict_heads(heads, frames, final.window, final.inference_stride, len(final.behaviors))
 
 
-def video_probabilities(predictor: Predictor, cache: str | Path, video: NewVideo) -> tuple[np.ndarray, np.ndarray]:
+def video_probabilities(predictor: Predictor, heads: list, cache: str | Path,
+                        video: NewVideo) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities and post-processed 0/1 labels on the video's own frames."""
     member_probs = []
     resampling = None
-    for final in predictor.members:
+    for final, loaded in zip(predictor.members, heads, strict=True):
         features = open_features(cache_path(cache, final.backbone, video.file.video_id), final.backbone)
         try:
             features.check_finite()
@@ -95,7 +103,7 @@ def video_probabilities(predictor: Predictor, cache: str | Path, video: NewVideo
             if video.resample_to is not None:
                 resampling = Resampling(len(features), video.fps, video.resample_to)
                 frames = resampling.features(features)
-            member_probs.append(member_probabilities(final, frames))
+            member_probs.append(member_probabilities(final, loaded, frames))
         finally:
             features.close()
     probs = predictor.combine(member_probs)
@@ -225,17 +233,19 @@ def predict_videos(run_dir: str | Path, videos: list[Path], out: str | Path,
     behaviors = predictor.members[0].behaviors
     log.info("predict runs %s", describe())
     new = prepare_videos(run, cfg, predictor, videos, resample, allow_fps_mismatch, progress)
+    heads = load_heads(predictor)
     out.mkdir(parents=True, exist_ok=True)
     written, summary, all_bouts, done = [], [], [], []
     for video in new:
         vid, fps = video.file.video_id, video.fps
         try:
-            probs, binary = video_probabilities(predictor, cfg.extract.cache, video)
+            probs, binary = video_probabilities(predictor, heads, cfg.extract.cache, video)
             files, bouts = write_video_outputs(out, vid, probs, binary, behaviors, predictor.name, fps)
         except BaseException:
-            finished = ", ".join(d["video"] for d in done) or "none"
-            log.warning("predict stopped at video %s; finished before it (their files are whole, "
-                        "no bouts.csv, summary.csv or predictions.json was written): %s", vid, finished)
+            if done:
+                log.warning("predict stopped at video %s; finished before it (their files are whole; no "
+                            "bouts.csv, summary.csv or predictions.json was written): %s", vid,
+                            ", ".join(d["video"] for d in done))
             raise
         all_bouts.extend(bouts)
         summary.extend(summary_rows(vid, binary, behaviors, fps))

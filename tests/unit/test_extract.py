@@ -99,7 +99,7 @@ def config(tmp_path, videos, *overrides):
     return load_config(None, [f"data.videos={videos}", f"extract.cache={tmp_path / 'cache'}",
                               "extract.backbones=[resnet50v2]", "extract.weights=random",
                               f"extract.input_size={SIZE}", "extract.batch_size=8",
-                              "extract.queue_batches=2", *overrides])
+                              "extract.queue_batches=2", "extract.precision=float32", *overrides])
 
 
 def mtimes(cache):
