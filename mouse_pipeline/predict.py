@@ -46,7 +46,7 @@ import numpy as np
 
 from .config import Config
 from .dataset import VideoFile, open_features, video_files
-from .features.store import cache_path
+from .features.store import cache_path, read_attrs
 from .fileio import atomic_open, write_bytes
 from .metrics import bouts_from_binary
 from .plots import ethogram_figure, save_png
@@ -213,6 +213,16 @@ def write_folder_outputs(out: Path, run: Path, model: dict, bouts: list[dict], s
     write_bytes(out / SIDECAR, text.encode())
 
 
+def _extract_record(cache: str | Path, predictor: Predictor, videos: list[NewVideo]) -> dict[str, dict]:
+    """Per backbone, what made the embeddings: weights identity, input size, crop, precision."""
+    keys = ("weights", "input_size", "crop", "precision", "dtype")
+    out = {}
+    for backbone in predictor.backbones:
+        attrs = read_attrs(cache_path(cache, backbone, videos[0].file.video_id)) if videos else {}
+        out[backbone] = {k: attrs.get(k) for k in keys}
+    return out
+
+
 def predict_videos(run_dir: str | Path, videos: list[Path], out: str | Path,
                    model_name: str | None = None, progress: bool = True,
                    pose_dir: str | Path | None = None, resample: bool = False,
@@ -254,5 +264,6 @@ def predict_videos(run_dir: str | Path, videos: list[Path], out: str | Path,
                      "files": [f.name for f in files]})
         written.append(files[0])
         log.info("%s: %d frames predicted -> %s", vid, probs.shape[0], files[0])
-    write_folder_outputs(out, run.path, predictor.record(), all_bouts, summary, done)
+    record = {**predictor.record(), "extract": _extract_record(cfg.extract.cache, predictor, new)}
+    write_folder_outputs(out, run.path, record, all_bouts, summary, done)
     return written

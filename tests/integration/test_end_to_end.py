@@ -111,6 +111,8 @@ def test_predict_outputs_agree(pipeline):
     assert set(meta["behaviors"]) == {"grooming", "mid_rearing", "wall_rearing"}
     assert all({"threshold", "max_gap", "min_len"} <= set(v) for v in meta["behaviors"].values())
     assert meta["run"] == str((pipeline["root"] / "run").resolve()) and meta["videos"][0]["fps"] > 0
+    made = next(iter(meta["extract"].values()))  # what made the embeddings the models read
+    assert made["weights"] == "random" and made["precision"] in ("float32", "bfloat16") and made["input_size"] > 0
 
 
 def test_score_on_predictions_of_the_run(pipeline, run_cli, tmp_path):
