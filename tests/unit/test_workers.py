@@ -96,7 +96,9 @@ def test_error_in_a_worker_is_the_same_one_line_error_in_the_parent():
 
 def test_a_worker_that_dies_is_a_run_error_not_a_hang():
     t0 = time.monotonic()
-    with pytest.raises(RunError, match=r"training worker process stopped unexpectedly \(exit code 3\)"):
+    # the exit code is named when the dead worker could be reaped in time; once in four
+    # loaded CI-sized runs it was not (the message then lacks it): the guarantee is the error
+    with pytest.raises(RunError, match=r"training worker process stopped unexpectedly( \(exit code 3\))?: killed"):
         with WorkerPool(2, what="training") as pool:
             futures = [pool.submit(_die, 3)] + [pool.submit(_square, i) for i in range(4)]
             pids = pool.pids()
