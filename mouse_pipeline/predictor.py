@@ -116,11 +116,11 @@ def _per_behavior(run: RunFolder, finals: list[FinalModel]) -> Predictor:
         raise RunError(f"{run.path}: --model {PER_BEHAVIOR} chooses by the report's cross-validated "
                        f"scores; run `mouse-pipeline report --run {run.path}` first")
     source = []
-    for b in behaviors:
-        ranked = [(scores.get((f.name, b), -math.inf), -i) for i, f in enumerate(finals)]
-        best = -max(ranked)[1]
+    for b in behaviors:  # the best score; among equal ones the first model
+        best = max(range(len(finals)), key=lambda i: (scores.get((finals[i].name, b), -math.inf), -i))
         source.append(best)
-        log.info("%s: %s (cross-validated PR-AUC %.3f)", b, finals[best].name, max(ranked)[0])
+        log.info("%s: %s (cross-validated PR-AUC %.3f)", b, finals[best].name,
+                 scores.get((finals[best].name, b), -math.inf))
     return Predictor(PER_BEHAVIOR, tuple(finals), tuple(source),
                      *(tuple(getattr(finals[s], k)[j] for j, s in enumerate(source))
                        for k in ("thresholds", "max_gap", "min_len")))
