@@ -104,17 +104,21 @@ REGISTRY: Mapping[str, BackboneSpec] = MappingProxyType({
 
 
 def get_spec(name: str) -> BackboneSpec:
-    """The registry entry of a backbone.
+    """The registry entry of a backbone, or of the backbone a motion stream runs
+    (``resnet50v2+motion``: resnet50v2's; see :mod:`.features.motion`).
 
     Raises
     ------
     ConfigError
         Unknown name; the message lists the registered names.
     """
-    if name not in REGISTRY:
-        raise ConfigError(f"extract.backbones: unknown backbone {name!r}; choose from "
-                          f"{', '.join(REGISTRY)}")
-    return REGISTRY[name]
+    from .features.motion import MOTION_SUFFIX, stream_backbone
+
+    base = stream_backbone(name)
+    if base not in REGISTRY:
+        raise ConfigError(f"extract.backbones: unknown backbone {base!r}; choose from "
+                          f"{', '.join(REGISTRY)} (<backbone>{MOTION_SUFFIX}: its motion stream)")
+    return REGISTRY[base]
 
 
 def resolve_input_size(name: str, input_size: int | None = None) -> int:

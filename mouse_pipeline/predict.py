@@ -214,12 +214,15 @@ def write_folder_outputs(out: Path, run: Path, model: dict, bouts: list[dict], s
 
 
 def _extract_record(cache: str | Path, predictor: Predictor, videos: list[NewVideo]) -> dict[str, dict]:
-    """Per backbone, what made the embeddings: weights identity, input size, crop, precision."""
+    """Per backbone, what made the embeddings: weights identity, input size, crop, precision
+    (and a motion stream's ``motion`` settings)."""
     keys = ("weights", "input_size", "crop", "precision", "dtype")
     out = {}
     for backbone in predictor.backbones:
         attrs = read_attrs(cache_path(cache, backbone, videos[0].file.video_id)) if videos else {}
         out[backbone] = {k: attrs.get(k) for k in keys}
+        if "motion" in attrs:
+            out[backbone]["motion"] = attrs["motion"]
     return out
 
 
