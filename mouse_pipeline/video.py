@@ -391,20 +391,29 @@ def iter_motion_batches(path: str | Path, batch_size: int, crop: Crop | None, ou
     yield from _stream(Path(path), batch_size, crop, out_size, threads, rgb, motion)
 
 
-def _convert(frame: np.ndarray, prev: np.ndarray | None, crop: Crop | None, index: int,
-             out_size: int | None, rgb_dst: np.ndarray | None, motion: MotionFn | None,
-             motion_dst: np.ndarray | None) -> None:
-    """One frame's RGB image (into ``rgb_dst``) and motion image (into ``motion_dst``)."""
+def _convert(frame: np.ndarray, prev: np.ndarray | None, prev_img: np.ndarray | None, crop: Crop | None,
+             index: int, out_size: int | None, rgb_dst: np.ndarray | None, motion: MotionFn | None,
+             motion_dst: np.ndarray | None) -> np.ndarray | None:
+    """One frame's RGB image (into ``rgb_dst``) and motion image (into ``motion_dst``).
+
+    ``prev`` is the previous decoded frame (None for frame 0), ``prev_img`` that frame
+    already cut and converted at *this* frame's window when the caller has it (a crop
+    window that does not move: the previous frame's own image), else None. Returns this
+    frame's RGB image when a motion image was made (None otherwise).
+    """
     if motion is None:
         _to_rgb(frame, crop, index, out_size, rgb_dst)
-        return
+        return None
     cur = rgb_dst if rgb_dst is not None else np.empty_like(motion_dst)
     _to_rgb(frame, crop, index, out_size, cur)
     before = cur
-    if prev is not None:  # the previous frame, cut at this frame's window
+    if prev_img is not None:
+        before = prev_img
+    elif prev is not None:  # the previous frame, cut at this frame's window
         before = np.empty_like(cur)
         _to_rgb(prev, crop, index, out_size, before)
     motion(before, cur, motion_dst)
+    return cur
 
 
 def _stream(path: Path, batch_size: int, crop: Crop | None, out_size: int | None, threads: int,
@@ -426,6 +435,8 @@ def _stream(path: Path, batch_size: int, crop: Crop | None, out_size: int | None
     batch: np.ndarray | None = None
     moving: np.ndarray | None = None
     prev: np.ndarray | None = None
+    prev_img: np.ndarray | None = None  # the previous frame's image, reused when the window is fixed
+    reuse = motion is not None and pool is None and (crop is None or crop.mode != "pose")
     filled = index = 0
     try:
         claimed = _claimed_frames(cap)
@@ -443,10 +454,11 @@ def _stream(path: Path, batch_size: int, crop: Crop | None, out_size: int | None
                 shape = (batch_size, *_out_shape(frame, crop, out_size))
                 batch = np.empty(shape, np.uint8) if rgb else None
                 moving = np.empty(shape, np.uint8) if motion is not None else None
-            args = (frame, prev, crop, index, out_size, None if batch is None else batch[filled], motion,
-                    None if moving is None else moving[filled])
+            args = (frame, prev, prev_img, crop, index, out_size, None if batch is None else batch[filled],
+                    motion, None if moving is None else moving[filled])
             if pool is None:
-                _convert(*args)
+                cur = _convert(*args)
+                prev_img = cur if reuse else None
             else:
                 inflight.append(pool.submit(_convert, *args))
                 settle(2 * threads)  # at most this many decoded frames wait in memory

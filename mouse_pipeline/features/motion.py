@@ -149,9 +149,11 @@ def optical_flow(prev: np.ndarray, cur: np.ndarray, settings: MotionSettings) ->
 def flow_to_image(flow: np.ndarray, scale: float, dst: np.ndarray | None = None) -> np.ndarray:
     """Flow ``(H, W, 2)`` as ``uint8`` RGB: ``128 + scale*dx``, ``128 + scale*dy``, ``scale*|flow|``."""
     out = np.empty(flow.shape[:2] + (3,), np.uint8) if dst is None else dst
-    scaled = flow * np.float32(scale)
-    out[..., :2] = np.clip(np.rint(scaled + 128.0), 0, 255)
-    out[..., 2] = np.clip(np.rint(cv2.magnitude(scaled[..., 0], scaled[..., 1])), 0, 255)
+    dx, dy = cv2.split(flow)
+    # OpenCV's saturating conversions: rounded to the nearest level, clipped to 0..255
+    out[..., 0] = cv2.addWeighted(dx, scale, dx, 0.0, 128.0, dtype=cv2.CV_8U)
+    out[..., 1] = cv2.addWeighted(dy, scale, dy, 0.0, 128.0, dtype=cv2.CV_8U)
+    out[..., 2] = cv2.convertScaleAbs(cv2.magnitude(dx, dy), alpha=scale)
     return out
 
 
