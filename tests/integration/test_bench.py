@@ -59,11 +59,16 @@ def check_motion(m, output):
     assert {k: len(v) for k, v in m["runs"].items()} == {"rgb": 2, "motion": 2, "both": 2}
     assert all(m[f"{k}_frames_per_s"] == max(m["runs"][k]) for k in ("rgb", "motion", "both"))
     assert m["both_vs_rgb"] == pytest.approx(m["rgb_frames_per_s"] / m["both_frames_per_s"])
+    cpu = m["cpu_ms_per_frame"]
+    assert all(math.isfinite(cpu[k]) and cpu[k] > 0 for k in ("rgb", "motion", "both"))
+    assert m["both_vs_rgb_cpu"] == pytest.approx(cpu["both"] / cpu["rgb"])
+    assert cpu["both"] > cpu["rgb"] and cpu["both"] > cpu["motion"]  # CPU time: both do more work
     assert m["target_both_vs_rgb"] == 2.2
     # both streams do what either does and more; motion images are made on top of decoding
     assert m["both_frames_per_s"] <= TOLERANCE * min(m["rgb_frames_per_s"], m["motion_frames_per_s"])
     assert m["decode_motion_frames_per_s"] <= TOLERANCE * m["decode_frames_per_s"]
     for row in ("extract RGB + motion, one decoding", "time of RGB + motion / RGB only", "target <= 2.2",
+                "CPU time of RGB + motion / RGB only",
                 "decode + motion images, no model"):
         assert row in output
 
