@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from stages.bench import bench_command
+from stages.cache_import import cache_import_command
 from stages.common import common_options, config_options, get_config, handle_errors
 from stages.extract import extract_command
 from stages.init import init_command
@@ -53,7 +54,7 @@ def synth_command(out, n_videos, n_frames, size, fps, seed, prefix, debug, quiet
 
 @main.group("cache")
 def cache_group():
-    """Inspect the feature cache."""
+    """Inspect the feature cache, or import features made by another tool into it."""
 
 
 @cache_group.command("ls")
@@ -63,6 +64,8 @@ def cache_group():
 @handle_errors
 def cache_ls_command(cache, config_path, overrides, debug, quiet):
     """List what is cached: video, backbone, frames, dim, dtype, size, stale or not.
+
+    Imported features (`cache import`) show their tool and source file.
 
     Without --config a file is judged against its video and the backbone folder it is
     in; with --config (or --set) also against that config's extract settings (weights,
@@ -87,6 +90,7 @@ def cache_ls_command(cache, config_path, overrides, debug, quiet):
         click.echo("  ".join(str(r[c]).ljust(widths[c]) for c in cols))
 
 
+cache_group.add_command(cache_import_command)
 main.add_command(extract_command)
 main.add_command(train_command)
 main.add_command(report_command)
