@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import warnings
 from pathlib import Path
 
 import h5py
@@ -109,7 +110,7 @@ def checked(path: Path, raw: np.ndarray) -> np.ndarray:
     bad = np.flatnonzero(~np.isfinite(out).all(axis=1))
     if bad.size:
         raise InputError(f"{path}: row {int(bad[0])} (frame {int(bad[0])}, counting from 0) holds NaN or "
-                         f"infinite values (or values beyond float32's range), {bad.size} rows in all; "
+                         f"infinite values (or values beyond float32's range; rows holding them: {bad.size} of {len(out)}); "
                          "fix them in the tool that made the features")
     return out
 
@@ -172,8 +173,10 @@ def _read_csv(path: Path) -> np.ndarray:
         raise InputError(f"{path}: empty CSV file; expected one row of numbers per frame")
     header = None if all(_is_number(c) for c in first) else [c.strip() for c in first]
     try:
-        values = np.loadtxt(path, delimiter=",", skiprows=0 if header is None else 1, ndmin=2,
-                            dtype=np.float64, encoding="utf-8")
+        with warnings.catch_warnings():  # no data rows: refused below, with the file's name
+            warnings.simplefilter("ignore", UserWarning)
+            values = np.loadtxt(path, delimiter=",", skiprows=0 if header is None else 1, ndmin=2,
+                                dtype=np.float64, encoding="utf-8")
     except ValueError as exc:
         raise InputError(f"{path}: not a CSV of numbers ({first_line(exc)}); every cell after the "
                          "header must be a number") from None

@@ -282,11 +282,11 @@ def import_features(cfg: Config, name: str, source_dir: str | Path, tool: str, f
     existing = _existing(folder)
     videos = video_files(cfg.data.videos)
     found, problems = find_sources(videos, source_dir, fmt)
-    _raise_all(problems)
     sources = []
     for v in videos:
-        path = found[v.video_id]
-        sources.append(Source(v, path.absolute(), format_of(path), _sha256(path), video_fingerprint(v.path)))
+        path = found.get(v.video_id)
+        if path is not None:
+            sources.append(Source(v, path.absolute(), format_of(path), _sha256(path), video_fingerprint(v.path)))
 
     results: dict[str, ImportResult] = {}
     todo: list[tuple[Source, str]] = []
@@ -299,7 +299,7 @@ def import_features(cfg: Config, name: str, source_dir: str | Path, tool: str, f
                                                      int(attrs["dim"]), s.path, reason)
         else:
             todo.append((s, "--overwrite" if fresh else reason))
-    checked = _validate_all(cfg, todo, h5_dataset)
+    checked = _validate_all(cfg, todo, h5_dataset, problems)
     _raise_all(_check_consistent(name, checked, existing, tool))
     if checked:
         with acquire_lock(folder):
@@ -309,9 +309,11 @@ def import_features(cfg: Config, name: str, source_dir: str | Path, tool: str, f
     return ImportSummary(name, folder, [results[v.video_id] for v in videos])
 
 
-def _validate_all(cfg: Config, todo: list[tuple[Source, str]], h5_dataset: str | None) -> list[_Checked]:
-    """Every video to import decoded and its file checked; all problems in one InputError."""
-    problems: list[str] = []
+def _validate_all(cfg: Config, todo: list[tuple[Source, str]], h5_dataset: str | None,
+                  problems: list[str]) -> list[_Checked]:
+    """Every video to import decoded and its file checked; all problems (``problems``: those
+    found before) in one InputError."""
+    problems = list(problems)
     checked: list[_Checked] = []
     with ThreadPoolExecutor(max_workers=max(1, cfg.extract.decode_workers)) as pool:
         futures = [pool.submit(_validate, s, h5_dataset, reason) for s, reason in todo]
