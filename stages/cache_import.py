@@ -47,7 +47,7 @@ def cache_import_command(config_path, overrides, name, source_dir, tool, fmt, h5
     from mouse_pipeline.features.importing import import_features
 
     summary = import_features(cfg, name, source_dir, tool, fmt=fmt, h5_dataset=h5_dataset,
-                              overwrite=overwrite)
+                              overwrite=overwrite, progress=not quiet)
     click.echo(summary.describe())
 
 

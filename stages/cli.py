@@ -65,7 +65,8 @@ def cache_group():
 def cache_ls_command(cache, config_path, overrides, debug, quiet):
     """List what is cached: video, backbone, frames, dim, dtype, size, stale or not.
 
-    Imported features (`cache import`) show their tool and source file.
+    When the cache holds imported features (`cache import`), their tool and source file
+    are shown too.
 
     Without --config a file is judged against its video and the backbone folder it is
     in; with --config (or --set) also against that config's extract settings (weights,
@@ -83,7 +84,8 @@ def cache_ls_command(cache, config_path, overrides, debug, quiet):
     if not rows:
         click.echo(f"{cache}: no cached embeddings")
         return
-    cols = list(rows[0].keys())
+    # tool and source are those of imported features: shown when the cache holds any
+    cols = [c for c in rows[0] if c not in ("tool", "source") or any(r[c] != "-" for r in rows)]
     widths = {c: max(len(str(c)), *(len(str(r[c])) for r in rows)) for c in cols}
     click.echo("  ".join(str(c).ljust(widths[c]) for c in cols))
     for r in rows:

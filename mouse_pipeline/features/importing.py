@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from ..config import Config
 from ..dataset import VideoFile, video_files
 from ..errors import CacheError, ConfigError, InputError
@@ -236,7 +238,8 @@ def _check_consistent(name: str, checked: list[_Checked], existing: dict[str, di
 
 
 def import_features(cfg: Config, name: str, source_dir: str | Path, tool: str, fmt: str = "auto",
-                    h5_dataset: str | None = None, overwrite: bool = False) -> ImportSummary:
+                    h5_dataset: str | None = None, overwrite: bool = False,
+                    progress: bool = False) -> ImportSummary:
     """Import one feature file per video of ``cfg`` into ``<extract.cache>/<name>/``.
 
     Parameters
@@ -256,6 +259,8 @@ def import_features(cfg: Config, name: str, source_dir: str | Path, tool: str, f
         For HDF5 files, the dataset to read (default: each file's only dataset).
     overwrite
         Re-import up-to-date files too.
+    progress
+        Show a progress bar while the videos are checked (decoded).
 
     Returns
     -------
@@ -299,7 +304,7 @@ def import_features(cfg: Config, name: str, source_dir: str | Path, tool: str, f
                                                      int(attrs["dim"]), s.path, reason)
         else:
             todo.append((s, "--overwrite" if fresh else reason))
-    checked = _validate_all(cfg, todo, h5_dataset, problems)
+    checked = _validate_all(cfg, todo, h5_dataset, problems, progress)
     _raise_all(_check_consistent(name, checked, existing, tool))
     if checked:
         with acquire_lock(folder):
@@ -310,14 +315,14 @@ def import_features(cfg: Config, name: str, source_dir: str | Path, tool: str, f
 
 
 def _validate_all(cfg: Config, todo: list[tuple[Source, str]], h5_dataset: str | None,
-                  problems: list[str]) -> list[_Checked]:
+                  problems: list[str], progress: bool) -> list[_Checked]:
     """Every video to import decoded and its file checked; all problems (``problems``: those
     found before) in one InputError."""
     problems = list(problems)
     checked: list[_Checked] = []
     with ThreadPoolExecutor(max_workers=max(1, cfg.extract.decode_workers)) as pool:
         futures = [pool.submit(_validate, s, h5_dataset, reason) for s, reason in todo]
-        for future in futures:
+        for future in tqdm(futures, desc="checking videos", unit="video", disable=not progress or len(todo) < 2):
             try:
                 checked.append(future.result())
             except InputError as exc:
