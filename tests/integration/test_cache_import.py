@@ -1,8 +1,14 @@
 """``mouse-pipeline cache import`` through the CLI: bad feature files refused (exit 2, one
-line naming the file, nothing written), and a round trip: features imported, shown by
-``cache ls``, trained on, and predicted for a new video whose features were imported."""
+line naming the file, nothing written), a SIGKILL while writing (no partial file; the next
+import finishes), and a round trip: features imported, shown by ``cache ls``, trained on,
+and predicted for a new video whose features were imported."""
 
+import os
 import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -91,6 +97,51 @@ def test_a_registry_backbone_name_is_refused(small, feats, tmp_path):
                           "--tool", "t"))
     assert "--name resnet50v2: the name of a backbone that extract computes" in line
     assert not (tmp_path / "cache").exists()
+
+
+# -- kill safety -------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+# imports two videos; stops for good (until killed) while writing the second one
+_KILLED_WHILE_WRITING = """
+import sys, time
+from pathlib import Path
+from mouse_pipeline.config import load_config
+from mouse_pipeline.features import importing
+from mouse_pipeline.features.writer import CacheWriter
+videos, cache, feats, marker = sys.argv[1:5]
+real = CacheWriter.write
+def write(self, batch):
+    if self.path.stem == "mouse_001":
+        Path(marker).write_text("writing")
+        time.sleep(120)
+    real(self, batch)
+CacheWriter.write = write
+cfg = load_config(None, [f"data.videos={videos}", f"extract.cache={cache}"])
+importing.import_features(cfg, "ext", feats, "test")
+"""
+
+
+def test_a_killed_import_leaves_no_partial_file_and_the_next_one_finishes(small, feats, tmp_path):
+    cache, marker = tmp_path / "cache", tmp_path / "writing"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_WHILE_WRITING, small / "videos", cache, feats, marker],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "the import never reached the second video"
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait()
+    folder = cache / "ext"
+    assert sorted(p.name for p in folder.glob("*.h5")) == ["mouse_000.h5"]  # whole, or not there
+    assert [p.name for p in folder.glob("mouse_001.h5.tmp-*")]  # what the killed writer left
+    out = cli_ok(*import_args(small / "videos", cache, feats)).output  # takes over the stale lock
+    assert "1 imported, 1 up to date" in out
+    assert sorted(p.name for p in folder.iterdir()) == ["mouse_000.h5", "mouse_001.h5"]
 
 
 # -- round trip ---------------------------------------------------------------------------
