@@ -126,6 +126,10 @@ async function loadVideo(id) {
   const { data } = await api(`/api/videos/${encodeURIComponent(id)}`);
   S.video = data;
   S.pending = []; S.selected = null; S.markIn = S.markOut = null; S.stale = false;
+  if (S.session.writable) banner("");
+  $("selected").textContent = "no bout selected";
+  for (const f of ["b-start", "b-end"]) $(f).value = "";
+  rangeText();
   const n = data.n_frames;
   S.orig = {}; S.pred = {}; S.probs = {};
   for (const b of S.behaviors) {
@@ -233,6 +237,7 @@ function jumpQueue(q) {
     if (S.video.id !== q.video) await loadVideo(q.video);
     if (S.video.id !== q.video) return;
     S.markIn = q.start; S.markOut = q.end;
+    rangeText();
     show(q.start);
   };
   go();
@@ -288,6 +293,7 @@ function layout() {
   };
   if (S.video.predictions) block("predictions", S.pred, "lane");
   block("labels", S.cur, "lane");
+  if (S.video.predictions) { rows.push({ y: y - GAP, kind: "disagree" }); y += LANE - GAP + 2; }
   if (S.video.predictions) block("probabilities", S.probs, "trace");
   rows.push({ y, kind: "reviewed" }); y += LANE + 4;
   return { rows, height: y + (k ? 0 : 0) };
@@ -320,6 +326,14 @@ function render() {
   ctx.textBaseline = "middle";
   for (const row of layout().rows) {
     if (row.kind === "title") { ctx.fillStyle = "#333"; ctx.fillText(row.title, 4, row.y + 6); continue; }
+    if (row.kind === "disagree") {  // frames where the labels and the predictions differ
+      ctx.fillStyle = "#555"; ctx.fillText("disagree", 14, row.y + LANE / 2);
+      ctx.fillStyle = "#222";
+      eachPixel(v0, v1, W, (px, f0, f1) => {
+        for (let f = f0; f < f1; f++) if (disagrees(f)) { ctx.fillRect(LEFT + px, row.y + 3, 1, LANE - 6); break; }
+      });
+      continue;
+    }
     if (row.kind === "reviewed") {
       ctx.fillStyle = "#555"; ctx.fillText("reviewed", 4, row.y + LANE / 2);
       ctx.fillStyle = "#eee"; ctx.fillRect(LEFT, row.y, W, LANE - 3);
@@ -335,14 +349,6 @@ function render() {
     const [a, b] = S.markOut === null ? [S.markIn, S.markIn] : [Math.min(S.markIn, S.markOut), Math.max(S.markIn, S.markOut)];
     ctx.fillStyle = "rgba(255, 200, 0, 0.25)";
     spanRect(ctx, x, v0, v1, a, b, 0, c.height / devicePixelRatio);
-  }
-  if (S.video.predictions) {  // disagreement ticks under the labels block
-    ctx.fillStyle = "#e33";
-    const rows = layout().rows.filter((r) => r.kind === "lane" && r.src === S.cur);
-    const y = rows[rows.length - 1].y + LANE;
-    eachPixel(v0, v1, W, (px, f0, f1) => {
-      for (let f = f0; f < f1; f++) if (disagrees(f)) { ctx.fillRect(LEFT + px, y, 1, 3); break; }
-    });
   }
   ctx.fillStyle = "#000";  // the cursor
   ctx.fillRect(Math.round(x(S.frame + 0.5)) - 0.5, 0, 1, c.height);
@@ -466,7 +472,8 @@ function wire() {
   window.onresize = () => { resizeCanvas(); render(); };
   window.onbeforeunload = (e) => { if (S.pending.length && !S.stale) { e.preventDefault(); e.returnValue = ""; } };
   document.addEventListener("keydown", (e) => {
-    if (e.target.tagName === "INPUT" || e.target.tagName === "SELECT") return;
+    const t = e.target;  // typing into a field is typing; the scrubber takes the page's keys
+    if ((t.tagName === "INPUT" && t.type !== "range") || t.tagName === "SELECT" || t.tagName === "TEXTAREA") return;
     const step = e.shiftKey ? 10 : 1;
     const keys = {
       ArrowRight: () => show(S.frame + step), ArrowLeft: () => show(S.frame - step),
@@ -483,7 +490,8 @@ function wire() {
 }
 
 function rangeText() {
-  $("range").textContent = `in ${S.markIn ?? "\u2013"} \u2013 out ${S.markOut ?? "\u2013"}`;
+  $("range").textContent = S.markIn === null && S.markOut === null ? "in \u2013 out: none"
+    : `in ${S.markIn ?? "\u2013"} \u2013 out ${S.markOut ?? "\u2013"}`;
 }
 
 wire();
