@@ -283,3 +283,17 @@ def test_the_command_listens_on_localhost_on_a_free_port_and_warns_for_another_h
         proc.terminate()
         proc.wait(timeout=10)
         assert "warning: listening on 127.0.0.2" in proc.stderr.read()
+
+
+@pytest.mark.parametrize("text, says", [
+    ("video,start,end,score\nmouse_000,1,2,0.5\n", "no column(s) ['why']"),
+    ("video,start,end,score,why\nmouse_999,1,2,0.5,x\n", "line 2: video 'mouse_999' is not among"),
+    (f"video,start,end,score,why\nmouse_000,1,{FRAMES},0.5,x\n", "outside video 'mouse_000'"),
+    ("video,start,end,score,why\nmouse_000,1.5,4,0.5,x\n", "frame numbers"),
+])
+def test_a_bad_queue_file_exits_2_naming_the_line(served, tmp_path, text, says):
+    data, _, _, _ = served
+    queue = tmp_path / "suggestions.csv"
+    queue.write_text(text)
+    line = error_line(cli("review", "--run", data.run, "--queue", queue, "--no-browser", "--quiet"))
+    assert says in line and str(queue) in line
