@@ -30,8 +30,8 @@ EXIT_MISSING_EXTRA = 2
 @click.option("--predictions", "predictions_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="A `mouse-pipeline predict` output folder, for videos that are not the run's.")
 @click.option("--queue", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="CSV of stretches to review first (video, start, end, score, why; frames), "
-                   "e.g. suggestions.csv of `mouse-pipeline suggest`.")
+              help="CSV of stretches to review first: video, start_frame, end_frame (or start, end), "
+                   "score, why; e.g. suggestions.csv of `mouse-pipeline suggest`.")
 @click.option("--model", "model_name", default=None,
               help="Whose out-of-fold predictions to show (backbone/model). Default: the best by the "
                    "report's PR-AUC, or the only one.")

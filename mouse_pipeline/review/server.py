@@ -28,11 +28,17 @@ from .store import LabelStore, check_out_folder
 log = logging.getLogger(__name__)
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
-QUEUE_COLUMNS = ("video", "start", "end", "score", "why")
+QUEUE_COLUMNS = ("video", "score", "why")
+#: The frame columns of a queue: suggest's ``start_frame, end_frame``, or ``start, end``.
+FRAME_COLUMNS = (("start_frame", "end_frame"), ("start", "end"))
 
 
 def read_queue(path: Path, videos: dict[str, Any]) -> list[dict[str, Any]]:
-    """The rows of a review queue CSV (``video, start, end, score, why``; frames, end inclusive).
+    """The rows of a review queue CSV, in file order.
+
+    Columns ``video, score, why`` and the stretch in frames (end inclusive):
+    ``start_frame, end_frame`` (``suggestions.csv`` of ``suggest``) or ``start, end``.
+    Other columns are ignored.
 
     Raises
     ------
@@ -43,12 +49,16 @@ def read_queue(path: Path, videos: dict[str, Any]) -> list[dict[str, Any]]:
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
-            missing = [c for c in QUEUE_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise InputError(f"--queue {path}: no column(s) {missing}; expected {', '.join(QUEUE_COLUMNS)}")
+            names = reader.fieldnames or []
             rows = list(reader)
     except OSError as err:
         raise InputError(f"--queue {path}: cannot read it ({err.strerror or err})") from None
+    frames = next((pair for pair in FRAME_COLUMNS if set(pair) <= set(names)), None)
+    missing = [c for c in QUEUE_COLUMNS if c not in names]
+    if missing or frames is None:
+        need = missing + ([] if frames else ["start_frame, end_frame (or start, end)"])
+        raise InputError(f"--queue {path}: no column(s) {', '.join(need)}; expected video, start_frame, "
+                         "end_frame, score, why (suggest's suggestions.csv)")
     out = []
     for line, row in enumerate(rows, start=2):
         vid = row["video"]
@@ -56,11 +66,11 @@ def read_queue(path: Path, videos: dict[str, Any]) -> list[dict[str, Any]]:
             raise InputError(f"--queue {path}, line {line}: video {vid!r} is not among the videos reviewed "
                              f"({', '.join(videos)}); pass it with --videos")
         try:
-            start, end = int(row["start"]), int(row["end"])
+            start, end = int(row[frames[0]]), int(row[frames[1]])
             score = float(row["score"]) if row["score"] else None
-        except ValueError:
-            raise InputError(f"--queue {path}, line {line}: start and end must be frame numbers and score a "
-                             "number") from None
+        except (TypeError, ValueError):
+            raise InputError(f"--queue {path}, line {line}: {frames[0]} and {frames[1]} must be frame numbers "
+                             "and score a number") from None
         if not 0 <= start <= end < videos[vid].n_frames:
             raise InputError(f"--queue {path}, line {line}: frames {start}..{end} are outside video {vid!r} "
                              f"(0..{videos[vid].n_frames - 1})")

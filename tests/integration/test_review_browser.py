@@ -41,7 +41,8 @@ def served(tmp_path_factory):
     data = ReviewRun(root)
     out = root / "reviewed"
     queue = root / "suggestions.csv"
-    queue.write_text(f"video,start,end,score,why\n{data.ids[1]},50,60,0.91,probability near the threshold\n")
+    queue.write_text("rank,video,start_frame,end_frame,start_s,end_s,score,why\n"  # suggest's columns
+                     f"1,{data.ids[1]},50,60,5.0,6.1,0.91,near_threshold:grooming\n")
     session = open_session(data.run, out=out, queue=queue, user="browser-test")
     server = ReviewServer(session).start()
     yield data, server, out

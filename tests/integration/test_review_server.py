@@ -286,7 +286,8 @@ def test_the_command_listens_on_localhost_on_a_free_port_and_warns_for_another_h
 
 
 @pytest.mark.parametrize("text, says", [
-    ("video,start,end,score\nmouse_000,1,2,0.5\n", "no column(s) ['why']"),
+    ("video,start,end,score\nmouse_000,1,2,0.5\n", "no column(s) why;"),
+    ("video,start_frame,score,why\nmouse_000,1,0.5,x\n", "no column(s) start_frame, end_frame (or start, end)"),
     ("video,start,end,score,why\nmouse_999,1,2,0.5,x\n", "line 2: video 'mouse_999' is not among"),
     (f"video,start,end,score,why\nmouse_000,1,{FRAMES},0.5,x\n", "outside video 'mouse_000'"),
     ("video,start,end,score,why\nmouse_000,1.5,4,0.5,x\n", "frame numbers"),
