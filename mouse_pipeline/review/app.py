@@ -43,7 +43,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..errors import InputError
+from ..errors import InputError, LockError
 from .frames import FramePool
 from .sources import ReviewVideo
 from .store import EditError, LabelStore, ReadOnly, StaleEdit, runs
@@ -186,7 +186,7 @@ def create_app(session: Session) -> ASGIApp:
         try:
             state = await run_in_threadpool(session.store.save, video.video_id, str(body.get("version")),
                                             body.get("edits"))
-        except StaleEdit as err:
+        except (StaleEdit, LockError) as err:  # LockError: another server is saving this video
             return JSONResponse({"error": str(err)}, status_code=409)
         except (ReadOnly, InputError) as err:  # InputError: a symbolic link where the file goes
             return JSONResponse({"error": str(err)}, status_code=403)

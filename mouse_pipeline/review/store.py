@@ -18,7 +18,8 @@ Files, in the labels folder the user names (``review --out``), per video id ``<i
 Versions: a video's version is the sha256 of its saved ``<id>.csv`` (``"original"`` before
 the first save). A save names the version it was made on; if the file changed since (a
 second tab, a second server), the save is refused with :class:`StaleEdit` and nothing is
-written.
+written. The check and the writes hold ``.<id>.review.lock`` in the labels folder
+(:mod:`mouse_pipeline.locks`), so two servers cannot both pass the check.
 
 Edits (one save is a list, applied in order):
 
@@ -46,12 +47,14 @@ from ..annotations import Labels, read_labels, write_labels_csv
 from ..errors import InputError, PipelineError
 from ..exports.boris import write_boris_events
 from ..fileio import write_json
+from ..locks import acquire_lock
 from .sources import ReviewVideo
 
 ORIGINAL = "original"
 SIDECAR_SUFFIX = ".review.json"
 BORIS_DIR = "boris"
 MAX_EDITS = 10_000
+LOCK_WAIT_S = 5.0  # how long a save waits for another server's save of the same video
 
 
 class StaleEdit(PipelineError):
@@ -191,7 +194,8 @@ class LabelStore:
         if not self.writable:
             raise ReadOnly("this review session is read-only: start it with --out LABELS_DIR to save")
         state = self._videos[video_id]
-        with state.lock:
+        # the thread lock orders this server's saves; the lock file another server's
+        with state.lock, acquire_lock(self.out, name=f".{video_id}.review.lock", wait=LOCK_WAIT_S):
             current = self._current_version(video_id)
             if version != state.version or current != state.version:
                 raise StaleEdit(f"the labels of {video_id} were saved elsewhere since this page loaded them "

@@ -181,6 +181,18 @@ def test_a_file_changed_on_disk_by_another_server_makes_the_save_stale(served):
     assert save(server, vid, version, edits)[0].status == 409
 
 
+def test_a_save_while_another_server_saves_the_same_video_is_409(served, monkeypatch):
+    from mouse_pipeline.locks import acquire_lock
+    from mouse_pipeline.review import store
+
+    data, server, out, _ = served
+    vid = data.ids[2]
+    monkeypatch.setattr(store, "LOCK_WAIT_S", 0.2)
+    with acquire_lock(out, name=f".{vid}.review.lock"):  # as another server's save holds it
+        resp, body = save(server, vid, "original", [{"op": "reviewed", "start": 0, "end": 1}])
+    assert resp.status == 409 and not (out / f"{vid}.csv").exists()
+
+
 @pytest.mark.parametrize("edits", [
     [], "x", [{"op": "set", "behavior": "flying", "start": 0, "end": 1, "value": 1}],
     [{"op": "set", "behavior": "grooming", "start": 0, "end": FRAMES, "value": 1}],
