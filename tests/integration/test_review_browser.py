@@ -7,6 +7,7 @@ says to reload. Without Chromium the test is skipped, except in CI (``CI=true``)
 that fails. ``REVIEW_SCREENSHOT=docs/review.png`` also saves a screenshot of the page.
 """
 
+import json
 import os
 
 import numpy as np
@@ -15,7 +16,13 @@ import pytest
 from mouse_pipeline.annotations import read_labels
 from mouse_pipeline.metrics import bouts_from_binary
 from mouse_pipeline.review.server import ReviewServer, open_session
-from tests.integration.review_run import BEHAVIORS, CHROMIUM_ARGS, ReviewRun, chromium_or_skip
+from tests.integration.review_run import (
+    BEHAVIORS,
+    CHROMIUM_ARGS,
+    UNANNOTATED,
+    ReviewRun,
+    chromium_or_skip,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -142,6 +149,33 @@ def test_step_jump_edit_save_in_a_real_browser(browser, served):
     page.wait_for_function(f"document.getElementById('video').value === '{data.ids[1]}'", timeout=10_000)
     wait_frame(page, 50)
     assert page.inner_text("#range") == "in 50 \u2013 out 60"
+
+    # keys: r marks the queue's stretch reviewed; i / o / a add a bout where nothing was
+    # annotated, r marks that stretch reviewed too; Ctrl+S saves
+    second = data.ids[1]
+    page.keyboard.press("r")
+    page.locator("#scrub").fill("2")
+    wait_frame(page, 2)
+    page.keyboard.press("i")
+    page.keyboard.press("Shift+ArrowRight")  # 10 frames on, then 6 back
+    for _ in range(6):
+        page.keyboard.press("ArrowLeft")
+    wait_frame(page, 6)
+    page.keyboard.press("o")
+    page.select_option("#add-behavior", "mid_rearing")
+    page.locator("#frame").click()  # the page, not the select, takes the next keys
+    page.keyboard.press("a")
+    page.keyboard.press("r")
+    page.keyboard.press("Control+s")
+    page.wait_for_selector("#banner.ok", timeout=10_000)
+    expected_second = data.truth[second].copy()
+    expected_second[2:7][expected_second[2:7] == -1] = 0
+    expected_second[2:7, BEHAVIORS.index("mid_rearing")] = 1
+    saved = read_labels(out / f"{second}.csv", "thesis", BEHAVIORS).matrix
+    assert (saved == expected_second).all()
+    assert (saved[7:UNANNOTATED] == -1).all()  # not reviewed: still not annotated
+    record = json.loads((out / f"{second}.review.json").read_text())
+    assert record["reviewed"] == [[2, 6], [50, 60]] and record["history"][-1]["user"] == "browser-test"
 
     shot = os.environ.get("REVIEW_SCREENSHOT")
     if shot:
