@@ -38,7 +38,7 @@ def crop_for(cfg: Config, video: Path, n_frames: int) -> Crop:
     if c.mode == "pose":
         pose_file = find_pose_file(c.pose, video.stem)
         centres = read_pose(pose_file, c.bodypart, c.min_likelihood, individual=c.individual)
-        if len(centres) < n_frames:
+        if len(centres) != n_frames:
             raise InputError(f"{pose_file}: {len(centres)} pose rows but {video} has {n_frames} frames; "
                              "use the pose file made from this video")
         cap = _open(video)
