@@ -175,20 +175,7 @@ def load_videos(run_dir: str | Path, videos: list[Path] | None = None, labels: P
     if predictions is not None:
         folder_preds, records = folder_predictions(Path(predictions), behaviors)
         preds = {**preds, **folder_preds}
-    if videos:
-        files = video_files(list(videos))
-    else:
-        files = []
-        for vid, rec in {**{v: {"video": r.get("video"), "fps": r.get("fps")} for v, r in recorded.items()},
-                         **{v: {"video": r.get("source"), "fps": r.get("fps")} for v, r in records.items()}}.items():
-            path = Path(str(rec["video"] or ""))
-            if not path.is_file():
-                raise InputError(f"video {vid!r}: its file {path} is not there (moved?); pass --videos "
-                                 "with the folder that holds it")
-            files.append(VideoFile(path, sanitize_id(path.stem)))
-        if not files:
-            raise InputError(f"{run.path}: no labelled video recorded and no --predictions folder; "
-                             "pass --videos to review")
+    files = video_files(list(videos)) if videos else _recorded_files(run, recorded, records)
     labels_dir = Path(labels) if labels is not None else (Path(cfg.data.labels) if cfg.data.labels else None)
     out = []
     for f in files:
@@ -201,6 +188,23 @@ def load_videos(run_dir: str | Path, videos: list[Path] | None = None, labels: P
         out.append(ReviewVideo(vid, f.path, fps, n_frames, annotations, pred))
     log.info("review: %d video(s), %d with predictions", len(out), sum(v.predictions is not None for v in out))
     return cfg, out
+
+
+def _recorded_files(run: RunFolder, recorded: dict[str, dict], records: dict[str, dict]) -> list[VideoFile]:
+    """The run's labelled videos (``run.json``) and a predictions folder's (their ``source``)."""
+    where = {vid: r.get("video") for vid, r in recorded.items()}
+    where.update({vid: r.get("source") for vid, r in records.items()})
+    if not where:
+        raise InputError(f"{run.path}: no labelled video recorded and no --predictions folder; "
+                         "pass --videos to review")
+    files = []
+    for vid, name in where.items():
+        path = Path(str(name or ""))
+        if not path.is_file():
+            raise InputError(f"video {vid!r}: its file {path} is not there (moved?); pass --videos "
+                             "with the folder that holds it")
+        files.append(VideoFile(path, sanitize_id(path.stem)))
+    return files
 
 
 def _fps(cfg: Config, record: dict, path: Path) -> float:

@@ -310,3 +310,17 @@ def test_a_bad_queue_file_exits_2_naming_the_line(served, tmp_path, text, says):
     queue.write_text(text)
     line = error_line(cli("review", "--run", data.run, "--queue", queue, "--no-browser", "--quiet"))
     assert says in line and str(queue) in line
+
+
+def test_a_moved_video_exits_2_saying_to_pass_videos(served, tmp_path):
+    import shutil
+
+    data, _, _, _ = served
+    run = shutil.copytree(data.run, tmp_path / "run")
+    info = json.loads((run / "run.json").read_text())
+    info["videos"][data.ids[0]]["video"] = str(tmp_path / "moved" / f"{data.ids[0]}.mp4")
+    (run / "run.json").write_text(json.dumps(info))
+    line = error_line(cli("review", "--run", run, "--no-browser", "--quiet"))
+    assert f"video '{data.ids[0]}'" in line and "--videos" in line
+    with review_process("--run", str(run), "--videos", str(data.data / "videos")) as (_, url):
+        assert url.startswith("http://127.0.0.1:")  # found where --videos says

@@ -112,6 +112,7 @@ def test_format_boris_writes_events_that_read_back_to_the_predicted_labels(run_d
     assert result.exit_code == 0, result.output
     rows = read_csv(out / PREDICTIONS)
     binary = np.array([[int(r[b]) for b in BEHAVIORS] for r in rows], dtype=np.int8)
+    assert binary.any(), "no predicted bout: the round trip would show nothing"
     fps = 1 / float(rows[1]["time_s"])
     boris = out / PREDICTIONS.replace("_predictions.csv", "_boris.tsv")
     back = read_labels(boris, "boris_events", BEHAVIORS, fps=fps, n_frames=len(rows))
