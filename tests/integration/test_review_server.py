@@ -322,5 +322,6 @@ def test_a_moved_video_exits_2_saying_to_pass_videos(served, tmp_path):
     (run / "run.json").write_text(json.dumps(info))
     line = error_line(cli("review", "--run", run, "--no-browser", "--quiet"))
     assert f"video '{data.ids[0]}'" in line and "--videos" in line
-    with review_process("--run", str(run), "--videos", str(data.data / "videos")) as (_, url):
+    # (the videos folder holds the planted symlink, which is not a video: name the file)
+    with review_process("--run", str(run), "--videos", str(data.data / "videos" / f"{data.ids[0]}.mp4")) as (_, url):
         assert url.startswith("http://127.0.0.1:")  # found where --videos says
