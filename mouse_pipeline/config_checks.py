@@ -158,6 +158,16 @@ def _memory_checks(cfg: Config, problems: _Problems) -> None:
                 f"{crops} crops of {width} x {height} px are made at once (2 x extract.frame_threads "
                 f"+ 1 per decoding video) and would take {_gb(need)}, {over}; use a smaller crop or "
                 "fewer extract.frame_threads"))
+    tr = t.transformer
+    if "transformer" in t.models and ok("train.window.length", "train.batch_size", "train.transformer"):
+        windows = max(t.batch_size, INFERENCE_WINDOWS)
+        need = windows * tr.heads * t.window.length ** 2 * 4
+        if need > limit:
+            problems.add("train.window.length", (
+                f"{t.window.length} frames: the transformer's attention weights of one batch "
+                f"would take {_gb(need)} ({windows} windows x {tr.heads} heads x length^2 x 4 "
+                f"bytes), {over}; use a shorter train.window.length or fewer "
+                "train.transformer.heads"))
     for model, key, weights, smaller in _model_weights(cfg):
         need = weights * 16  # float32 weights, their gradients and Adam's two moments
         if ok(f"train.{model}") and need > limit:
