@@ -25,11 +25,11 @@ Predictions on a window's real frames are therefore those of the window without 
 
 A real frame whose embedding is exactly all zeros would be taken for padding: it still
 gets its own prediction (it attends to the window's other frames), but the others do not
-attend to it. Backbone embeddings (global pooling of many feature maps) are not all zero
-for a real image, and stage 2 refuses cache files with non-finite values, not zero rows;
-imported features with all-zero rows for missing frames get exactly this treatment,
-which is what one would want for a missing frame. A window of only zero rows has uniform
-attention (no division by zero).
+attend to it. In practice that does not happen by accident: a backbone embedding is the
+global pooling of hundreds or thousands of feature maps, and is all zeros only if every
+one of them is zero everywhere in the frame. Features from another tool that write zero
+rows for missing frames get exactly this treatment, which suits a missing frame. A window
+of only zero rows gets uniform attention (finite outputs, no division by zero).
 
 Every layer here is registered for Keras serialisation (``package="mouse_pipeline"``),
 so a saved ``.keras`` model loads with ``safe_mode=True`` and predicts identically.
