@@ -35,8 +35,6 @@ KINDS = [("lstm", ()), ("tcn", ()), ("linear", ()), ("linear", ("train.linear.de
          ("mlp", ()), ("transformer", ()), ("transformer", ("train.transformer.positions=sinusoidal",))]
 KIND_IDS = ["lstm", "tcn", "linear", "linear-delta", "mlp", "transformer-relative",
             "transformer-sinusoidal"]
-#: Heads that see only the frame itself (and, with delta, the previous one).
-PER_FRAME = ("linear", "mlp")
 
 
 def planted_video(rng, n=400, vid="v"):
