@@ -56,7 +56,8 @@ def planted_video(rng, n=400, vid="v"):
 SMALL = ["train.window.length=32", "train.window.stride=8", "train.epochs=12", "train.patience=4",
          "train.batch_size=16", "train.learning_rate=0.005", "train.lstm.units=16",
          "train.tcn.filters=16", "train.tcn.dilations=[1, 2, 4]", "train.mlp.units=16",
-         "train.transformer.width=16", "train.transformer.heads=2", "train.transformer.ff=32"]
+         "train.transformer.width=16", "train.transformer.heads=2", "train.transformer.ff=32",
+         "train.transformer.layers=1"]
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +89,8 @@ def test_positive_weights_from_training_labels():
     assert positive_weights([y]).tolist() == [3.0, 2.0]
 
 
-@pytest.mark.parametrize(("kind", "sets"), KINDS, ids=KIND_IDS)
+@pytest.mark.parametrize(("kind", "sets"), [*KINDS, ("transformer", ("train.transformer.layers=2",))],
+                         ids=[*KIND_IDS, "transformer-2-layers"])
 def test_save_reload_gives_identical_predictions(tmp_path, kind, sets):
     rng = np.random.default_rng(0)
     model = build_model(kind, small(*sets), DIM, 2, np.zeros(DIM), np.ones(DIM), np.array([2.0, 3.0]))
