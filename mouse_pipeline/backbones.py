@@ -112,12 +112,16 @@ def get_spec(name: str) -> BackboneSpec:
     ConfigError
         Unknown name; the message lists the registered names.
     """
-    from .features.motion import MOTION_SUFFIX, stream_backbone
+    from .features.motion import is_motion_stream, stream_backbone
 
     base = stream_backbone(name)
+    if base not in REGISTRY and is_motion_stream(name):
+        raise ConfigError(f"extract.backbones: unknown backbone {base!r} of the motion stream {name!r}; "
+                          f"a motion stream is <backbone>+motion, the backbone one of {', '.join(REGISTRY)}")
     if base not in REGISTRY:
-        raise ConfigError(f"extract.backbones: unknown backbone {base!r}; choose from "
-                          f"{', '.join(REGISTRY)} (<backbone>{MOTION_SUFFIX}: its motion stream)")
+        raise ConfigError(f"extract.backbones: unknown backbone {name!r}; choose from "
+                          f"{', '.join(REGISTRY)} (features made by another tool are added to the "
+                          f"cache with `mouse-pipeline cache import --name {name}`)")
     return REGISTRY[base]
 
 

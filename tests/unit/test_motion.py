@@ -103,7 +103,8 @@ def test_stream_names_and_their_cache_folders(tmp_path):
     assert not is_motion_stream("resnet50v2") and not is_motion_stream("+motion")
     assert get_spec("mobilenet_v3_small+motion") is get_spec("mobilenet_v3_small")
     assert resolve_input_size("inception_resnet_v2+motion") == 299
-    with pytest.raises(ConfigError, match=r"unknown backbone 'vgg99'; choose from resnet50v2.*\+motion: its motion"):
+    with pytest.raises(ConfigError, match=r"unknown backbone 'vgg99' of the motion stream 'vgg99\+motion'; a motion "
+                                          r"stream is <backbone>\+motion, the backbone one of resnet50v2, "):
         get_spec("vgg99+motion")
     assert cache_path(tmp_path, "resnet50v2+motion", "m1") == tmp_path / "resnet50v2+motion" / "m1.h5"
     assert cache_path(tmp_path, "../x", "m1").parent.name == ".._x"  # still one folder inside the cache
