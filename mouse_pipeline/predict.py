@@ -231,14 +231,16 @@ def predict_videos(run_dir: str | Path, videos: list[Path], out: str | Path,
     ``predictions.json`` (last); return the per-video predictions CSVs.
 
     ``pose_dir`` is the folder of DeepLabCut files for these videos when the run crops
-    around a body part (default: the run's ``data.crop.pose``).
+    around a body part or trained on the ``pose`` stream (default: the run's
+    ``data.crop.pose``, or ``extract.pose_features.pose``).
     """
     from .devices import describe
 
     run, out = RunFolder(run_dir), Path(out)
     cfg = run.read_config()
-    if pose_dir is not None:
-        cfg = cfg.replace(**{"data.crop.pose": str(pose_dir)})
+    if pose_dir is not None:  # the pose stream's own folder too, when the run names one
+        cfg = cfg.replace(**{"data.crop.pose": str(pose_dir), **(
+            {"extract.pose_features.pose": str(pose_dir)} if cfg.extract.pose_features.pose else {})})
     predictor = choose(run, cfg, model_name)
     behaviors = predictor.members[0].behaviors
     log.info("predict runs %s", describe())

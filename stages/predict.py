@@ -23,8 +23,9 @@ from stages.common import common_options, handle_errors
                    "behaviour the model with the best cross-validated PR-AUC; needs `report`). "
                    "Default: the best by cross-validated PR-AUC, or the only one.")
 @click.option("--pose", "pose_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              default=None, help="Folder of DeepLabCut files for these videos, when the run crops "
-                                 "around a body part (default: the run's data.crop.pose).")
+              default=None, help="Folder of pose files for these videos, when the run crops around "
+                                 "a body part or uses pose features (default: the run's "
+                                 "data.crop.pose, or extract.pose_features.pose).")
 @click.option("--resample", is_flag=True,
               help="Predict a video whose frame rate differs from the training videos' at the "
                    "training rate (nearest frames), then map the labels back to its own frames.")

@@ -33,7 +33,9 @@ package_version     ``mouse_pipeline.__version__`` of the writer
 created             ISO 8601 time (UTC) the file was completed
 ==================  ================================================================
 
-Extraction may add informative attributes (e.g. ``extract_frames_per_s``).
+Extraction may add informative attributes (e.g. ``extract_frames_per_s``). The ``pose``
+stream (pose features, no CNN) keeps this contract under ``<cache>/pose/`` and adds its
+settings, body parts and column names (:mod:`mouse_pipeline.features.pose_stream`).
 
 Freshness
 ---------
@@ -75,8 +77,10 @@ DTYPES = ("float32", "float16")
 CHUNK_FRAMES = 256
 FINGERPRINT_KEYS = ("video_size", "video_mtime_ns", "video_sha256")
 # Attributes that must equal the current settings and video for a file to be fresh.
+# ``pose_features``: the settings of the ``pose`` stream (:mod:`.pose_stream`); only its files
+# have it, and a key the expected attributes lack is not compared.
 PROVENANCE_KEYS = ("backbone", "weights", "input_size", "crop", "pose_sha256", "dtype",
-                   "precision") + FINGERPRINT_KEYS
+                   "precision") + FINGERPRINT_KEYS + ("pose_features",)
 # Attributes a writer must be given (it adds n_frames, dim, dtype, package_version, created).
 REQUIRED_ATTRS = tuple(k for k in PROVENANCE_KEYS if k != "dtype") + ("pose_file", "video_path", "fps")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
