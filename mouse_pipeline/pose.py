@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .pose_formats import UNNAMED, Track, read_tracks
+from .pose_formats import UNNAMED, Track, read_tracks, read_tracks_of
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +95,19 @@ def read_track(path: str | Path, bodypart: str, *, individual: str | None = None
 
     The individual is chosen as in :func:`read_pose`. Raises InputError likewise.
     """
+    return read_parts(path, [bodypart], individual=individual)[bodypart]
+
+
+def read_parts(path: str | Path, bodyparts: list[str], *,
+               individual: str | None = None) -> dict[str, Track]:
+    """:func:`read_track` of several body parts, the file read once (CSV)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: pose file does not exist or is not a file")
-    tracks = read_tracks(path, bodypart)
-    return tracks[_choose_individual(path, bodypart, list(tracks), individual)]
+    out = {}
+    for part, tracks in read_tracks_of(path, list(bodyparts)).items():
+        out[part] = tracks[_choose_individual(path, part, list(tracks), individual)]
+    return out
 
 
 read_dlc = read_pose

@@ -87,6 +87,14 @@ def read_tracks(path: Path, bodypart: str) -> dict[str, Track]:
     return _read_csv(path, bodypart)
 
 
+def read_tracks_of(path: Path, bodyparts: list[str]) -> dict[str, dict[str, Track]]:
+    """:func:`read_tracks` of several body parts (a CSV file is read once for all)."""
+    if path.suffix.lower() in H5_SUFFIXES:
+        return {part: _read_hdf5(path, part) for part in bodyparts}
+    rows = _csv_rows(path)
+    return {part: _read_csv(path, part, rows) for part in bodyparts}
+
+
 def list_bodyparts(path: Path) -> list[str]:
     """The body parts (SLEAP: nodes) of a pose file, in the file's order.
 
@@ -126,16 +134,21 @@ def bodypart_missing(path: Path, bodypart: str, present: list[str]) -> InputErro
 # --------------------------------------------------------------------------- CSV
 
 
-def _read_csv(path: Path, bodypart: str) -> dict[str, Track]:
+def _csv_rows(path: Path) -> list[list[str]]:
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.reader(fh))
+            return list(csv.reader(fh))
     except UnicodeDecodeError:
         raise InputError(f"{path}: is not a text file; expected a pose file: a DeepLabCut or "
                          "LightningPose .csv, a DeepLabCut or SLEAP .h5, or a SLEAP .slp") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read the pose file ({exc.strerror}); fix its "
                          "permissions") from None
+
+
+def _read_csv(path: Path, bodypart: str, rows: list[list[str]] | None = None) -> dict[str, Track]:
+    """``bodypart``'s tracks from a CSV file (``rows``: the file's rows, when already read)."""
+    rows = _csv_rows(path) if rows is None else rows
     first = [(r[0].strip() if r else "") for r in rows[:4]]
     header = _MULTI_HEADER if first[1:2] == ["individuals"] else _HEADER
     if tuple(first[:len(header)]) != header:

@@ -49,7 +49,7 @@ from ..config import Config
 from ..errors import InputError, PipelineError
 from ..fileio import sha256_file
 from ..locks import acquire_lock
-from ..pose import find_pose_file, read_track
+from ..pose import find_pose_file, read_parts
 from ..pose_features import (
     VERSION,
     PoseGeometry,
@@ -150,7 +150,7 @@ def read_points(cfg: Config, job: PoseJob) -> tuple[list[str], np.ndarray, np.nd
         raise InputError(f"{path}: body part(s) {', '.join(missing)} not found; the file has: "
                          f"{', '.join(present) or 'none'}; set {_KEY}.bodyparts, axis, centre and angles "
                          "to parts it has")
-    tracks = [read_track(path, p, individual=cfg.data.crop.individual) for p in parts]
+    tracks = list(read_parts(path, parts, individual=cfg.data.crop.individual).values())
     xy = np.stack([t.xy for t in tracks], axis=1)
     if all(t.likelihood is None for t in tracks):
         return parts, xy, None
@@ -266,26 +266,12 @@ class PosePlan:
                     results.append(self._up_to_date(job))
                     continue
                 try:
-                    results.append(self._write(self.checked[i], reason))
+                    results.append(write_pose_file(self.cfg, self.checked[i], reason, self.target(job)))
                 except PipelineError as exc:
                     if not keep_going:
                         raise
                     results.append(VideoResult(job.video_id, POSE_STREAM, "failed", 0, reason=str(exc),
                                                path=self.target(job)))
-
-    def _write(self, job: PoseJob, reason: str) -> VideoResult:
-        t0 = time.perf_counter()
-        feats, parts, names = features_of(self.cfg, job)
-        attrs = {**expected_for(self.cfg, job), "bodyparts": _strings(parts), "feature_names": _strings(names)}
-        target = self.target(job)
-        with CacheWriter(target, feats.shape[0], feats.shape[1], self.cfg.extract.dtype, attrs) as w:
-            for a in range(0, feats.shape[0], 4096):
-                w.write(feats[a:a + 4096])
-            seconds = time.perf_counter() - t0
-            w.attrs["extract_frames_per_s"] = feats.shape[0] / seconds if seconds > 0 else 0.0
-        log.info("%s/%s: %d frames x %d pose features (%s) in %.2f s", POSE_STREAM, job.video_id,
-                 feats.shape[0], feats.shape[1], reason, seconds)
-        return VideoResult(job.video_id, POSE_STREAM, "extracted", feats.shape[0], seconds, reason, target)
 
     def _up_to_date(self, job: PoseJob) -> VideoResult:
         target = self.target(job)
@@ -295,6 +281,22 @@ class PosePlan:
         except OSError:
             frames = 0
         return VideoResult(job.video_id, POSE_STREAM, "up_to_date", frames, path=target)
+
+
+def write_pose_file(cfg: Config, job: PoseJob, reason: str, target: Path) -> VideoResult:
+    """Compute a validated job's features and write its cache file ``target`` atomically
+    (the caller holds the folder's lock)."""
+    t0 = time.perf_counter()
+    feats, parts, names = features_of(cfg, job)
+    attrs = {**expected_for(cfg, job), "bodyparts": _strings(parts), "feature_names": _strings(names)}
+    with CacheWriter(target, feats.shape[0], feats.shape[1], cfg.extract.dtype, attrs) as w:
+        for a in range(0, feats.shape[0], 4096):
+            w.write(feats[a:a + 4096])
+        seconds = time.perf_counter() - t0
+        w.attrs["extract_frames_per_s"] = feats.shape[0] / seconds if seconds > 0 else 0.0
+    log.info("%s/%s: %d frames x %d pose features (%s) in %.2f s", POSE_STREAM, job.video_id,
+             feats.shape[0], feats.shape[1], reason, seconds)
+    return VideoResult(job.video_id, POSE_STREAM, "extracted", feats.shape[0], seconds, reason, target)
 
 
 def expected_for_video(cfg: Config, video: VideoJob) -> dict[str, Any]:

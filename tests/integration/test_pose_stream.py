@@ -222,11 +222,12 @@ def test_train_on_pose_learns_rearing_and_predict_computes_pose_for_new_videos(t
     from mouse_pipeline.runs import RunFolder
 
     data, new, cache, run = tmp_path / "data", tmp_path / "new", tmp_path / "cache", tmp_path / "run"
-    generate_dataset(data, n_videos=4, n_frames=300, size=32, fps=10, seed=21)
+    generate_dataset(data, n_videos=4, n_frames=240, size=32, fps=10, seed=21)
     generate_dataset(new, n_videos=1, n_frames=80, size=32, fps=10, seed=22, prefix="new")
     sets = {"data.videos": data / "videos", "data.labels": data / "labels", "data.crop.mode": "none",
             "data.crop.pose": data / "pose", "extract.cache": cache, "extract.backbones": "[pose]",
-            "train.run": run, "train.models": "[lstm]", "train.epochs": 12, "train.patience": 4,
+            "train.run": run, "train.models": "[lstm]", "train.epochs": 5, "train.patience": 3,
+            "train.learning_rate": 0.01, "train.batch_size": 4,
             "train.input_dropout": 0.1, "train.window.length": 32, "train.window.stride": 16,
             "train.lstm.units": 16, "train.folds.scheme": "group_kfold", "train.folds.k": 2}
     args = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
