@@ -287,8 +287,9 @@ def _entry_status(entry: CacheEntry, cfg: Config | None) -> tuple[str, str]:
         try:
             if entry.backbone == "pose":  # the pose stream: features of the pose file, no backbone
                 from .pose_stream import expected_for_video
+                from .pose_stream import is_fresh as pose_fresh
 
-                return _judge(entry, expected_for_video(cfg, job))
+                return _judge(entry, expected_for_video(cfg, job), pose_fresh)
             if cfg.data.crop.mode == "pose":
                 pose = find_pose_file(cfg.data.crop.pose, video.stem)
                 job = replace(job, pose_file=pose, pose_sha256=_pose_sha256(pose))
@@ -299,8 +300,8 @@ def _entry_status(entry: CacheEntry, cfg: Config | None) -> tuple[str, str]:
     return _judge(entry, expected)
 
 
-def _judge(entry: CacheEntry, expected: dict[str, Any]) -> tuple[str, str]:
-    fresh, reason = is_fresh(entry.path, expected)
+def _judge(entry: CacheEntry, expected: dict[str, Any], fresh_check: Any = is_fresh) -> tuple[str, str]:
+    fresh, reason = fresh_check(entry.path, expected)
     if not fresh:
         return "stale", reason
     return _finite_status(entry)

@@ -24,7 +24,8 @@ pose_path         absolute path of the pose file (``pose_file`` is its name,
 ================  ================================================================
 
 A file is fresh when the video, the pose file's content and the settings are those of
-now (:data:`.store.PROVENANCE_KEYS`, which include ``pose_sha256`` and ``pose_features``).
+now (:func:`is_fresh`: :func:`.store.is_fresh`, whose keys include ``pose_sha256``, and
+the ``pose_features`` settings).
 
 Checks (every video's, before anything is written; one line each, naming the file)
 --------------------------------------------------------------------------------------
@@ -61,7 +62,8 @@ from ..pose_features import (
 from ..pose_formats import list_bodyparts
 from ..video import probe_video
 from .planning import VideoJob, VideoResult, _raise_all
-from .store import cache_path, crop_json, expected_attrs, is_fresh
+from .store import cache_path, crop_json, expected_attrs, read_attrs
+from .store import is_fresh as _store_is_fresh
 from .writer import CacheWriter, remove_stale_temps
 
 log = logging.getLogger(__name__)
@@ -129,6 +131,20 @@ def expected_for(cfg: Config, job: PoseJob) -> dict[str, Any]:
     attrs["pose_features"] = crop_json(settings(cfg))
     attrs["pose_path"] = str(job.pose_file)
     return attrs
+
+
+def is_fresh(path: Path, expected: dict[str, Any]) -> tuple[bool, str]:
+    """:func:`.store.is_fresh`, and the same ``pose_features`` settings as ``expected``."""
+    fresh, reason = _store_is_fresh(path, expected)
+    if not fresh:
+        return fresh, reason
+    try:
+        recorded = read_attrs(path).get("pose_features")
+    except PipelineError as exc:
+        return False, f"unreadable: {exc}"
+    if recorded != expected["pose_features"]:
+        return False, f"pose_features changed ({recorded} -> {expected['pose_features']})"
+    return True, reason
 
 
 def read_points(cfg: Config, job: PoseJob) -> tuple[list[str], np.ndarray, np.ndarray | None]:

@@ -77,10 +77,8 @@ DTYPES = ("float32", "float16")
 CHUNK_FRAMES = 256
 FINGERPRINT_KEYS = ("video_size", "video_mtime_ns", "video_sha256")
 # Attributes that must equal the current settings and video for a file to be fresh.
-# ``pose_features``: the settings of the ``pose`` stream (:mod:`.pose_stream`); only its files
-# have it, and a key the expected attributes lack is not compared.
 PROVENANCE_KEYS = ("backbone", "weights", "input_size", "crop", "pose_sha256", "dtype",
-                   "precision") + FINGERPRINT_KEYS + ("pose_features",)
+                   "precision") + FINGERPRINT_KEYS
 # Attributes a writer must be given (it adds n_frames, dim, dtype, package_version, created).
 REQUIRED_ATTRS = tuple(k for k in PROVENANCE_KEYS if k != "dtype") + ("pose_file", "video_path", "fps")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")

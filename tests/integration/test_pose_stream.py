@@ -16,7 +16,6 @@ import pytest
 from mouse_pipeline.config import load_config
 from mouse_pipeline.features import pose_stream
 from mouse_pipeline.features.extract import extract
-from mouse_pipeline.features.store import is_fresh
 from mouse_pipeline.features.writer import CacheWriter
 from mouse_pipeline.fileio import sha256_file
 from mouse_pipeline.pose import read_track
@@ -103,6 +102,9 @@ def test_a_changed_pose_file_or_setting_makes_the_file_stale(data, tmp_path):
     after = mtimes(cache)
     assert after["mouse_000"] == before["mouse_000"] and after["mouse_001"] != before["mouse_001"]
     # another setting: every file is stale
+    listed = cli_ok("cache", "ls", cache, *pose_sets(data / "videos", pose, cache,
+                                                     "extract.pose_features.centre=null")).output
+    assert listed.count("pose_features changed") == 3
     result = extract_pose(data, cache, pose, "extract.pose_features.centre=null")
     assert result.exit_code == 0 and "3 extracted" in result.output
 
@@ -174,7 +176,7 @@ def test_a_failure_while_writing_leaves_no_partial_file(data, tmp_path, monkeypa
     job = pose_stream.PosePlan(cfg, pose_stream_jobs(cfg))
     assert not job.todo  # every file fresh now
     for pj in job.jobs:
-        assert is_fresh(job.target(pj), pose_stream.expected_for(cfg, pj))[0]
+        assert pose_stream.is_fresh(job.target(pj), pose_stream.expected_for(cfg, pj))[0]
 
 
 def pose_stream_jobs(cfg):
