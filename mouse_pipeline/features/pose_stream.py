@@ -16,7 +16,8 @@ depend on the crop) and ``precision`` ``float64`` (computed in float64, stored i
 ================  ================================================================
 pose_features     JSON (sorted keys) of the settings: requested ``bodyparts`` (null:
                   all), ``axis``, ``centre``, ``angles``, ``min_likelihood``,
-                  ``individual`` and the features' ``version``
+                  ``individual``, ``fps`` (``data.fps``, the rate speeds are per
+                  second of; null: the video's) and the features' ``version``
 bodyparts         the body parts used, in order (list of strings)
 feature_names     the name of every column of ``embeddings`` (list of strings)
 pose_path         absolute path of the pose file (``pose_file`` is its name,
@@ -81,7 +82,7 @@ def settings(cfg: Config) -> dict[str, Any]:
             "axis": list(pf.axis), "centre": pf.centre, "angles": [list(a) for a in pf.angles],
             "min_likelihood": float(pf.min_likelihood if pf.min_likelihood is not None
                                     else crop.min_likelihood),
-            "individual": crop.individual, "version": VERSION}
+            "individual": crop.individual, "fps": cfg.data.fps, "version": VERSION}
 
 
 def pose_folder(cfg: Config) -> tuple[Path, str]:
@@ -218,7 +219,8 @@ def features_of(cfg: Config, job: PoseJob) -> tuple[np.ndarray, list[str], list[
     parts, xy, like = read_points(cfg, job)
     pf = cfg.extract.pose_features
     try:
-        feats = compute(xy, like, geometry(cfg, parts), float(job.fps), settings(cfg)["min_likelihood"])
+        fps = float(cfg.data.fps or job.fps)  # as stage 2 takes it: data.fps, else the video's
+        feats = compute(xy, like, geometry(cfg, parts), fps, settings(cfg)["min_likelihood"])
     except ValueError as exc:
         raise InputError(f"{job.pose_file}: {exc}; check {_KEY}") from None
     return feats, parts, feature_names(parts, [tuple(a) for a in pf.angles])
