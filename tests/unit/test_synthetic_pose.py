@@ -135,3 +135,33 @@ def test_motion_only_grooming_has_rests_posture_and_only_moves():
     assert head_motion(rest) == 0 and head_motion(groom) > 0.01  # only the rhythm tells
     static = runs["static"][1]
     assert static[settled, 3].max() < lo  # (the static cue: grooming sits lower than rest)
+
+
+def test_motion_only_grooming_shows_no_forepaws_in_the_frames_but_moves(tmp_path):
+    from mouse_pipeline.pose import read_dlc
+    from mouse_pipeline.video import iter_batches
+
+    ids = generate_dataset(tmp_path, n_videos=2, n_frames=400, size=64, fps=10.0, seed=11,
+                           grooming_cue="motion")
+    h = 64 // 8
+    pink, motion = {"groom": [], "rest": []}, {"groom": [], "rest": []}
+    for v in ids:
+        frames = np.concatenate(list(iter_batches(tmp_path / "videos" / f"{v}.mp4", 64))).astype(float)
+        labels = np.loadtxt(tmp_path / "labels" / f"{v}.csv", delimiter=",", skiprows=1, dtype=int)
+        snout = read_dlc(tmp_path / "pose" / f"{v}.csv", "snout")
+        mid = read_dlc(tmp_path / "pose" / f"{v}.csv", "midbody")
+        still = np.r_[False, np.hypot(*np.diff(mid, axis=0).T) < 0.5]
+        groom, quiet = labels[:, 0] == 1, labels.sum(axis=1) == 0
+        for i in range(1, len(frames)):
+            kind = ("groom" if groom[i] and groom[i - 1] else
+                    "rest" if quiet[i] and quiet[i - 1] and still[i] else None)
+            if kind is None:
+                continue
+            x, y = np.round(snout[i]).astype(int)
+            box = (slice(max(y - h, 0), y + h), slice(max(x - h, 0), x + h))
+            pink[kind].append((frames[i][box][..., 0] - frames[i][box][..., 1]).max())
+            motion[kind].append(np.abs(frames[i][box] - frames[i - 1][box]).mean())
+    assert len(pink["groom"]) > 30 and len(pink["rest"]) > 30
+    # no pink forepaws at the face (the static cue of the default mode: > 12 in 80 % of frames)
+    assert np.mean(np.array(pink["groom"]) > 12) < 0.1
+    assert np.median(motion["groom"]) > 1.5 * np.median(motion["rest"])  # only the rhythm
