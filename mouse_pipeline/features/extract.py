@@ -17,6 +17,9 @@ Order of work in :func:`extract`
    with the others, computed from the pose files without a backbone
    (:mod:`.pose_stream`).
 
+Names in ``extract.backbones`` that are imported streams (``cache import``:
+:func:`.importing.imported_names`) are not extracted: nothing computes them here.
+
 Steps 1-3 import no Keras: a re-run with every file fresh builds no model, takes no lock
 and starts in well under a second.
 
@@ -41,6 +44,7 @@ from ..config import Config
 from ..devices import resolve_precision
 from ..errors import PipelineError
 from ..locks import acquire_lock
+from .importing import imported_names
 from .planning import (
     STATUSES,
     VideoJob,
@@ -156,6 +160,10 @@ def extract(cfg: Config, overwrite: bool = False, progress: bool = True,
 
     t0 = time.perf_counter()
     names = list(dict.fromkeys(cfg.extract.backbones))
+    imported = imported_names([cfg.extract.cache], names)
+    if imported:
+        log.info("%s: imported features (`cache import`), not extracted", ", ".join(imported))
+        names = [n for n in names if n not in imported]
     sizes = {name: resolve_input_size(name, cfg.extract.input_size) for name in names if name != POSE_STREAM}
     wid = weights_id(cfg.extract.weights)
     jobs = describe_videos(cfg, videos)
