@@ -139,14 +139,15 @@ def add_ensemble(data: RunData) -> None:
     results = []
     for i, fold in enumerate(data.folds):
         parts = [data.models[n][i] for n in names]
-        if not fold.val or any(v not in p.val for p in parts for v in fold.val):
+        segments = fold.val_segments  # validation videos, inner out-of-fold predictions or blocks
+        if not segments or any(v not in p.val for p in parts for v, _, _ in segments):
             data.ensemble_note = f"not built: fold {fold.index} has no validation probabilities"
             log.warning("ensemble %s", data.ensemble_note)
             return
         test = {v: np.mean([p.test[v] for p in parts], axis=0) for v in fold.test}
-        val = {v: np.mean([p.val[v] for p in parts], axis=0) for v in fold.val}
-        post = choose_postprocess_per_behavior(data.behaviors, [data.labels[v].matrix for v in fold.val],
-                                               [val[v] for v in fold.val], *grids)
+        val = {v: np.mean([p.val[v] for p in parts], axis=0) for v, _, _ in segments}
+        post = choose_postprocess_per_behavior(data.behaviors, [data.labels[v].matrix[a:b] for v, a, b in segments],
+                                               [val[v] for v, _, _ in segments], *grids)
         windows = {(p.meta.get("window"), p.meta.get("inference_stride")) for p in parts}
         meta = dict(zip(("window", "inference_stride"), windows.pop(), strict=True)) if len(windows) == 1 else {}
         results.append(FoldResult(fold, test, val, post, meta=meta))

@@ -28,6 +28,8 @@ from ..fileio import atomic_path, first_line
 
 log = logging.getLogger(__name__)
 
+MODEL_KINDS = ("lstm", "tcn")
+
 CUSTOM_OBJECTS = {"TCN": TCN}
 
 

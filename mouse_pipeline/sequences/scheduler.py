@@ -1,10 +1,12 @@
 """One scheduler for stage 2: every trial of every unfinished fold, inline or in workers.
 
-A *unit* is one (backbone, model, fold); its *trials* are the hyperparameter candidates
-of :func:`.search.search_trials`. The scheduler submits every trial of every unfinished
-unit to a runner, in the order a sequential run takes them, and as results come in keeps
-each unit's best trial (ties to the earlier trial) and, once a unit's last trial is in,
-writes its fold folder: thresholds and post-processing chosen on the validation videos,
+A *unit* is one (backbone, model, fold); its *trials* are those of
+:func:`.search.unit_trials` (the hyperparameter candidates; under ``auto``, those of every
+kind it searches). The scheduler submits every trial of every unfinished unit to a
+runner, in the order a sequential run takes them, and as results come in keeps each
+unit's best trial (ties to the earlier trial) and, once a unit's last trial is in, writes
+its fold folder: thresholds and post-processing chosen on the fold's validation
+probabilities (validation videos, inner out-of-fold predictions or validation blocks),
 then the test videos predicted once. Finished units are skipped, so a killed run resumes.
 
 Runners: :class:`InlineRunner` fits trials in this process one after another, when the
@@ -32,10 +34,10 @@ from ..dataset import VideoData, load_dataset, load_into_memory
 from ..folds import Fold
 from ..postprocess import choose_postprocess_per_behavior
 from ..runs import RunFolder
-from .fit import FitResult, PackedHead, fit_trial, format_seconds
+from .fit import TrialResult, fit_trial, format_seconds
 from .inference import predict_heads
-from .models import save_model
-from .search import search_trials, trial_config
+from .models import MODEL_KINDS, save_model
+from .search import Trial, trial_config, unit_trials
 from .windows import inference_stride
 from .workers import WorkerPool, cpu_count
 
@@ -86,7 +88,7 @@ class InlineRunner:
 
     def __init__(self, cfg: Config, videos: VideoStore, progress: bool) -> None:
         self.cfg, self.videos, self.progress = cfg, videos, progress
-        self.queue: list[tuple[Any, Unit, int, dict[str, Any]]] = []
+        self.queue: list[tuple[Any, Unit, Trial, int]] = []
 
     def __enter__(self) -> InlineRunner:
         return self
@@ -94,15 +96,14 @@ class InlineRunner:
     def __exit__(self, *exc: Any) -> None:
         self.queue.clear()
 
-    def submit(self, key: Any, unit: Unit, t: int, params: dict[str, Any]) -> None:
-        self.queue.append((key, unit, t, params))
+    def submit(self, key: Any, unit: Unit, trial: Trial, n_trials: int) -> None:
+        self.queue.append((key, unit, trial, n_trials))
 
-    def results(self) -> Iterator[tuple[Any, float, list[FitResult]]]:
+    def results(self) -> Iterator[tuple[Any, TrialResult]]:
         while self.queue:
-            key, unit, t, params = self.queue.pop(0)
-            heads = fit_trial(self.cfg, unit.kind, self.videos.get(unit.backbone), unit.fold, t, params,
-                              unit.label, self.progress)
-            yield key, float(np.mean([h.val_score for h in heads])), heads
+            key, unit, trial, n_trials = self.queue.pop(0)
+            yield key, fit_trial(self.cfg, trial, n_trials, self.videos.get(unit.backbone), unit.fold,
+                                 unit.label, self.progress)
 
 
 class _WorkerState:
@@ -117,12 +118,10 @@ class _WorkerState:
         return cls.videos
 
 
-def _trial_in_worker(cfg: Config, unit: Unit, t: int, params: dict[str, Any],
-                     progress: bool) -> tuple[float, list[PackedHead]]:
-    """Worker task: fit trial ``t`` of one unit; its score and heads."""
+def _trial_in_worker(cfg: Config, unit: Unit, trial: Trial, n_trials: int, progress: bool) -> TrialResult:
+    """Worker task: fit one trial of one unit; its result with the heads packed."""
     by_id = _WorkerState.store(cfg).get(unit.backbone)
-    heads = fit_trial(cfg, unit.kind, by_id, unit.fold, t, params, unit.label, progress)
-    return float(np.mean([h.val_score for h in heads])), [PackedHead.pack(h) for h in heads]
+    return fit_trial(cfg, trial, n_trials, by_id, unit.fold, unit.label, progress).pack()
 
 
 def _configure_worker(inter_op_threads: int) -> None:
@@ -164,12 +163,13 @@ class PoolRunner:
     def __exit__(self, *exc: Any) -> None:
         self.pool.__exit__(*exc)
 
-    def submit(self, key: Any, unit: Unit, t: int, params: dict[str, Any]) -> None:
-        self.futures[self.pool.submit(_trial_in_worker, self.cfg, unit, t, params, self.progress)] = key
+    def submit(self, key: Any, unit: Unit, trial: Trial, n_trials: int) -> None:
+        fut = self.pool.submit(_trial_in_worker, self.cfg, unit, trial, n_trials, self.progress)
+        self.futures[fut] = key
 
-    def results(self) -> Iterator[tuple[Any, float, list[PackedHead]]]:
-        for fut, (score, heads) in self.pool.completed(list(self.futures)):
-            yield self.futures.pop(fut), score, heads
+    def results(self) -> Iterator[tuple[Any, TrialResult]]:
+        for fut, result in self.pool.completed(list(self.futures)):
+            yield self.futures.pop(fut), result
 
 
 # --------------------------------------------------------------------------- scheduling
@@ -180,12 +180,14 @@ class _Progress:
     """Each unit's trial scores and best trial so far."""
 
     scores: dict[int, float] = field(default_factory=dict)
-    best: tuple[float, int, list[Any]] | None = None
+    records: dict[int, dict[str, Any]] = field(default_factory=dict)
+    best: tuple[float, int, TrialResult] | None = None
 
-    def add(self, t: int, score: float, heads: list[Any]) -> None:
-        self.scores[t] = score
+    def add(self, t: int, result: TrialResult) -> None:
+        score = result.score
+        self.scores[t], self.records[t] = score, result.record
         if self.best is None or score > self.best[0] or (score == self.best[0] and t < self.best[1]):
-            self.best = (score, t, heads)
+            self.best = (score, t, result)
 
 
 def schedule(cfg: Config, run: RunFolder, jobs: list[tuple[str, str, Fold]], n_folds: int,
@@ -200,34 +202,36 @@ def schedule(cfg: Config, run: RunFolder, jobs: list[tuple[str, str, Fold]], n_f
             units.append(unit)
     if not units:
         return
-    trials = search_trials(cfg)
+    trials = {m: unit_trials(cfg, m, MODEL_KINDS) for m in {u.kind for u in units}}
+    n_tasks = sum(len(trials[u.kind]) for u in units)
     videos = VideoStore(cfg)
-    n_proc = min(cfg.train.workers, len(units) * len(trials))
+    n_proc = min(cfg.train.workers, n_tasks)
     if n_proc > 1:
-        log.info("training %d trial(s) of %d fold(s) in %d worker processes", len(units) * len(trials),
-                 len(units), n_proc)
+        log.info("training %d trial(s) of %d fold(s) in %d worker processes", n_tasks, len(units), n_proc)
     runner = PoolRunner(cfg, n_proc, progress) if n_proc > 1 else InlineRunner(cfg, videos, progress)
     state = [_Progress() for _ in units]
     t_start, done = time.perf_counter(), 0
     try:
         with runner:
             for i, unit in enumerate(units):
-                for t, params in enumerate(trials):
-                    runner.submit((i, t), unit, t, params)
-            for (i, t), score, heads in runner.results():
-                unit = units[i]
-                log.info("%s trial %d/%d %s: validation PR-AUC %.3f", unit.label, t + 1, len(trials),
-                         trials[t] or "(defaults)", score)
-                state[i].add(t, score, heads)
-                del heads
-                if len(state[i].scores) < len(trials):
+                for trial in trials[unit.kind]:
+                    runner.submit((i, trial.index), unit, trial, len(trials[unit.kind]))
+            for (i, t), result in runner.results():
+                unit, ts = units[i], trials[units[i].kind]
+                what = (f"{ts[t].kind} " if unit.kind == "auto" else "") + str(ts[t].params or "(defaults)")
+                log.info("%s trial %d/%d %s: validation PR-AUC %.3f", unit.label, t + 1, len(ts), what,
+                         result.score)
+                state[i].add(t, result)
+                del result
+                if len(state[i].scores) < len(ts):
                     continue
                 _, bt, best = state[i].best
                 state[i].best = None
-                best = [h.unpack() if isinstance(h, PackedHead) else h for h in best]
-                records = [{"trial": k, "params": trials[k], "val_pr_auc": state[i].scores[k]}
-                           for k in range(len(trials))]
-                write_unit(cfg, run, unit, best, trials[bt], records, videos.get(unit.backbone))
+                records = [{"trial": k, **({"kind": ts[k].kind} if unit.kind == "auto" else {}),
+                            "params": ts[k].params, "val_pr_auc": state[i].scores[k],
+                            **({"validation": state[i].records[k]} if state[i].records[k] else {})}
+                           for k in range(len(ts))]
+                write_unit(cfg, run, unit, best.unpack(), ts[bt], records, videos.get(unit.backbone))
                 done += 1
                 log.info("%s done (%d/%d); run ETA %s", unit.label, done, len(units),
                          format_seconds((time.perf_counter() - t_start) / done * (len(units) - done)))
@@ -235,10 +239,10 @@ def schedule(cfg: Config, run: RunFolder, jobs: list[tuple[str, str, Fold]], n_f
         videos.close()
 
 
-def write_unit(cfg: Config, run: RunFolder, unit: Unit, heads: list[FitResult], params: dict[str, Any],
+def write_unit(cfg: Config, run: RunFolder, unit: Unit, result: TrialResult, trial: Trial,
                trials: list[dict[str, Any]], by_id: dict[str, VideoData]) -> None:
     """Choose post-processing on validation, predict test videos, commit the fold folder."""
-    behaviors, fold = list(cfg.data.behaviors), unit.fold
+    behaviors, fold, heads, params = list(cfg.data.behaviors), unit.fold, result.heads, trial.params
     tcfg: TrainConfig = trial_config(cfg, params)
     length = tcfg.window.length
     stride = inference_stride(length, tcfg.window.inference_stride)
@@ -247,9 +251,12 @@ def write_unit(cfg: Config, run: RunFolder, unit: Unit, heads: list[FitResult], 
         return predict_heads([(h.outputs, h.model) for h in heads], by_id[v].features, length, stride,
                              len(behaviors))
 
-    val_probs = {v: predict(v) for v in fold.val}
-    post = choose_postprocess_per_behavior(behaviors, [by_id[v].labels.matrix for v in fold.val],
-                                           [val_probs[v] for v in fold.val],
+    # validation probabilities: the kept heads' on validation videos, or those the
+    # validating fits made (inner out-of-fold, blocks); never a test video's
+    val_probs = {v: predict(v) for v in fold.val} if result.val_probs is None else result.val_probs
+    segments = fold.val_segments
+    post = choose_postprocess_per_behavior(behaviors, [by_id[v].labels.matrix[a:b] for v, a, b in segments],
+                                           [val_probs[v] for v, _, _ in segments],
                                            list(cfg.postprocess.max_gap), list(cfg.postprocess.min_len))
     t0 = time.perf_counter()
     test_probs = {v: predict(v) for v in fold.test}
@@ -263,8 +270,11 @@ def write_unit(cfg: Config, run: RunFolder, unit: Unit, heads: list[FitResult], 
         w.write_records(post, {
             "heads": [{"outputs": [behaviors[i] for i in h.outputs], "best_epoch": h.best_epoch,
                        "val_pr_auc": h.val_score, **h.history} for h in heads],
-            "trials": trials, "params": params}, {
-            "fit_seconds": float(sum(h.fit_seconds for h in heads)),
+            "trials": trials, "params": params,
+            **({"kind": trial.kind} if unit.kind == "auto" else {}),
+            **({"validation": result.record} if result.record else {})}, {
+            "fit_seconds": float(sum(h.fit_seconds for h in heads)
+                                 + result.record.get("validation_fit_seconds", 0.0)),
             "best_epochs": [h.best_epoch for h in heads],
             "inference_frames_per_s": float(n_test / infer_s) if n_test and infer_s > 0 else None,
             "train_frames": int(sum(by_id[v].n_frames for v in fold.train))},
