@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -173,26 +173,31 @@ def fit_parts(kind: str, tcfg: TrainConfig, train: list[tuple[Any, np.ndarray]],
 
 @dataclass
 class TrialResult:
-    """One trial of one fold: the fold's heads, the trial's validation score, and how it
-    was validated.
+    """One trial of one fold: its validation score, how it was validated, and the fold's
+    heads (or what a refit of them needs).
 
     ``val_probs`` are the probabilities of the fold's validation segments made by the models
     that validated (inner models, the blocks' validation fit); None for ``videos``, whose
-    validation videos the kept heads themselves predict. ``record`` says what validated
-    what (inner fits' epochs and scores, the chosen epochs, the gap of ``blocks``).
+    validation videos the kept heads themselves predict. ``refit_epochs`` (per head) is set
+    when the heads are still to be refitted on every training video (:func:`refit_trial`,
+    only for the unit's best trial); ``heads`` is then empty. ``record`` says what validated
+    what (inner fits' epochs and scores, the chosen epochs, the gap of ``blocks``);
+    ``validation_seconds`` is the fit time of fits that are not the fold's model.
     """
 
     heads: list[Any]  # FitResult, or PackedHead on the way from a worker
     score: float
     val_probs: dict[str, np.ndarray] | None = None
     record: dict[str, Any] = field(default_factory=dict)
+    refit_epochs: list[int] | None = None
+    head_scores: list[float] = field(default_factory=list)
+    validation_seconds: float = 0.0
 
     def pack(self) -> TrialResult:
-        return TrialResult([PackedHead.pack(h) for h in self.heads], self.score, self.val_probs, self.record)
+        return replace(self, heads=[PackedHead.pack(h) for h in self.heads])
 
     def unpack(self) -> TrialResult:
-        heads = [h.unpack() if isinstance(h, PackedHead) else h for h in self.heads]
-        return TrialResult(heads, self.score, self.val_probs, self.record)
+        return replace(self, heads=[h.unpack() if isinstance(h, PackedHead) else h for h in self.heads])
 
 
 def chosen_epochs(best_epochs: list[int]) -> int:
@@ -205,110 +210,116 @@ def _kept_epoch(f: FitResult) -> int:
     return f.best_epoch or len(f.history["loss"])
 
 
+class _TrialFits:
+    """What every fit of one trial of one fold shares: settings, heads, seeds, labels."""
+
+    def __init__(self, cfg: Config, trial: Trial, n_trials: int, by_id: dict[str, VideoData], fold: Fold,
+                 label: str, progress: bool) -> None:
+        self.cfg, self.trial, self.by_id, self.fold, self.progress = cfg, trial, by_id, fold, progress
+        self.tcfg = trial_config(cfg, trial.params)
+        check_window(trial.kind, self.tcfg)
+        self.heads = heads_for(cfg)
+        self.tag = f"{label} trial {trial.index + 1}/{n_trials}"
+
+    def head_tag(self, outputs: list[int], what: str = "") -> str:
+        return self.tag + what + (f" [{self.cfg.data.behaviors[outputs[0]]}]" if len(outputs) == 1 else "")
+
+    def seed(self, h: int, fit: int | None = None) -> int:
+        """The fold's own model: :func:`head_seed`; a fit that only validates: its own."""
+        if fit is None:
+            return head_seed(self.cfg, self.fold.index, self.trial.seed_index, h)
+        return validation_seed(self.cfg, self.fold.index, self.trial.seed_index, h, fit)
+
+    def fit(self, train: list, val: list, what: str, fit: int | None = None) -> list[FitResult]:
+        return [fit_parts(self.trial.kind, self.tcfg, train, val, o, self.seed(h, fit), self.head_tag(o, what),
+                          self.progress) for h, o in enumerate(self.heads)]
+
+    def predict(self, fits: list[FitResult], x: Any) -> np.ndarray:
+        length = self.tcfg.window.length
+        return predict_heads([(f.outputs, f.model) for f in fits], x, length,
+                             inference_stride(length, self.tcfg.window.inference_stride),
+                             len(self.cfg.data.behaviors))
+
+    def scores(self, segments: list[tuple[str, int, int | None]], probs: dict[str, np.ndarray]) -> list[float]:
+        labels = [self.by_id[v].labels.matrix[a:b] for v, a, b in segments]
+        return [float(mean_pr_auc([y[:, o] for y in labels], [probs[v][:, o] for v, _, _ in segments]))
+                for o in self.heads]
+
+
 def fit_trial(cfg: Config, trial: Trial, n_trials: int, by_id: dict[str, VideoData], fold: Fold,
               label: str, progress: bool) -> TrialResult:
-    """Fit the heads of one trial on one fold, validated as ``fold.validation`` says."""
-    tcfg = trial_config(cfg, trial.params)
-    check_window(trial.kind, tcfg)
-    heads = heads_for(cfg)
-    tag = f"{label} trial {trial.index + 1}/{n_trials}"
-
-    def head_tag(outputs: list[int], what: str = "") -> str:
-        return tag + what + (f" [{cfg.data.behaviors[outputs[0]]}]" if len(outputs) == 1 else "")
-
-    def seed(h: int, fit: int | None = None) -> int:
-        if fit is None:
-            return head_seed(cfg, fold.index, trial.seed_index, h)
-        return validation_seed(cfg, fold.index, trial.seed_index, h, fit)
-
+    """Fit the heads of one trial on one fold, validated as ``fold.validation`` says
+    (a refit, where the mode has one, is left to :func:`refit_trial`)."""
+    fits = _TrialFits(cfg, trial, n_trials, by_id, fold, label, progress)
     if fold.validation == "videos":
-        train = [video_part(by_id[v]) for v in fold.train]
-        val = [video_part(by_id[v]) for v in fold.val]
-        fits = [fit_parts(trial.kind, tcfg, train, val, o, seed(h), head_tag(o), progress)
-                for h, o in enumerate(heads)]
-        return TrialResult(fits, float(np.mean([f.val_score for f in fits])))
+        heads = fits.fit([video_part(by_id[v]) for v in fold.train], [video_part(by_id[v]) for v in fold.val], "")
+        return TrialResult(heads, float(np.mean([h.val_score for h in heads])))
     if fold.validation == "inner_folds":
-        return _inner_folds(cfg, trial, tcfg, by_id, fold, heads, seed, head_tag, progress)
-    return _blocks(cfg, trial, tcfg, by_id, fold, heads, seed, head_tag, progress)
+        return _inner_folds(fits)
+    return _blocks(fits)
 
 
-def _predict(fits: list[FitResult], x: Any, tcfg: TrainConfig, n_outputs: int) -> np.ndarray:
-    length = tcfg.window.length
-    return predict_heads([(f.outputs, f.model) for f in fits], x, length,
-                         inference_stride(length, tcfg.window.inference_stride), n_outputs)
-
-
-def _scores(fits_outputs: list[list[int]], labels: list[np.ndarray], probs: list[np.ndarray]) -> list[float]:
-    return [float(mean_pr_auc([y[:, o] for y in labels], [p[:, o] for p in probs])) for o in fits_outputs]
-
-
-def _refit(cfg, trial, tcfg, by_id, fold, heads, epochs, seed, head_tag, progress, scores):
-    """The fold's heads: each refitted on every training video for its chosen epochs."""
+def refit_trial(cfg: Config, trial: Trial, n_trials: int, by_id: dict[str, VideoData], fold: Fold,
+                epochs: list[int], label: str, progress: bool) -> list[FitResult]:
+    """The fold's heads: each refitted on every training video for its chosen epochs,
+    without early stopping (nothing is left to validate on), the last weights kept."""
+    fits = _TrialFits(cfg, trial, n_trials, by_id, fold, label, progress)
     train = [video_part(by_id[v]) for v in fold.train]
-    fits = []
-    for h, o in enumerate(heads):
-        f = fit_parts(trial.kind, tcfg, train, [], o, seed(h), head_tag(o, " refit"), progress,
-                      epochs=epochs[h])
-        f.val_score = scores[h]
-        fits.append(f)
-    return fits
+    return [fit_parts(trial.kind, fits.tcfg, train, [], o, fits.seed(h), fits.head_tag(o, " refit"), progress,
+                      epochs=epochs[h]) for h, o in enumerate(fits.heads)]
 
 
-def _inner_folds(cfg, trial, tcfg, by_id, fold, heads, seed, head_tag, progress) -> TrialResult:
-    """k inner fits (early-stopped on their held-out group), the training videos' inner
-    out-of-fold probabilities, then a refit on every training video."""
-    n_out = len(cfg.data.behaviors)
+def _inner_folds(fits: _TrialFits) -> TrialResult:
+    """k inner fits (early-stopped on their held-out group) and the training videos' inner
+    out-of-fold probabilities; the refit's epochs: the median of the inner best epochs."""
+    fold, by_id = fits.fold, fits.by_id
     oof: dict[str, np.ndarray] = {}
-    inner = []
-    best = [[] for _ in heads]
+    inner, seconds = [], 0.0
+    best: list[list[int]] = [[] for _ in fits.heads]
     for i, group in enumerate(fold.inner):
-        train = [video_part(by_id[v]) for v in fold.train if v not in group]
         val = [video_part(by_id[v]) for v in group]
-        fits = [fit_parts(trial.kind, tcfg, train, val, o, seed(h, i), head_tag(o, f" inner {i + 1}/"
-                          f"{len(fold.inner)}"), progress) for h, o in enumerate(heads)]
+        models = fits.fit([video_part(by_id[v]) for v in fold.train if v not in group], val,
+                          f" inner {i + 1}/{len(fold.inner)}", fit=i)
         for v, (x, _) in zip(group, val, strict=True):
-            oof[v] = _predict(fits, x, tcfg, n_out)
-        for h, f in enumerate(fits):
+            oof[v] = fits.predict(models, x)
+        for h, f in enumerate(models):
             best[h].append(_kept_epoch(f))
-        inner.append({"validated": list(group), "best_epochs": [f.best_epoch for f in fits],
-                      "val_pr_auc": [f.val_score for f in fits], "fit_seconds": sum(f.fit_seconds for f in fits),
-                      "val_curves": [f.history["val_pr_auc"] for f in fits]})
-    videos = list(fold.train)
-    scores = _scores(heads, [by_id[v].labels.matrix for v in videos], [oof[v] for v in videos])
+        seconds += sum(f.fit_seconds for f in models)
+        inner.append({"validated": list(group), "best_epochs": [f.best_epoch for f in models],
+                      "val_pr_auc": [f.val_score for f in models],
+                      "val_curves": [f.history["val_pr_auc"] for f in models]})
+    scores = fits.scores(list(fold.val_segments), oof)
     epochs = [chosen_epochs(b) for b in best]
-    fits = _refit(cfg, trial, tcfg, by_id, fold, heads, epochs, seed, head_tag, progress, scores)
     record = {"validation": "inner_folds", "inner": inner, "chosen_epochs": epochs,
-              "epoch_rule": "median of the inner fits' best epochs (halves up)",
-              "val_pr_auc": scores, "refit": True,
-              "validation_fit_seconds": float(sum(r["fit_seconds"] for r in inner))}
-    return TrialResult(fits, float(np.mean(scores)), oof, record)
+              "epoch_rule": "median of the inner fits' best epochs (halves up)", "val_pr_auc": scores,
+              "refit": True}
+    return TrialResult([], float(np.mean(scores)), oof, record, epochs, scores, seconds)
 
 
-def _blocks(cfg, trial, tcfg, by_id, fold, heads, seed, head_tag, progress) -> TrialResult:
+def _blocks(fits: _TrialFits) -> TrialResult:
     """One fit on the training videos without their validation blocks (and a gap of one
-    window either side), early-stopped on the blocks; then, with ``train.blocks.refit``, a
-    refit on every training frame for the epochs it chose."""
-    n_out, gap, refit = len(cfg.data.behaviors), tcfg.window.length, cfg.train.blocks.refit
-    n_frames = {v: by_id[v].n_frames for v in fold.train}
-    ranges = block_training_ranges(fold, n_frames, gap)
+    window either side), early-stopped on the blocks; with ``train.blocks.refit`` its best
+    epoch is the refit's, otherwise it is the fold's model."""
+    fold, by_id, tcfg = fits.fold, fits.by_id, fits.tcfg
+    gap, refit = tcfg.window.length, fits.cfg.train.blocks.refit
+    ranges = block_training_ranges(fold, {v: by_id[v].n_frames for v in fold.train}, gap)
     train = [video_part(by_id[v], a, b) for v, a, b in ranges]
     if sum(len(x) for x, _ in train) < gap:
         raise ConfigError(f"fold {fold.index}: without its validation blocks and a gap of "
                           f"train.window.length={gap} frames either side, fewer than one window of "
                           "training frames is left; use a larger train.blocks.k or a shorter window")
     val = [video_part(by_id[v], a, b) for v, a, b in fold.blocks]
-    fits = [fit_parts(trial.kind, tcfg, train, val, o, seed(h, 0) if refit else seed(h),
-                      head_tag(o, " blocks"), progress) for h, o in enumerate(heads)]
-    probs = {v: _predict(fits, x, tcfg, n_out) for (v, _, _), (x, _) in zip(fold.blocks, val, strict=True)}
-    scores = [f.val_score for f in fits]
-    epochs = [_kept_epoch(f) for f in fits]
+    models = fits.fit(train, val, " blocks", fit=0 if refit else None)
+    probs = {v: fits.predict(models, x) for (v, _, _), (x, _) in zip(fold.blocks, val, strict=True)}
+    scores = [f.val_score for f in models]
+    epochs = [_kept_epoch(f) for f in models]
     record = {"validation": "blocks", "gap": gap, "training_ranges": [list(r) for r in ranges],
-              "best_epochs": [f.best_epoch for f in fits], "val_curves": [f.history["val_pr_auc"] for f in fits],
-              "val_pr_auc": scores, "refit": refit, "chosen_epochs": epochs}
+              "best_epochs": [f.best_epoch for f in models], "val_curves": [f.history["val_pr_auc"] for f in models],
+              "val_pr_auc": scores, "refit": refit, **({"chosen_epochs": epochs} if refit else {})}
     if refit:
-        record["validation_fit_seconds"] = float(sum(f.fit_seconds for f in fits))
-        fits = _refit(cfg, trial, tcfg, by_id, fold, heads, epochs, seed, head_tag, progress, scores)
-    return TrialResult(fits, float(np.mean(scores)), probs, record)
+        return TrialResult([], float(np.mean(scores)), probs, record, epochs, scores,
+                           float(sum(f.fit_seconds for f in models)))
+    return TrialResult(models, float(np.mean(scores)), probs, record, None, scores)
 
 
 @dataclass

@@ -92,7 +92,7 @@ def test_overrides_are_parsed_as_yaml_and_validated(tmp_path):
     ("extract.batch_size=many", r"key 'extract\.batch_size': expected an integer, got str 'many'"),
     ("extract.jit_compile=1", r"key 'extract\.jit_compile': expected true or false, got int 1"),
     ("extract.dtype=float64", r"key 'extract\.dtype': expected one of 'float32', 'float16', got str 'float64'"),
-    ("train.models=[lstm, gru]", r"key 'train\.models\[1\]': expected one of 'lstm', 'tcn', got str 'gru'"),
+    ("train.models=[lstm, gru]", r"key 'train\.models\[1\]': expected one of 'lstm', 'tcn', 'auto', got str 'gru'"),
     ("data.crop.box=[1, 2]", r"key 'data\.crop\.box': expected a list of 4 values"),
     ("data.crop.mode=pose", r"key 'data\.crop\.pose': expected the folder of DeepLabCut files"),
     ("train.window.stride=500", r"key 'train\.window\.stride': expected at most train\.window\.length"),

@@ -27,7 +27,6 @@ from mouse_pipeline.folds import (
     plan_validation,
     save_folds,
 )
-from mouse_pipeline.runs import HISTORY_FILE, PROBS_FILE
 from mouse_pipeline.sequences.search import head_seed, unit_trials, validation_seed
 from tests.unit.test_workers import DIM, FRAMES, assert_same, make_data, outputs
 
@@ -149,79 +148,89 @@ def _perturb_video(cfg, vid):
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["inner_folds", "blocks"])
 def test_a_mode_keeps_every_invariant(data, mode, tmp_path):
-    """One run per mode, then: two workers reading windows from the cache give it bit for
-    bit; a fold deleted and retrained after its test video was changed (features and
-    labels) makes every choice it made before (epochs, trial, thresholds, post-processing,
-    statistics, validation probabilities) and only its test probabilities change."""
+    """One run per mode; then its folds killed (one half-written) and trained again by two
+    workers reading windows from the cache, after one test video of fold 0 was changed
+    (features and labels): fold 0 makes every choice it made before (trial scores, epochs,
+    thresholds, post-processing, statistics, validation probabilities) bit for bit, its
+    other test video gets the same probabilities, and only the changed one differs."""
     cfg = data.replace(**{"train.validation": mode})
     ref = _train(cfg, tmp_path / "ref")
     out = outputs(ref)
     history = out["lstm/fold_0/history"]
     record = history["validation"]
     assert record["validation"] == mode and record["refit"] is True
+    assert history["trials"][0]["validation"] == record
     folds = json.loads((ref / "folds.json").read_text())["folds"]
     if mode == "inner_folds":  # 2 training videos: 2 inner fits, each predicting the other
         assert sorted(v for r in record["inner"] for v in r["validated"]) == folds[0]["train"]
         assert all(len(r["validated"]) == 1 for r in record["inner"])
         assert record["chosen_epochs"] == [max(1, int(np.floor(np.median(
-            [r["best_epochs"][0] for r in record["inner"]]) + 0.5)))]
-        assert set(out) >= {f"lstm/fold_0/val/{v}" for v in folds[0]["train"]}
+            [r["best_epochs"][0] or 2 for r in record["inner"]]) + 0.5)))]
+        assert {k for k in out if k.startswith("lstm/fold_0/val/")} == {
+            f"lstm/fold_0/val/{v}" for v in folds[0]["train"]}
     else:
         assert {b["video"] for b in folds[0]["blocks"]} == set(folds[0]["train"])
         assert record["gap"] == cfg.train.window.length
         for b in folds[0]["blocks"]:  # validation probabilities of the block alone
             assert out[f"lstm/fold_0/val/{b['video']}"].shape == (b["stop"] - b["start"], 2)
+        for v, a, b in record["training_ranges"]:
+            block = next(x for x in folds[0]["blocks"] if x["video"] == v)
+            assert b <= block["start"] - record["gap"] or a >= block["stop"] + record["gap"]
     assert history["heads"][0]["best_epoch"] == record["chosen_epochs"][0]  # the refit ran those epochs
     assert len(history["heads"][0]["loss"]) == record["chosen_epochs"][0]
 
-    other = _train(cfg.replace(**{"train.workers": 2, "train.memory_gb": 0}), tmp_path / "other")
-    assert_same(out, outputs(other))
-
-    test_video = folds[0]["test"][0]
-    shutil.rmtree(other / "resnet50v2" / "lstm" / "fold_0")
+    other = tmp_path / "other"
+    shutil.copytree(ref, other)
+    for gone in ("fold_0", "fold_1"):
+        shutil.rmtree(other / "resnet50v2" / "lstm" / gone)
     (other / "resnet50v2" / "lstm" / "fold_0.partial").mkdir()  # killed half-written
-    _perturb_video(cfg, test_video)
+    changed, same = folds[0]["test"]
+    _perturb_video(cfg, changed)
     try:
-        _train(cfg, other)  # resumes: fold_1 is kept, fold_0 is trained again
+        _train(cfg.replace(**{"train.workers": 2, "train.memory_gb": 0}), other)
     finally:
         make_data(Path(cfg.data.videos).parent)  # the module's other tests see the videos as made
     again = outputs(other)
     assert not list(other.rglob("*.partial"))
-    for key in out:
-        if key.startswith("lstm/fold_0/test/"):
-            assert not np.array_equal(out[key], again[key]), key  # the change reached the test video
-        elif key.startswith("lstm/fold_0/"):
-            assert_same({key: out[key]}, {key: again[key]})
+    assert not np.array_equal(out[f"lstm/fold_0/test/{changed}"], again[f"lstm/fold_0/test/{changed}"])
+    keys = [k for k in out if k.startswith("lstm/fold_0/") and k != f"lstm/fold_0/test/{changed}"]
+    assert f"lstm/fold_0/test/{same}" in keys
+    for k in keys:
+        assert_same({k: out[k]}, {k: again[k]})
 
 
 @pytest.mark.slow
 def test_auto_keeps_the_kind_chosen_on_validation(data, tmp_path):
     """``auto`` next to lstm and tcn: in each fold it keeps the kind whose trial scored
     best on validation, and its fold is then that kind's own fold bit for bit (the same
-    seeds); its final model loads and predicts whatever kind won."""
+    seeds); the report says which kind it chose; its final model loads and predicts
+    whatever kind won."""
     from mouse_pipeline.predictor import choose
+    from mouse_pipeline.report import write_report
     from mouse_pipeline.runs import RunFolder
+    from mouse_pipeline.sequences.models import load_model
 
-    cfg = data.replace(**{"train.models": ["lstm", "tcn", "auto"], "train.validation": "videos"})
+    cfg = data.replace(**{"train.models": ["lstm", "tcn", "auto"], "train.folds.scheme": "fixed",
+                          "train.folds.train": ["m1", "m2", "m3"], "train.folds.test": ["m0"]})
     run = _train(cfg, tmp_path / "run", final=True)
     out = outputs(run)
-    for folder in ("fold_0", "fold_1", "final"):
+    chosen = {}
+    for folder in ("fold_0", "final"):
         history = out[f"auto/{folder}/history"]
         scores = {t["kind"]: t["val_pr_auc"] for t in history["trials"]}
-        assert set(scores) == {"lstm", "tcn"}
-        best = max(scores, key=lambda k: (scores[k], k == "lstm"))  # ties to the earlier kind
+        assert list(scores) == ["lstm", "tcn"]
+        best = "lstm" if scores["lstm"] >= scores["tcn"] else "tcn"  # ties to the earlier kind
         assert history["kind"] == best
+        chosen[folder] = best
         assert scores[best] == out[f"{best}/{folder}/history"]["trials"][0]["val_pr_auc"]
         mine = {k.split("/", 2)[2]: v for k, v in out.items() if k.startswith(f"auto/{folder}/")}
         theirs = {k.split("/", 2)[2]: v for k, v in out.items() if k.startswith(f"{best}/{folder}/")}
         mine["history"] = {k: v for k, v in mine["history"].items() if k not in ("kind", "trials")}
         theirs["history"] = {k: v for k, v in theirs["history"].items() if k != "trials"}
         assert_same(mine, theirs)
+    report = (write_report(run).parent / "report.md").read_text()
+    assert "resnet50v2/auto chose" in report and chosen["fold_0"] in report
     folder = RunFolder(run)
     predictor = choose(folder, folder.read_config(), "resnet50v2/auto")
     assert [m.name for m in predictor.members] == ["resnet50v2/auto"]
-    from mouse_pipeline.sequences.models import load_model
-
-    model = load_model(predictor.members[0].heads[0][1])
-    assert model.name == json.loads((run / "resnet50v2/auto/final" / HISTORY_FILE).read_text())["kind"]
-    assert (run / "resnet50v2/auto/final" / PROBS_FILE).is_file()
+    assert load_model(predictor.members[0].heads[0][1]).name == chosen["final"]
