@@ -234,3 +234,19 @@ def test_auto_keeps_the_kind_chosen_on_validation(data, tmp_path):
     predictor = choose(folder, folder.read_config(), "resnet50v2/auto")
     assert [m.name for m in predictor.members] == ["resnet50v2/auto"]
     assert load_model(predictor.members[0].heads[0][1]).name == chosen["final"]
+
+
+@pytest.mark.parametrize("mode", ["videos", "inner_folds", "blocks"])
+def test_the_final_fold_is_validated_like_the_others(mode):
+    """``train --final``: every labelled video trains; with inner_folds or blocks all of
+    them are also what validates (inner groups over all, a block of each)."""
+    from mouse_pipeline.sequences.training import _final_fold
+
+    cfg = Config().replace(**{"train.validation": mode, "train.inner_folds.k": 3})
+    final = _final_fold(IDS, cfg, {v: 90 for v in IDS})
+    assert final.index == -1 and final.test == () and final.validation == mode
+    if mode == "videos":
+        assert len(final.val) == 1 and sorted(final.train + final.val) == IDS
+    else:
+        assert final.val == () and list(final.train) == IDS and sorted(final.val_videos) == IDS
+        assert len(final.inner) == (3 if mode == "inner_folds" else 0)
