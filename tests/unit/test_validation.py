@@ -178,6 +178,11 @@ def test_a_mode_keeps_every_invariant(data, mode, tmp_path):
             assert b <= block["start"] - record["gap"] or a >= block["stop"] + record["gap"]
     assert history["heads"][0]["best_epoch"] == record["chosen_epochs"][0]  # the refit ran those epochs
     assert len(history["heads"][0]["loss"]) == record["chosen_epochs"][0]
+    from mouse_pipeline.report import write_report
+
+    report = (write_report(ref).parent / "report.md").read_text()  # a block's probabilities are its frames only
+    assert {"inner_folds": "inner folds (groups held out in turn)",
+            "blocks": "validation blocks [start, stop) frames"}[mode] in report
 
     other = tmp_path / "other"
     shutil.copytree(ref, other)
