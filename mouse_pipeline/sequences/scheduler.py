@@ -9,7 +9,8 @@ then the test videos predicted once. Finished units are skipped, so a killed run
 
 Runners: :class:`InlineRunner` fits trials in this process one after another, when the
 scheduler asks for the next result (``train.workers: 1``); :class:`PoolRunner` fits them
-in ``train.workers`` spawned processes (:mod:`.workers`). Both give the same results bit
+in ``train.workers`` spawned processes (:mod:`.workers`); with ``cluster.ray.enabled``
+(``--ray``), ``mouse_pipeline.cluster.train_ray.RayRunner`` fits them as Ray tasks. All give the same results bit
 for bit: seeds depend only on (seed, fold, trial, head), and the intra-op thread count is
 TensorFlow's default in every process (oneDNN splits its sums by it).
 """
@@ -203,10 +204,15 @@ def schedule(cfg: Config, run: RunFolder, jobs: list[tuple[str, str, Fold]], n_f
     trials = search_trials(cfg)
     videos = VideoStore(cfg)
     n_proc = min(cfg.train.workers, len(units) * len(trials))
-    if n_proc > 1:
+    if n_proc > 1 and not cfg.cluster.ray.enabled:
         log.info("training %d trial(s) of %d fold(s) in %d worker processes", len(units) * len(trials),
                  len(units), n_proc)
-    runner = PoolRunner(cfg, n_proc, progress) if n_proc > 1 else InlineRunner(cfg, videos, progress)
+    if cfg.cluster.ray.enabled:  # every trial a Ray task (mouse_pipeline.cluster.train_ray)
+        from ..cluster.train_ray import RayRunner
+
+        runner: Any = RayRunner(cfg, progress)
+    else:
+        runner = PoolRunner(cfg, n_proc, progress) if n_proc > 1 else InlineRunner(cfg, videos, progress)
     state = [_Progress() for _ in units]
     t_start, done = time.perf_counter(), 0
     try:
