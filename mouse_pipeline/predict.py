@@ -226,17 +226,20 @@ def _extract_record(cache: str | Path, predictor: Predictor, videos: list[NewVid
 def predict_videos(run_dir: str | Path, videos: list[Path], out: str | Path,
                    model_name: str | None = None, progress: bool = True,
                    pose_dir: str | Path | None = None, resample: bool = False,
-                   allow_fps_mismatch: bool = False) -> list[Path]:
+                   allow_fps_mismatch: bool = False, ray: str | None = None) -> list[Path]:
     """Predict every video and write the per-video files, ``bouts.csv``, ``summary.csv`` and
     ``predictions.json`` (last); return the per-video predictions CSVs.
 
     ``pose_dir`` is the folder of DeepLabCut files for these videos when the run crops
-    around a body part (default: the run's ``data.crop.pose``).
+    around a body part (default: the run's ``data.crop.pose``). ``ray``: extract the new
+    videos on Ray at this address (``""``: ``cluster.ray.address``; ``None``: here, also
+    when the run was trained on Ray).
     """
+    from .cluster import with_ray
     from .devices import describe
 
     run, out = RunFolder(run_dir), Path(out)
-    cfg = run.read_config()
+    cfg = with_ray(run.read_config().replace(**{"cluster.ray.enabled": False}), ray)
     if pose_dir is not None:
         cfg = cfg.replace(**{"data.crop.pose": str(pose_dir)})
     predictor = choose(run, cfg, model_name)

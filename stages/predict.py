@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from mouse_pipeline.annotations import FORMATS
-from stages.common import common_options, handle_errors
+from stages.common import common_options, handle_errors, ray_option
 
 
 @click.command("predict")
@@ -31,9 +31,11 @@ from stages.common import common_options, handle_errors
 @click.option("--allow-fps-mismatch", is_flag=True,
               help="Predict a video at another frame rate as it is (windows, gap closing and "
                    "minimum bouts then span another time than in training).")
+@ray_option
 @common_options
 @handle_errors
-def predict_command(run_dir, videos, out, model_name, pose_dir, resample, allow_fps_mismatch, debug, quiet):
+def predict_command(run_dir, videos, out, model_name, pose_dir, resample, allow_fps_mismatch, ray_address,
+                    debug, quiet):
     """Label new videos with a run's final model: per-frame CSV, bouts CSV, ethogram, summary.
 
     Checks every video and extracts its embeddings first (reusing the run's cache when up
@@ -47,6 +49,7 @@ def predict_command(run_dir, videos, out, model_name, pose_dir, resample, allow_
       mouse-pipeline predict --run runs/thesis --videos new/ --pose new_pose/ --out predictions/
       mouse-pipeline predict --run runs/thesis --videos new/ --model ensemble --out predictions/
       mouse-pipeline predict --run runs/thesis --videos camera30fps/ --resample --out predictions/
+      mouse-pipeline predict --run runs/thesis --videos month_of_videos/ --ray auto --out predictions/
     """
     from mouse_pipeline.paths import check_output_folder
     from mouse_pipeline.predict import predict_videos
@@ -55,10 +58,14 @@ def predict_command(run_dir, videos, out, model_name, pose_dir, resample, allow_
     if resample and allow_fps_mismatch:
         raise click.UsageError("--resample and --allow-fps-mismatch exclude each other; choose one")
     check_output_folder(out, "--out")
+    if ray_address is not None:  # the new videos are extracted on Ray
+        from mouse_pipeline.cluster.ray_runtime import require_ray
+
+        require_ray()
     with run_log(run_dir, "predict"):
         written = predict_videos(run_dir, list(videos), out, model_name=model_name,
                                  progress=not quiet, pose_dir=pose_dir, resample=resample,
-                                 allow_fps_mismatch=allow_fps_mismatch)
+                                 allow_fps_mismatch=allow_fps_mismatch, ray=ray_address)
     click.echo(f"predictions for {len(written)} video(s) in {out} (summary: {out / 'summary.csv'})")
 
 

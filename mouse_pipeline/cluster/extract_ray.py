@@ -75,9 +75,16 @@ class _Reporter:
 
     def update(self, n: int) -> None:
         self.frames += n
-        if self.kill_after is not None and self.frames >= self.kill_after and not self.marker.exists():
-            self.marker.write_text(str(os.getpid()), encoding="utf-8")
-            os.kill(os.getpid(), signal.SIGKILL)
+        if self.kill_after is not None and self.frames >= self.kill_after:
+            self.kill_after = None
+            try:  # only the first task to get here (O_EXCL), and only once
+                fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                pass
+            else:
+                os.write(fd, str(os.getpid()).encode())
+                os.close(fd)
+                os.kill(os.getpid(), signal.SIGKILL)
         if self.board is not None and time.monotonic() - self.sent > _REPORT_S:
             self.flush()
 

@@ -36,7 +36,7 @@ from ..errors import ConfigError, PipelineError, RunError
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = "pip install 'mouse-pipeline[cluster]' (or pip install 'ray[tune]>=2.50,<3')"
+INSTALL_HINT = "pip install 'mouse-pipeline[cluster]' (or pip install 'ray>=2.50,<3')"
 _CONNECT_TIMEOUT_S = 5.0
 #: Environment every worker gets (a cluster's workers do not inherit the driver's).
 _WORKER_ENV = ("TF_CPP_MIN_LOG_LEVEL",)
