@@ -4,7 +4,8 @@
   bit, every attribute but the creation time and the measured speed), with the same
   summary, even when a worker is SIGKILLed in the middle of a video (Ray retries it), and
   its driver (a second process joining the module's Ray by address) imports no TensorFlow;
-- training on Ray writes out-of-fold probabilities bit-identical to the sequential run;
+- training on Ray writes out-of-fold probabilities bit-identical to the sequential run, and
+  predict on Ray extracts a new video as a local extraction does;
 - an unreachable address, a missing Ray and a second driver on one cache are one line, exit 2.
 """
 
@@ -127,10 +128,12 @@ def train_args(root, run):
             *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")]]
 
 
-def test_train_on_ray_equals_sequential(ray_local, data, tmp_path):
+def test_train_and_predict_on_ray(ray_local, data, tmp_path):
+    """Out-of-fold probabilities of ``train --ray`` equal the sequential run's bit for bit;
+    ``predict --ray`` of its final model extracts the new video on Ray, as extract would."""
     root, _ = data
     cli_ok(*train_args(root, tmp_path / "local"))
-    cli_ok(*train_args(root, tmp_path / "ray"), "--ray", "local")
+    cli_ok(*train_args(root, tmp_path / "ray"), "--ray", "local", "--final")
     probs = sorted(p.relative_to(tmp_path / "local") for p in (tmp_path / "local").rglob("probs.h5"))
     assert len(probs) == 2
     for rel in probs:
@@ -142,6 +145,17 @@ def test_train_on_ray_equals_sequential(ray_local, data, tmp_path):
         hx = json.loads((tmp_path / "local" / rel.parent / "history.json").read_text())
         hy = json.loads((tmp_path / "ray" / rel.parent / "history.json").read_text())
         assert hx["trials"] == hy["trials"] and hx["params"] == hy["params"]
+
+    new = tmp_path / "new"
+    generate_dataset(new, n_videos=1, n_frames=48, size=32, fps=5, seed=5, prefix="new")
+    cli_ok(*random_extract_args(new, tmp_path / "new_cache", BACKBONE))  # the local reference
+    cli_ok("predict", "--run", tmp_path / "ray", "--videos", new / "videos", "--out", tmp_path / "pred",
+           "--quiet", "--ray", "local")
+    made = root / "local_cache" / BACKBONE / "new_000.h5"  # the run's cache
+    (tmp_path / "ray_new" / BACKBONE).mkdir(parents=True)
+    made.rename(tmp_path / "ray_new" / BACKBONE / made.name)  # the module's cache as it was
+    assert_same_cache(tmp_path / "new_cache", tmp_path / "ray_new")
+    assert len((tmp_path / "pred" / "new_000_predictions.csv").read_text().splitlines()) == 1 + 48
 
 
 def test_unreachable_address_is_one_line(data, tmp_path):
