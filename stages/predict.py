@@ -23,23 +23,32 @@ from stages.common import common_options, handle_errors, ray_option
                    "behaviour the model with the best cross-validated PR-AUC; needs `report`). "
                    "Default: the best by cross-validated PR-AUC, or the only one.")
 @click.option("--pose", "pose_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              default=None, help="Folder of DeepLabCut files for these videos, when the run crops "
-                                 "around a body part (default: the run's data.crop.pose).")
+              default=None, help="Folder of pose files for these videos, when the run crops around "
+                                 "a body part or uses pose features (default: the run's "
+                                 "data.crop.pose, or extract.pose_features.pose).")
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Feature cache of these videos (default: the run's extract.cache): their embeddings "
+                   "are extracted into it, and features imported with `cache import` are read from it.")
 @click.option("--resample", is_flag=True,
               help="Predict a video whose frame rate differs from the training videos' at the "
                    "training rate (nearest frames), then map the labels back to its own frames.")
 @click.option("--allow-fps-mismatch", is_flag=True,
               help="Predict a video at another frame rate as it is (windows, gap closing and "
                    "minimum bouts then span another time than in training).")
+@click.option("--format", "formats", type=click.Choice(["boris"]), multiple=True,
+              help="Also write each video's labels in another format (repeatable): boris: "
+                   "<video>_boris.tsv, a BORIS events table.")
 @ray_option
 @common_options
 @handle_errors
-def predict_command(run_dir, videos, out, model_name, pose_dir, resample, allow_fps_mismatch, ray_address,
+def predict_command(run_dir, videos, out, model_name, pose_dir, cache_dir, resample, allow_fps_mismatch,
+                    formats, ray_address,
                     debug, quiet):
     """Label new videos with a run's final model: per-frame CSV, bouts CSV, ethogram, summary.
 
     Checks every video and extracts its embeddings first (reusing the run's cache when up
-    to date), so a bad video stops the command before anything is written. Times come from
+    to date; features imported with `cache import` must be imported for these videos
+    first), so a bad video stops the command before anything is written. Times come from
     each video's own frame rate; a video at another rate than the training videos is refused
     unless --resample or --allow-fps-mismatch says what to do.
 
@@ -49,6 +58,8 @@ def predict_command(run_dir, videos, out, model_name, pose_dir, resample, allow_
       mouse-pipeline predict --run runs/thesis --videos new/ --pose new_pose/ --out predictions/
       mouse-pipeline predict --run runs/thesis --videos new/ --model ensemble --out predictions/
       mouse-pipeline predict --run runs/thesis --videos camera30fps/ --resample --out predictions/
+      mouse-pipeline predict --run runs/simba --videos new/ --cache new_cache/ --out predictions/
+      mouse-pipeline predict --run demo_out/run --videos new_videos/ --format boris --out predictions/
       mouse-pipeline predict --run runs/thesis --videos month_of_videos/ --ray auto --out predictions/
     """
     from mouse_pipeline.paths import check_output_folder
@@ -65,7 +76,8 @@ def predict_command(run_dir, videos, out, model_name, pose_dir, resample, allow_
     with run_log(run_dir, "predict"):
         written = predict_videos(run_dir, list(videos), out, model_name=model_name,
                                  progress=not quiet, pose_dir=pose_dir, resample=resample,
-                                 allow_fps_mismatch=allow_fps_mismatch, ray=ray_address)
+                                 allow_fps_mismatch=allow_fps_mismatch, cache=cache_dir,
+                                 formats=tuple(formats), ray=ray_address)
     click.echo(f"predictions for {len(written)} video(s) in {out} (summary: {out / 'summary.csv'})")
 
 

@@ -15,6 +15,12 @@ Order of work in :func:`extract`
    (:class:`.streaming.VideoStream`). With ``cluster.ray.enabled`` (``--ray``), the locks of
    every backbone are held at once and each (backbone, video) is a Ray task
    (:mod:`mouse_pipeline.cluster.extract_ray`).
+   ``pose`` in ``extract.backbones`` is the pose-feature stream: planned and validated
+   with the others, computed from the pose files without a backbone
+   (:mod:`.pose_stream`).
+
+Names in ``extract.backbones`` that are imported streams (``cache import``:
+:func:`.importing.imported_names`) are not extracted: nothing computes them here.
 
 Steps 1-3 import no Keras: a re-run with every file fresh builds no model, takes no lock
 and starts in well under a second.
@@ -40,6 +46,7 @@ from ..config import Config
 from ..devices import resolve_precision
 from ..errors import PipelineError
 from ..locks import acquire_lock
+from .importing import imported_names
 from .planning import (
     STATUSES,
     VideoJob,
@@ -51,6 +58,7 @@ from .planning import (
     validate,
     validate_all,
 )
+from .pose_stream import POSE_STREAM, PosePlan
 from .store import cache_path, is_fresh, read_attrs
 from .streaming import VideoStream
 from .writer import remove_stale_temps
@@ -154,12 +162,17 @@ def extract(cfg: Config, overwrite: bool = False, progress: bool = True,
 
     t0 = time.perf_counter()
     names = list(dict.fromkeys(cfg.extract.backbones))
-    sizes = {name: resolve_input_size(name, cfg.extract.input_size) for name in names}
+    imported = imported_names([cfg.extract.cache], names)
+    if imported:
+        log.info("%s: imported features (`cache import`), not extracted", ", ".join(imported))
+        names = [n for n in names if n not in imported]
+    sizes = {name: resolve_input_size(name, cfg.extract.input_size) for name in names if name != POSE_STREAM}
     wid = weights_id(cfg.extract.weights)
     jobs = describe_videos(cfg, videos)
     todo = plan(cfg, jobs, sizes, wid, overwrite)  # nothing is decoded for fresh files
     needed = sorted({i for items in todo.values() for i, _ in items})
     checked = dict(zip(needed, validate_all(cfg, [jobs[i] for i in needed], progress), strict=True))
+    pose = PosePlan(cfg, jobs, overwrite) if POSE_STREAM in names else None  # validated here too
 
     total = sum(checked[i].info.n_frames for items in todo.values() for i, _ in items)
     overall = tqdm(total=total, desc="extract", unit="frame", disable=not progress or total == 0,
@@ -169,9 +182,11 @@ def extract(cfg: Config, overwrite: bool = False, progress: bool = True,
         if cfg.cluster.ray.enabled:  # every (backbone, video) a Ray task (mouse_pipeline.cluster)
             from ..cluster.extract_ray import extract_on_ray
 
-            extract_on_ray(run, names, sizes, todo)
-        else:
-            for name in names:
+            extract_on_ray(run, [n for n in names if n != POSE_STREAM], sizes, todo)
+        for name in names:
+            if name == POSE_STREAM:  # pose features: no backbone, no decoding (features/pose_stream.py)
+                pose.run(run.summary.results, keep_going)
+            elif not cfg.cluster.ray.enabled:
                 _extract_backbone(run, name, sizes[name], dict(todo[name]))
     finally:
         overall.close()
