@@ -31,9 +31,18 @@ from stages.common import common_options, handle_errors
 @click.option("--allow-fps-mismatch", is_flag=True,
               help="Predict a video at another frame rate as it is (windows, gap closing and "
                    "minimum bouts then span another time than in training).")
+# mouse_pipeline.predict.FORMATS (not imported here: --help must stay light)
+@click.option("--format", "formats", type=click.Choice(["csv", "nwb"]), multiple=True,
+              default=("csv",), show_default=True,
+              help="Per-video files (repeatable): csv (predictions and bouts CSVs, ethogram PNG), "
+                   "nwb (an NWB file: bouts as time intervals, probabilities, the pose used).")
+@click.option("--overlay", is_flag=True,
+              help="Also write <video>_overlay.mp4: the video with the ethogram strip, current "
+                   "labels and probabilities drawn on it.")
 @common_options
 @handle_errors
-def predict_command(run_dir, videos, out, model_name, pose_dir, resample, allow_fps_mismatch, debug, quiet):
+def predict_command(run_dir, videos, out, model_name, pose_dir, resample, allow_fps_mismatch, formats,
+                    overlay, debug, quiet):
     """Label new videos with a run's final model: per-frame CSV, bouts CSV, ethogram, summary.
 
     Checks every video and extracts its embeddings first (reusing the run's cache when up
@@ -47,6 +56,7 @@ def predict_command(run_dir, videos, out, model_name, pose_dir, resample, allow_
       mouse-pipeline predict --run runs/thesis --videos new/ --pose new_pose/ --out predictions/
       mouse-pipeline predict --run runs/thesis --videos new/ --model ensemble --out predictions/
       mouse-pipeline predict --run runs/thesis --videos camera30fps/ --resample --out predictions/
+      mouse-pipeline predict --run runs/thesis --videos new/ --format csv --format nwb --overlay --out p/
     """
     from mouse_pipeline.paths import check_output_folder
     from mouse_pipeline.predict import predict_videos
@@ -58,7 +68,8 @@ def predict_command(run_dir, videos, out, model_name, pose_dir, resample, allow_
     with run_log(run_dir, "predict"):
         written = predict_videos(run_dir, list(videos), out, model_name=model_name,
                                  progress=not quiet, pose_dir=pose_dir, resample=resample,
-                                 allow_fps_mismatch=allow_fps_mismatch)
+                                 allow_fps_mismatch=allow_fps_mismatch,
+                                 formats=tuple(dict.fromkeys(formats)), overlay=overlay)
     click.echo(f"predictions for {len(written)} video(s) in {out} (summary: {out / 'summary.csv'})")
 
 
