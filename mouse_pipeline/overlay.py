@@ -6,7 +6,7 @@ than :data:`MIN_WIDTH` pixels) above a panel with one row per behaviour: its nam
 bar of the current probability with a tick at the threshold, and the ethogram strip of
 the whole video (the fraction of predicted frames in each pixel column) with a cursor at
 the current frame. The behaviours predicted for the current frame are written in the top
-left corner of the image.
+left corner of the image, the frame index and time in the top right.
 
 The video is read with :func:`mouse_pipeline.video.iter_batches` a batch at a time and
 written frame by frame with OpenCV's ``mp4v`` writer, at the input's frame rate and
@@ -61,8 +61,8 @@ class Painter:
     """Draws the panel and labels onto frames of one video (see the module docstring)."""
 
     def __init__(self, probs: np.ndarray, binary: np.ndarray, behaviors: tuple[str, ...],
-                 thresholds: tuple[float, ...] | None, frame_w: int, frame_h: int) -> None:
-        self.probs, self.binary, self.behaviors = probs, binary, behaviors
+                 thresholds: tuple[float, ...] | None, frame_w: int, frame_h: int, fps: float) -> None:
+        self.probs, self.binary, self.behaviors, self.fps = probs, binary, behaviors, fps
         self.thresholds = thresholds
         self.scale = max(1, math.ceil(MIN_WIDTH / frame_w))
         self.w, self.h = frame_w * self.scale, frame_h * self.scale
@@ -105,8 +105,13 @@ class Painter:
         panel[:] = self.base
         on = [b for j, b in enumerate(self.behaviors) if self.binary[index, j] == 1]
         text = ", ".join(on) if on else "-"
-        cv2.putText(out, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(out, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+        clock = f"{index}  {index / self.fps:.1f} s"
+        size = cv2.getTextSize(clock, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)[0][0]
+        for label, x in ((text, 6), (clock, self.w - size - 6)):
+            cv2.putText(out, label, (x, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5 if x == 6 else 0.45, (0, 0, 0), 3,
+                        cv2.LINE_AA)
+            cv2.putText(out, label, (x, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5 if x == 6 else 0.45,
+                        (255, 255, 255), 1, cv2.LINE_AA)
         cursor = self.strip_x + int(index * self.strip_w / max(1, len(self.probs)))
         for j in range(len(self.behaviors)):
             y = 3 + j * ROW
@@ -159,7 +164,7 @@ def write_overlay(video: str | Path, out: str | Path, probs: np.ndarray, binary:
         try:
             for batch in iter_batches(video, _BATCH):
                 if painter is None:
-                    painter = Painter(probs, binary, behaviors, thresholds, batch.shape[2], batch.shape[1])
+                    painter = Painter(probs, binary, behaviors, thresholds, batch.shape[2], batch.shape[1], fps)
                     # OpenCV picks the container from the suffix: the temporary name must keep it
                     writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps),
                                              painter.size)
