@@ -31,6 +31,7 @@ def test_the_nwb_file_holds_the_bouts_of_the_csv_and_the_probabilities(tmp_path)
     probs, binary = predictions()
     path = write_nwb(tmp_path / "v.nwb", "v", probs, binary, BEHAVIORS, FPS, tmp_path / "v.mp4", "resnet50v2/lstm")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v.nwb"]
+    assert list(pynwb.validate(path=str(path))) == []  # the NWB schema's validator finds no error
     io, nwb = read(path)
     try:
         table = nwb.intervals["behavior_bouts"].to_dataframe()
@@ -58,6 +59,7 @@ def test_the_pose_used_for_cropping_is_stored_with_ndx_pose(tmp_path):
     path = write_nwb(tmp_path / "v.nwb", "v", probs, binary, BEHAVIORS, FPS, tmp_path / "v.mp4", "m",
                      pose=(pose, "midbody"))
     track = next(iter(read_tracks(pose, "midbody").values()))
+    assert list(pynwb.validate(path=str(path))) == []  # with the ndx-pose namespace cached in the file
     io, nwb = read(path)
     try:
         series = nwb.processing["behavior"]["pose"].pose_estimation_series["midbody"]
