@@ -1,6 +1,6 @@
 # mouse-pipeline. `make demo` and `make test` each work as the first command on a fresh
 # machine: every target depends on `setup`, which builds .venv once (re-done when
-# setup.cfg or setup.py change).
+# setup.cfg or setup.py change), with the test tools (dev), review's server (review) and Ray (cluster: the --ray tests).
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -20,13 +20,13 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 FRESH_SET = --set data.videos=$(FRESH)/data/videos --set data.labels=$(FRESH)/data/labels \
 	--set data.crop.pose=$(FRESH)/data/pose --set extract.cache=$(FRESH)/cache
 
-.PHONY: setup test lint demo demo-fresh extract train report predict bench clean
+.PHONY: setup test lint demo demo-fresh demo-loop extract train report predict bench clean
 
 setup: $(STAMP)
 
 $(STAMP): setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev,review]"
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev,review,cluster]"
 	touch $(STAMP)
 
 test: setup
@@ -56,6 +56,12 @@ demo-fresh: setup
 	$(MP) report --run $(FRESH)/run --quiet
 	@sed -n '/^| behaviour | annotated/,/^\*Prevalence/p;/^### PR-AUC at a glance/,/^\*Pooled/p' $(FRESH)/run/report.md
 	@echo "Report: $(CURDIR)/$(FRESH)/run/report.html"
+
+# Active learning simulated on synthetic data: a little annotated, train, suggest, "annotate"
+# the suggestions from the ground truth, retrain; beside as many random minutes. Prints the
+# active-learning curve (test PR-AUC after each round) and writes demo_out/loop/curve.csv/png.
+demo-loop: setup
+	$(BIN)/python -m mouse_pipeline.active_loop --out demo_out/loop $(ARGS)
 
 extract: setup
 	$(MP) extract --config $(CONFIG) $(ARGS)

@@ -18,6 +18,8 @@ on the same machine, so ratios compare like with like:
 - the per-frame baseline: ``model.predict`` on one frame at a time (as the thesis code
   did), and the ratio of full extract to it;
 - bfloat16 mixed precision: model-only frames/s and per-frame cosine similarity to float32;
+- pose features (:mod:`.bench_pose`): the ``pose`` stream's frames/s on a pose file of
+  18,000 frames (read, compute, write), and of the computation alone;
 - peak resident memory of ``extract`` on a short video and on one ten times longer;
 - the motion stream (:mod:`.bench_motion`): extraction of RGB only, motion only and both
   together (one decoding) in frames/s, the time of both over RGB alone, decode with and
@@ -25,7 +27,9 @@ on the same machine, so ratios compare like with like:
 - stage 2 (:mod:`.bench_stage2`): training frames/s through the project's window loader
   vs. a bare Keras ``fit`` on the same windows held in memory, and through the loader
   reading every window from files; sequence-model inference frames/s; peak memory of
-  ``predict`` and ``train`` on videos ten times longer.
+  ``predict`` and ``train`` on videos ten times longer;
+- cluster (:mod:`.bench_cluster`): extraction and training trials on a local Ray with 1
+  and N workers, against a plain local run (skipped, and said so, without Ray).
 """
 
 from __future__ import annotations
@@ -44,7 +48,9 @@ from typing import Any
 
 import numpy as np
 
+from .bench_cluster import cluster_figures, format_cluster
 from .bench_motion import format_motion, motion_figures, motion_memory_figures
+from .bench_pose import format_pose, pose_figures
 from .bench_stage2 import format_stage2, memory_figures, stage2_figures
 from .config import load_config
 from .devices import cpu_has_bf16
@@ -75,6 +81,8 @@ class BenchSettings:
         ``extract.frame_threads`` of every extraction.
     startup_repeats
         Timed runs of each start-up command (the median is reported).
+    cluster
+        Whether to measure extraction and training on a local Ray (:mod:`.bench_cluster`).
     """
 
     video: Path | None = None
@@ -91,6 +99,7 @@ class BenchSettings:
     parallel_videos: int = 1
     frame_threads: int = 1
     startup_repeats: int = 5
+    cluster: bool = True
 
 def accelerators() -> tuple[str, list[str]]:
     """Keras's backend and the GPUs it sees (names as the backend reports them)."""
@@ -231,6 +240,7 @@ def _measure(work: Path, s: BenchSettings) -> dict:
         res.update(motion_figures(work, lambda cache, streams: _extract_config(
             s, size, video, cache, f"extract.backbones={streams}"), video, s.backbone, s.batch, size,
             s.frame_threads, s.motion_repeats))
+    res.update(pose_figures(work))
     if s.memory:
         res.update(_memory_figures(work))
         if s.motion:
@@ -239,6 +249,8 @@ def _measure(work: Path, s: BenchSettings) -> dict:
         res["stage2"] = stage2_figures(dim=bb.dim, work=work / "stage2")
         if s.memory:
             res.update(memory_figures(work / "stage2_memory", peak_rss_mb))
+    if s.cluster:
+        res["cluster"] = cluster_figures(work / "cluster", video, s.backbone, size, s.batch)
     return res
 
 
@@ -398,7 +410,9 @@ def format_bench(res: dict) -> str:
                   row(f"peak RSS extract, {m['long']} frames (MB)", res["peak_rss_mb_long"]),
                   row("  growth (MB)", res["peak_rss_growth_mb"], "target <= 150")]
     lines += format_motion(res, row)
+    lines += format_pose(res, row)
     lines += format_stage2(res, row)
+    lines += format_cluster(res, row)
     return "\n".join(lines)
 
 

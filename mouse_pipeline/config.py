@@ -87,12 +87,17 @@ from .paths import (
 
 __all__ = ["INFERENCE_WINDOWS", "LARGEST_INPUT", "MAX_CANDIDATES", "MAX_CONFIG_BYTES", "MAX_DEPTH",
            "MAX_EMBEDDING_DIM", "MAX_FRAMES", "MAX_PIXELS", "MAX_PROBLEMS_SHOWN", "MAX_SEED",
-           "MAX_TRIALS", "MEMORY_LIMIT_GB", "MODEL_KINDS", "Config", "CropConfig", "DataConfig",
-           "ExtractConfig", "FoldsConfig", "LSTMConfig", "LinearConfig", "MLPConfig", "MotionConfig",
-           "PostprocessConfig", "SearchConfig", "TCNConfig", "TrainConfig", "TransformerConfig",
-           "WindowConfig", "config_from_dict", "dump_config", "load_config"]
+           "MAX_TRIALS", "MEMORY_LIMIT_GB", "MODEL_KINDS", "AutoConfig", "BlocksConfig", "Config",
+           "CropConfig", "DataConfig", "ExtractConfig", "FoldsConfig", "InnerFoldsConfig", "LSTMConfig",
+           "LinearConfig", "MLPConfig", "MotionConfig", "PoseFeaturesConfig", "PostprocessConfig", "SearchConfig",
+           "TCNConfig", "TrainConfig", "TransformerConfig", "WindowConfig", "config_from_dict",
+           "dump_config", "load_config"]
 
 # --------------------------------------------------------------------------- schema
+
+#: The sequence-model kinds a config may name (``sequences.models.MODEL_KINDS`` builds them);
+#: ``train.models`` also accepts ``auto`` (the kind chosen per fold on validation).
+ModelKind = Literal[MODEL_KINDS]
 
 
 def _f(default: Any = dataclasses.MISSING, *, min: float | None = None, max: float | None = None,
@@ -141,6 +146,16 @@ class MotionConfig:
 
 
 @dataclass(frozen=True)
+class PoseFeaturesConfig:
+    pose: str | None = None
+    bodyparts: tuple[str, ...] | None = None
+    axis: tuple[str, str] = ("tailbase", "snout")
+    centre: str | None = "midbody"
+    angles: tuple[tuple[str, str, str], ...] = (("tailbase", "midbody", "snout"),)
+    min_likelihood: float | None = _f(None, min=0.0, max=1.0)
+
+
+@dataclass(frozen=True)
 class ExtractConfig:
     cache: str = "cache"
     backbones: tuple[str, ...] = ("resnet50v2",)
@@ -154,6 +169,7 @@ class ExtractConfig:
     decode_workers: int = _f(1, min=1, max=32)
     frame_threads: int = _f(1, min=1, max=32)
     motion: MotionConfig = _f(factory=MotionConfig)
+    pose_features: PoseFeaturesConfig = _f(factory=PoseFeaturesConfig)
 
 
 @dataclass(frozen=True)
@@ -216,6 +232,22 @@ class TransformerConfig:
 
 
 @dataclass(frozen=True)
+class InnerFoldsConfig:
+    k: int = _f(3, min=2, max=100_000)
+
+
+@dataclass(frozen=True)
+class BlocksConfig:
+    k: int = _f(5, min=2, max=100_000)
+    refit: bool = True
+
+
+@dataclass(frozen=True)
+class AutoConfig:
+    models: tuple[ModelKind, ...] | None = None
+
+
+@dataclass(frozen=True)
 class SearchConfig:
     method: Literal["grid", "random"] = "grid"
     n_trials: int = _f(4, min=1, max=MAX_TRIALS)
@@ -225,7 +257,7 @@ class SearchConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     run: str = "runs/default"
-    models: tuple[Literal[MODEL_KINDS], ...] = ("lstm", "tcn")
+    models: tuple[Literal[ModelKind, "auto"], ...] = ("lstm", "tcn")
     heads: Literal["joint", "per_behavior"] = "joint"
     seed: int = _f(0, min=0, max=MAX_SEED)
     workers: int = _f(1, min=1, max=256)
@@ -243,6 +275,10 @@ class TrainConfig:
     mlp: MLPConfig = _f(factory=MLPConfig)
     transformer: TransformerConfig = _f(factory=TransformerConfig)
     search: SearchConfig = _f(factory=SearchConfig)
+    validation: Literal["videos", "inner_folds", "blocks"] = "videos"
+    inner_folds: InnerFoldsConfig = _f(factory=InnerFoldsConfig)
+    blocks: BlocksConfig = _f(factory=BlocksConfig)
+    auto: AutoConfig = _f(factory=AutoConfig)
 
 
 @dataclass(frozen=True)
@@ -252,11 +288,31 @@ class PostprocessConfig:
 
 
 @dataclass(frozen=True)
+class RayConfig:
+    """Where and how ``extract``/``train``/``predict`` run on Ray (mouse_pipeline.cluster)."""
+
+    enabled: bool = False
+    address: str = "local"
+    cpus: int = _f(0, min=0, max=100_000)
+    cpus_per_worker: int = _f(1, min=1, max=1024)
+    gpus_per_worker: float = _f(1.0, min=0.0, max=64.0)
+    intra_op_threads: int = _f(0, min=0, max=1024)
+    object_store_mb: int = _f(0, min=0, max=10_000_000)
+    max_retries: int = _f(3, min=0, max=100)
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    ray: RayConfig = _f(factory=RayConfig)
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = _f(factory=DataConfig)
     extract: ExtractConfig = _f(factory=ExtractConfig)
     train: TrainConfig = _f(factory=TrainConfig)
     postprocess: PostprocessConfig = _f(factory=PostprocessConfig)
+    cluster: ClusterConfig = _f(factory=ClusterConfig)
     source: str = field(default="<defaults>", compare=False)
 
     def to_dict(self) -> dict[str, Any]:

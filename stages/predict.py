@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from mouse_pipeline.annotations import FORMATS
-from stages.common import common_options, handle_errors
+from stages.common import common_options, handle_errors, ray_option
 
 
 @click.command("predict")
@@ -23,8 +23,9 @@ from stages.common import common_options, handle_errors
                    "behaviour the model with the best cross-validated PR-AUC; needs `report`). "
                    "Default: the best by cross-validated PR-AUC, or the only one.")
 @click.option("--pose", "pose_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              default=None, help="Folder of DeepLabCut files for these videos, when the run crops "
-                                 "around a body part (default: the run's data.crop.pose).")
+              default=None, help="Folder of pose files for these videos, when the run crops around "
+                                 "a body part or uses pose features (default: the run's "
+                                 "data.crop.pose, or extract.pose_features.pose).")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Feature cache of these videos (default: the run's extract.cache): their embeddings "
                    "are extracted into it, and features imported with `cache import` are read from it.")
@@ -34,14 +35,20 @@ from stages.common import common_options, handle_errors
 @click.option("--allow-fps-mismatch", is_flag=True,
               help="Predict a video at another frame rate as it is (windows, gap closing and "
                    "minimum bouts then span another time than in training).")
-@click.option("--format", "formats", type=click.Choice(["boris"]), multiple=True,
-              help="Also write each video's labels in another format (repeatable): boris: "
-                   "<video>_boris.tsv, a BORIS events table.")
+# mouse_pipeline.predict.FORMATS (not imported here: --help must stay light)
+@click.option("--format", "formats", type=click.Choice(["csv", "nwb", "boris"]), multiple=True,
+              default=("csv",), show_default=True,
+              help="Per-video files (repeatable): csv (predictions and bouts CSVs, ethogram PNG), "
+                   "nwb (an NWB file: bouts as time intervals, probabilities, the pose used), "
+                   "boris (<video>_boris.tsv, a BORIS events table).")
+@click.option("--overlay", is_flag=True,
+              help="Also write <video>_overlay.mp4: the video with the ethogram strip, current "
+                   "labels and probabilities drawn on it.")
+@ray_option
 @common_options
 @handle_errors
 def predict_command(run_dir, videos, out, model_name, pose_dir, cache_dir, resample, allow_fps_mismatch,
-                    formats,
-                    debug, quiet):
+                    formats, overlay, ray_address, debug, quiet):
     """Label new videos with a run's final model: per-frame CSV, bouts CSV, ethogram, summary.
 
     Checks every video and extracts its embeddings first (reusing the run's cache when up
@@ -57,7 +64,9 @@ def predict_command(run_dir, videos, out, model_name, pose_dir, cache_dir, resam
       mouse-pipeline predict --run runs/thesis --videos new/ --model ensemble --out predictions/
       mouse-pipeline predict --run runs/thesis --videos camera30fps/ --resample --out predictions/
       mouse-pipeline predict --run runs/simba --videos new/ --cache new_cache/ --out predictions/
-      mouse-pipeline predict --run demo_out/run --videos new_videos/ --format boris --out predictions/
+      mouse-pipeline predict --run demo_out/run --videos new_videos/ --format csv --format boris --out p/
+      mouse-pipeline predict --run runs/thesis --videos new/ --format csv --format nwb --overlay --out p/
+      mouse-pipeline predict --run runs/thesis --videos month_of_videos/ --ray auto --out predictions/
     """
     from mouse_pipeline.paths import check_output_folder
     from mouse_pipeline.predict import predict_videos
@@ -66,11 +75,15 @@ def predict_command(run_dir, videos, out, model_name, pose_dir, cache_dir, resam
     if resample and allow_fps_mismatch:
         raise click.UsageError("--resample and --allow-fps-mismatch exclude each other; choose one")
     check_output_folder(out, "--out")
+    if ray_address is not None:  # the new videos are extracted on Ray
+        from mouse_pipeline.cluster.ray_runtime import require_ray
+
+        require_ray()
     with run_log(run_dir, "predict"):
         written = predict_videos(run_dir, list(videos), out, model_name=model_name,
                                  progress=not quiet, pose_dir=pose_dir, resample=resample,
                                  allow_fps_mismatch=allow_fps_mismatch, cache=cache_dir,
-                                 formats=tuple(formats))
+                                 formats=tuple(dict.fromkeys(formats)), overlay=overlay, ray=ray_address)
     click.echo(f"predictions for {len(written)} video(s) in {out} (summary: {out / 'summary.csv'})")
 
 

@@ -13,7 +13,12 @@ Order of work in :func:`extract`
 4. Per backbone with work to do: hold the lock on ``<cache>/<backbone>`` (and on
    ``<cache>/<backbone>+motion`` when its motion stream has work too), remove temporary
    files of killed runs, build the backbone once, and stream the videos through it
-   (:class:`.streaming.VideoStream`).
+   (:class:`.streaming.VideoStream`). With ``cluster.ray.enabled`` (``--ray``), the locks of
+   every backbone are held at once and each (backbone, video) is a Ray task
+   (:mod:`mouse_pipeline.cluster.extract_ray`).
+   ``pose`` in ``extract.backbones`` is the pose-feature stream: planned and validated
+   with the others, computed from the pose files without a backbone
+   (:mod:`.pose_stream`).
 
 Streams
 -------
@@ -49,10 +54,10 @@ from tqdm import tqdm
 
 from ..config import Config
 from ..devices import resolve_precision
-from ..errors import PipelineError
+from ..errors import ConfigError, PipelineError
 from ..locks import acquire_lock
 from .importing import imported_names
-from .motion import stream_backbone
+from .motion import is_motion_stream, stream_backbone
 from .planning import (
     STATUSES,
     VideoJob,
@@ -64,6 +69,7 @@ from .planning import (
     validate,
     validate_all,
 )
+from .pose_stream import POSE_STREAM, PosePlan
 from .store import cache_path, is_fresh, read_attrs, sanitize_stream
 from .streaming import VideoStream
 from .writer import remove_stale_temps
@@ -174,12 +180,17 @@ def extract(cfg: Config, overwrite: bool = False, progress: bool = True,
     if imported:
         log.info("%s: imported features (`cache import`), not extracted", ", ".join(imported))
         names = [n for n in names if n not in imported]
-    sizes = {name: resolve_input_size(name, cfg.extract.input_size) for name in names}
+    motion = [n for n in names if is_motion_stream(n)]
+    if motion and cfg.cluster.ray.enabled:
+        raise ConfigError(f"extract.backbones: {', '.join(motion)}: motion streams are extracted locally "
+                          "only (not on Ray yet); run extract for them without --ray (cluster.ray.enabled: false)")
+    sizes = {name: resolve_input_size(name, cfg.extract.input_size) for name in names if name != POSE_STREAM}
     wid = weights_id(cfg.extract.weights)
     jobs = describe_videos(cfg, videos)
     todo = plan(cfg, jobs, sizes, wid, overwrite)  # nothing is decoded for fresh files
     needed = sorted({i for items in todo.values() for i, _ in items})
     checked = dict(zip(needed, validate_all(cfg, [jobs[i] for i in needed], progress), strict=True))
+    pose = PosePlan(cfg, jobs, overwrite) if POSE_STREAM in names else None  # validated here too
 
     total = sum(checked[i].info.n_frames for items in todo.values() for i, _ in items)
     overall = tqdm(total=total, desc="extract", unit="frame", disable=not progress or total == 0,
@@ -189,8 +200,15 @@ def extract(cfg: Config, overwrite: bool = False, progress: bool = True,
     for name in names:
         groups.setdefault(stream_backbone(name), []).append(name)
     try:
+        if cfg.cluster.ray.enabled:  # every (backbone, video) a Ray task (mouse_pipeline.cluster)
+            from ..cluster.extract_ray import extract_on_ray
+
+            extract_on_ray(run, [n for n in names if n != POSE_STREAM], sizes, todo)
         for base, streams in groups.items():
-            _extract_backbone(run, base, streams, sizes[streams[0]], {s: dict(todo[s]) for s in streams})
+            if base == POSE_STREAM:  # pose features: no backbone, no decoding (features/pose_stream.py)
+                pose.run(run.summary.results, keep_going)
+            elif not cfg.cluster.ray.enabled:
+                _extract_backbone(run, base, streams, sizes[streams[0]], {s: dict(todo[s]) for s in streams})
     finally:
         overall.close()
     run.summary.seconds = time.perf_counter() - t0
