@@ -212,3 +212,11 @@ def test_a_failure_mid_video_leaves_neither_file_and_a_rerun_equals_an_uninterru
     for stream in ("resnet50v2", MOTION):
         for vid, emb in files(cache, stream).items():
             np.testing.assert_array_equal(emb, read_embeddings(cache_path(whole, stream, vid)))
+
+
+def test_motion_streams_under_ray_are_one_line_before_anything_is_done(tmp_path, videos, built):
+    from mouse_pipeline.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"resnet50v2\+motion: motion streams are extracted locally only"):
+        ex.extract(config(tmp_path, videos, BOTH, "cluster.ray.enabled=true"), progress=False)
+    assert built == [] and not (tmp_path / "cache").exists()
