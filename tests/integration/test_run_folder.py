@@ -108,7 +108,7 @@ def test_format_boris_writes_events_that_read_back_to_the_predicted_labels(run_d
     from mouse_pipeline.annotations import read_labels
 
     out = tmp_path / "out"
-    result = run_dataset.predict(run, out, "--model", f"{BACKBONE}/lstm", "--format", "boris")
+    result = run_dataset.predict(run, out, "--model", f"{BACKBONE}/lstm", "--format", "csv", "--format", "boris")
     assert result.exit_code == 0, result.output
     rows = read_csv(out / PREDICTIONS)
     binary = np.array([[int(r[b]) for b in BEHAVIORS] for r in rows], dtype=np.int8)
