@@ -258,6 +258,7 @@ class SearchConfig:
 class TrainConfig:
     run: str = "runs/default"
     models: tuple[Literal[ModelKind, "auto"], ...] = ("lstm", "tcn")
+    inputs: tuple[tuple[str, ...], ...] | None = None
     heads: Literal["joint", "per_behavior"] = "joint"
     seed: int = _f(0, min=0, max=MAX_SEED)
     workers: int = _f(1, min=1, max=256)
