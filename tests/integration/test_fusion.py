@@ -95,9 +95,9 @@ def test_a_fused_set_trains_reports_and_predicts_computing_both_streams(data, tm
             dims[s] = f["embeddings"].shape[1]
     with np.load(run / FUSED / "lstm" / "final" / "normalization.npz") as z:
         assert z["mean"].shape[-1] == dims[BACKBONE] + dims["pose"]  # the model's input width
-    # memory mode reads per window from both files: the same numbers
+    # memory mode reads per window from both files, and two workers fit the trials: the same numbers
     assert train(data, tmp_path / "per_window", f"train.inputs=[[{BACKBONE}, pose]]",
-                 "train.memory_gb=0").exit_code == 0
+                 "train.memory_gb=0", "train.workers=2").exit_code == 0
     other = RunFolder(tmp_path / "per_window")
     for fold in folder.read_folds():
         ra, rb = (r.read_fold(f"{FUSED}/lstm", fold, BEHAVIORS) for r in (folder, other))
