@@ -153,6 +153,8 @@ class VideoData:
     cache_file: Path
     video_file: Path | None = None
     label_file: Path | None = None
+    #: The widths of an input set's streams, in column order (empty: one stream).
+    stream_dims: tuple[int, ...] = ()
 
     @property
     def n_frames(self) -> int:
@@ -333,7 +335,8 @@ def fuse(parts: list[VideoData]) -> VideoData:
     """One video's data for an input set, from its data for each stream (same video, same
     labelled videos: every stream's cache and the same label file)."""
     check_frames_agree([v.cache_file for v in parts], [v.n_frames for v in parts])
-    return replace(parts[0], features=FusedFeatures([v.features for v in parts]))
+    return replace(parts[0], features=FusedFeatures([v.features for v in parts]),
+                   stream_dims=tuple(v.dim for v in parts))
 
 
 def open_input(cache: str | Path, name: str, video_id: str) -> Any:

@@ -12,7 +12,9 @@ their folder names. :func:`display_name` is the readable form (``resnet50v2 & po
 A set's per-frame features are its streams' features side by side, in the listed order
 (:class:`FusedFeatures`). The model's ``Normalization`` layer standardises every column
 by the training videos' mean and variance, so the concatenation is standardised per
-stream (each stream's columns by their own statistics) without further work.
+stream (each stream's columns by their own statistics) without further work; the widths
+of a set's streams travel as ``VideoData.stream_dims`` for the optional per-stream
+projection (:mod:`mouse_pipeline.sequences.fusion`).
 """
 
 from __future__ import annotations

@@ -142,3 +142,19 @@ def test_a_stream_not_cached_or_not_listed_is_one_line(data, tmp_path):
     line = error_line(train(data, tmp_path / "run2", f"extract.backbones=[{BACKBONE}]",
                             f"train.inputs=[[{BACKBONE}, pose]]"))
     assert "train.inputs[0]" in line and "pose not in extract.backbones" in line, line
+
+
+@pytest.mark.slow
+def test_a_per_stream_projection_projects_each_stream_to_its_width(data, tmp_path):
+    from mouse_pipeline.sequences.models import load_model
+
+    run = tmp_path / "run"
+    result = train(data, run, f"train.inputs=[[{BACKBONE}, pose]]", "train.fusion.projection=4")
+    assert result.exit_code == 0, result.output
+    dims = []
+    for s in (BACKBONE, "pose"):
+        with h5py.File(data / "cache" / s / "mouse_000.h5", "r") as f:
+            dims.append(f["embeddings"].shape[1])
+    model = load_model(run / FUSED / "lstm" / "fold_0" / "model.keras")
+    assert [tuple(model.get_layer(f"stream_{i}_projection").kernel.shape) for i in (0, 1)] == \
+        [(dims[0], 4), (dims[1], 4)]
