@@ -208,6 +208,11 @@ class TCNConfig:
 
 
 @dataclass(frozen=True)
+class FusionConfig:
+    projection: int | None = _f(None, min=1, max=65536)
+
+
+@dataclass(frozen=True)
 class LinearConfig:
     delta: bool = False
     l2: float = _f(1e-4, min=0.0, max=10.0)
@@ -258,6 +263,8 @@ class SearchConfig:
 class TrainConfig:
     run: str = "runs/default"
     models: tuple[Literal[ModelKind, "auto"], ...] = ("lstm", "tcn")
+    inputs: tuple[tuple[str, ...], ...] | None = None
+    fusion: FusionConfig = _f(factory=FusionConfig)
     heads: Literal["joint", "per_behavior"] = "joint"
     seed: int = _f(0, min=0, max=MAX_SEED)
     workers: int = _f(1, min=1, max=256)

@@ -119,9 +119,39 @@ def _cross_checks(cfg: Config, problems: _Problems, validate: Validate) -> None:
     f = cfg.train.folds
     if ok("train.folds") and f.scheme == "fixed" and (not f.train or not f.test):
         add("train.folds", "scheme 'fixed' needs both train.folds.train and train.folds.test video lists")
+    _inputs_checks(cfg, problems)
     _pose_feature_checks(cfg, problems)
     _memory_checks(cfg, problems)
     _search_checks(cfg, problems, validate)
+
+
+def _inputs_checks(cfg: Config, problems: _Problems) -> None:
+    """``train.inputs``: non-empty sets of distinct streams of ``extract.backbones``, sets distinct."""
+    from .streams import JOIN
+
+    sets = cfg.train.inputs
+    if sets is None or not problems.clean("train.inputs", "extract.backbones"):
+        return
+    key = "train.inputs"
+    if not sets:
+        problems.add(key, "expected at least one input set (a list of stream names), or null: each "
+                          "backbone alone; got an empty list")
+    for i, streams in enumerate(sets):
+        where = f"{key}[{i}]"
+        missing = [s for s in streams if s not in cfg.extract.backbones]
+        if not streams:
+            problems.add(where, "expected at least one stream name, got an empty list")
+        elif len(set(streams)) != len(streams):
+            problems.add(where, f"a stream is listed twice in {list(streams)}")
+        elif any(JOIN in s for s in streams):
+            problems.add(where, f"stream names cannot hold {JOIN!r} (it joins the streams of a set), "
+                                f"got {list(streams)}")
+        elif missing:
+            problems.add(where, f"{', '.join(missing)} not in extract.backbones {list(cfg.extract.backbones)}; "
+                                "list every stream a model sees there (extract computes it, or "
+                                "`mouse-pipeline cache import` imports it)")
+    if len({tuple(s) for s in sets}) != len(sets):
+        problems.add(key, "an input set is listed twice")
 
 
 def _pose_feature_checks(cfg: Config, problems: _Problems) -> None:

@@ -28,6 +28,7 @@ from .config import Config
 from .errors import CacheError, InputError
 from .features.store import DATASET, cache_path, is_imported, read_attrs, sanitize_id
 from .fileio import first_line
+from .streams import FusedFeatures, streams_of
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +153,8 @@ class VideoData:
     cache_file: Path
     video_file: Path | None = None
     label_file: Path | None = None
+    #: The widths of an input set's streams, in column order (empty: one stream).
+    stream_dims: tuple[int, ...] = ()
 
     @property
     def n_frames(self) -> int:
@@ -319,12 +322,51 @@ def load_video(cfg: Config, backbone: str, video: VideoFile, need_labels: bool =
     return VideoData(video_id, features, labels, fps, path, video.path, lf if need_labels else None)
 
 
+def check_frames_agree(files: Sequence[Path], counts: Sequence[int]) -> None:
+    """InputError naming two cache files of one video whose frame counts differ."""
+    for f, n in zip(files[1:], counts[1:], strict=True):
+        if n != counts[0]:
+            raise InputError(f"{f}: {n} frames but {files[0]} has {counts[0]}; the streams of an input "
+                             "set must have one row per frame of the same video (extract or import "
+                             "them again from the same video)")
+
+
+def fuse(parts: list[VideoData]) -> VideoData:
+    """One video's data for an input set, from its data for each stream (same video, same
+    labelled videos: every stream's cache and the same label file)."""
+    check_frames_agree([v.cache_file for v in parts], [v.n_frames for v in parts])
+    return replace(parts[0], features=FusedFeatures([v.features for v in parts]),
+                   stream_dims=tuple(v.dim for v in parts))
+
+
+def open_input(cache: str | Path, name: str, video_id: str) -> Any:
+    """The frame source of one video for a backbone or input set: checked cache files
+    (:func:`open_features`), fused when the set has several streams."""
+    streams = streams_of(name)
+    paths = [cache_path(cache, s, video_id) for s in streams]
+    parts = [open_features(p, s) for p, s in zip(paths, streams, strict=True)]
+    if len(parts) == 1:
+        return parts[0]
+    check_frames_agree(paths, [len(p) for p in parts])
+    return FusedFeatures(parts)
+
+
 def load_dataset(cfg: Config, backbone: str) -> list[VideoData]:
-    """Every labelled video of the config for one backbone, checked for consistency.
+    """Every labelled video of the config for one backbone (or input set), checked for consistency.
 
     Videos without a label file are skipped with a warning (they cannot be trained or
-    scored on); cache files made with different settings are an error.
+    scored on); cache files made with different settings are an error. An input set of
+    several streams (:mod:`.streams`) gives each video the streams' features side by side
+    (:class:`~.streams.FusedFeatures`), its frame counts checked to agree.
     """
+    streams = streams_of(backbone)
+    if len(streams) > 1:
+        for video in video_files(cfg.data.videos):  # before labels are fitted to any one stream
+            paths = [cache_path(cfg.extract.cache, s, video.video_id) for s in streams]
+            if all(p.is_file() for p in paths):  # a missing one: load_video's message
+                check_frames_agree(paths, [len(open_features(p, s)) for p, s in zip(paths, streams, strict=True)])
+        per_stream = [load_dataset(cfg, s) for s in streams]
+        return [fuse(list(parts)) for parts in zip(*per_stream, strict=True)]
     out: list[VideoData] = []
     reference: tuple[str, dict] | None = None
     for video in video_files(cfg.data.videos):

@@ -56,7 +56,7 @@ from typing import Any
 import numpy as np
 
 from .config import Config
-from .dataset import VideoFile, open_features, video_files
+from .dataset import VideoFile, open_input, video_files
 from .errors import InputError
 from .exports.boris import write_boris_events
 from .features.store import cache_path, is_imported, read_attrs
@@ -111,7 +111,7 @@ def video_probabilities(predictor: Predictor, heads: list, cache: str | Path,
     member_probs = []
     resampling = None
     for final, loaded in zip(predictor.members, heads, strict=True):
-        features = open_features(cache_path(cache, final.backbone, video.file.video_id), final.backbone)
+        features = open_input(cache, final.backbone, video.file.video_id)
         try:
             features.check_finite()
             frames = features
@@ -149,11 +149,11 @@ def prepare_videos(run: RunFolder, cfg: Config, predictor: Predictor, videos: li
         fps = container_fps(f.path)
         out.append(NewVideo(f, fps, check_rate(str(f.path), fps, train_fps, resample, allow_fps_mismatch)))
     roots = list(dict.fromkeys([cfg.extract.cache, *([train_cache] if train_cache is not None else [])]))
-    imported = imported_names(roots, predictor.backbones)
+    imported = imported_names(roots, predictor.streams)
     check_imported(cfg.extract.cache, imported, files)
-    computed = [b for b in predictor.backbones if b not in imported]
+    computed = [b for b in predictor.streams if b not in imported]
     if computed:
-        vcfg = cfg.replace(**{"data.labels": None, "extract.backbones": computed})
+        vcfg = cfg.replace(**{"data.labels": None, "extract.backbones": computed, "train.inputs": None})
         extract(vcfg, videos=[f.path for f in files], progress=progress)
     return out
 
@@ -274,11 +274,11 @@ def write_folder_outputs(out: Path, run: Path, model: dict, bouts: list[dict], s
 
 
 def _extract_record(cache: str | Path, predictor: Predictor, videos: list[NewVideo]) -> dict[str, dict]:
-    """Per backbone, what made the embeddings: weights identity, input size, crop, precision
+    """Per stream, what made the embeddings: weights identity, input size, crop, precision
     (and a motion stream's ``motion`` settings)."""
     keys = ("weights", "input_size", "crop", "precision", "dtype")
     out = {}
-    for backbone in predictor.backbones:
+    for backbone in predictor.streams:
         attrs = read_attrs(cache_path(cache, backbone, videos[0].file.video_id)) if videos else {}
         out[backbone] = {k: attrs.get(k) for k in keys + (("origin", "tool") if is_imported(attrs) else ())}
         if "motion" in attrs:

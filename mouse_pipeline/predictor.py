@@ -36,6 +36,7 @@ from .config import Config
 from .errors import InputError, RunError
 from .postprocess import choose_postprocess_per_behavior
 from .runs import POST_KEYS, FinalModel, RunFolder, read_probs
+from .streams import all_streams, input_sets, streams_of
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,13 @@ class Predictor:
 
     @property
     def backbones(self) -> list[str]:
+        """The members' backbones (input sets: :mod:`.streams`)."""
         return list(dict.fromkeys(m.backbone for m in self.members))
+
+    @property
+    def streams(self) -> list[str]:
+        """Every cached stream the members read (what predict must extract or find imported)."""
+        return all_streams(self.backbones)
 
     def combine(self, member_probs: list[np.ndarray]) -> np.ndarray:
         """Per-frame probabilities from each member's ``(n_frames, K)`` probabilities."""
@@ -73,6 +80,7 @@ class Predictor:
         """Plain description for the predictions sidecar."""
         behaviors = self.members[0].behaviors
         return {"model": self.name, "members": [m.name for m in self.members],
+                "streams": {m.name: list(streams_of(m.backbone)) for m in self.members},
                 "behaviors": {b: {"model": self.members[s].name if s is not None else ENSEMBLE,
                                   "threshold": self.thresholds[j], "max_gap": self.max_gap[j],
                                   "min_len": self.min_len[j]}
@@ -86,7 +94,7 @@ def _single(final: FinalModel) -> Predictor:
 
 def choose(run: RunFolder, cfg: Config, model_name: str | None) -> Predictor:
     """The predictor named by ``--model`` (see the module docstring)."""
-    combos = [(b, m) for b in cfg.extract.backbones for m in cfg.train.models]
+    combos = [(b, m) for b in input_sets(cfg) for m in cfg.train.models]
     names = [f"{b}/{m}" for b, m in combos]
     choices = ", ".join([*names, ENSEMBLE, PER_BEHAVIOR] if len(names) > 1 else names)
     if model_name in (ENSEMBLE, PER_BEHAVIOR):

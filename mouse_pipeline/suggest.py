@@ -41,12 +41,12 @@ import numpy as np
 
 from .annotations import check_length, find_label_file, read_labels
 from .config import Config
-from .dataset import open_features
+from .dataset import open_input
 from .errors import InputError, RunError
-from .features.store import cache_path
 from .predictor import Predictor
 from .runs import FinalModel, RunFolder
 from .scoring import write_rows_csv
+from .streams import input_sets
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def run_members(run: RunFolder, cfg: Config) -> list[FinalModel]:
     """Every fold model and final model of every backbone x model of the run."""
     members = []
     folds = run.read_folds()
-    for b in cfg.extract.backbones:
+    for b in input_sets(cfg):
         for m in cfg.train.models:
             for fold in folds:
                 if run.is_complete(run.unit(b, m, fold.index)):
@@ -246,7 +246,7 @@ def suggest(run_dir: str | Path, videos: list[Path], out: str | Path, minutes: f
         length = max(1, int(round(window_s * video.fps)))
         probs = []
         for member, loaded in zip(members, heads, strict=True):
-            features = open_features(cache_path(cfg.extract.cache, member.backbone, vid), member.backbone)
+            features = open_input(cfg.extract.cache, member.backbone, vid)
             try:
                 features.check_finite()
                 probs.append(member_probabilities(member, loaded, features))

@@ -18,6 +18,7 @@ from ..features.store import cache_path, read_attrs
 from ..folds import Fold
 from ..postprocess import choose_postprocess_per_behavior
 from ..runs import FoldResult, RunFolder
+from ..streams import all_streams, input_sets
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def load_run(run_dir: str | Path) -> RunData:
     behaviors = tuple(cfg.data.behaviors)
     wanted = {f.index for f in folds}
     order = {f"{b}/{m}": i for i, (b, m) in enumerate(
-        (b, m) for b in cfg.extract.backbones for m in cfg.train.models)}
+        (b, m) for b in input_sets(cfg) for m in cfg.train.models)}
     found = run.find_models()
     models: dict[str, list[FoldResult]] = {}
     incomplete: dict[str, int] = {}
@@ -90,7 +91,7 @@ def load_run(run_dir: str | Path) -> RunData:
                         raise RunError(f"{run.path / name}: validation block of {vid!r} does not match "
                                        "its record; train the run again")
                     lengths.setdefault(vid, n)
-    backbones = list(dict.fromkeys(n.split("/")[0] for n in models))
+    backbones = all_streams([n.split("/")[0] for n in models])
     fps = {vid: float(recorded[vid]["fps"]) if vid in recorded else _video_fps(cfg, backbones, vid)
            for vid in lengths}
     labels = {vid: _video_labels(cfg, vid, n, fps[vid], recorded.get(vid, {}).get("labels"))

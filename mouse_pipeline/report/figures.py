@@ -12,6 +12,7 @@ from matplotlib.ticker import MaxNLocator
 
 from ..metrics import pr_curve
 from ..plots import ethogram_figure
+from ..streams import display_name
 from .data import ENSEMBLE, RunData
 from .scores import predicted
 
@@ -49,7 +50,7 @@ def fig_pr_curves(data: RunData, pooled: list[dict[str, Any]]) -> Figure:
             y, p = _pooled_test(data, name, j)
             precision, recall = pr_curve(y, p)
             if len(precision):
-                ax.step(recall, precision, where="post", label=f"{name} (AP {row[(name, b)]['pr_auc']:.3f})",
+                ax.step(recall, precision, where="post", label=f"{display_name(name)} (AP {row[(name, b)]['pr_auc']:.3f})",
                         **_model_style(data, name))
         prevalence = row[(next(iter(data.models)), b)]["prevalence"]
         if math.isfinite(prevalence):
@@ -82,7 +83,7 @@ def fig_confusion(data: RunData, pooled: list[dict[str, Any]]) -> Figure:
             if i == 0:
                 ax.set_title(b, fontsize=10)
             if j == 0:
-                ax.set_ylabel(f"{name}\nannotated", fontsize=8)
+                ax.set_ylabel(f"{display_name(name)}\nannotated", fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -94,7 +95,7 @@ def fig_ethogram(data: RunData, vid: str) -> Figure:
         tracks.append((f"{b}: annotated", (data.labels[vid].matrix[:, j] == 1).astype(np.int8), j))
         for name, results in data.models.items():
             fr = next(r for r in results if vid in r.fold.test)
-            tracks.append((f"{name}", predicted(fr.test[vid][:, j], fr.post[b], "post"), j))
+            tracks.append((display_name(name), predicted(fr.test[vid][:, j], fr.post[b], "post"), j))
     return ethogram_figure(tracks, data.fps[vid], f"test video {vid}: annotated bouts, then each "
                            "model's post-processed predictions")
 
@@ -118,7 +119,7 @@ def fig_training(data: RunData, name: str) -> Figure:
             best = head.get("best_epoch")
             if best and 0 < best <= len(val) and np.isfinite(val[best - 1]):
                 a2.plot([best], [val[best - 1]], "o", color=colour, ms=5)
-    a1.set(title=f"{name}: training loss", xlabel="epoch", ylabel="loss (masked, weighted BCE)")
+    a1.set(title=f"{display_name(name)}: training loss", xlabel="epoch", ylabel="loss (masked, weighted BCE)")
     a2.set(title="validation PR-AUC (dot: epoch kept)", xlabel="epoch", ylabel="mean PR-AUC", ylim=(0, 1.02))
     for ax in (a1, a2):
         ax.grid(alpha=0.3)

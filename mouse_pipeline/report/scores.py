@@ -14,6 +14,7 @@ from ..features.store import cache_path, read_attrs
 from ..metrics import binary_metrics, bout_metrics, summarize_folds
 from ..postprocess import apply as apply_post
 from ..sequences.windows import boundary_jump_summary
+from ..streams import all_streams
 from .data import ENSEMBLE, RunData
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,7 @@ def cost_rows(data: RunData) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
     """Per backbone: extraction speed and weights; per model: training, inference, jump ratio."""
     nan = float("nan")
     backbones = []
-    for b in dict.fromkeys(n.split("/")[0] for n in data.models if n != ENSEMBLE):
+    for b in all_streams([n.split("/")[0] for n in data.models if n != ENSEMBLE]):  # per stream
         speeds, weights = [], set()
         for vid in data.labels:
             path = cache_path(data.cfg.extract.cache, b, vid)

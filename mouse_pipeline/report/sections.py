@@ -14,6 +14,7 @@ from .. import __version__
 from ..features.store import sanitize_id
 from ..folds import Fold
 from ..plots import png_bytes
+from ..streams import display_name
 from .data import ENSEMBLE, RunData
 from .document import Cell, Document, Group, _fmt, _md_text
 from .figures import fig_confusion, fig_ethogram, fig_pr_curves, fig_training
@@ -120,7 +121,7 @@ def _section_results(doc: Document, data: RunData, metrics: dict[str, Any]) -> N
     for n in names:
         vals = [pooled[(n, b, "raw")]["pr_auc"] for b in data.behaviors]
         finite = [v for v in vals if math.isfinite(v)]
-        rows.append([n, *vals, float(np.mean(finite)) if finite else float("nan")])
+        rows.append([display_name(n), *vals, float(np.mean(finite)) if finite else float("nan")])
     doc.table(["model", *data.behaviors, "mean"], rows,
               "Pooled PR-AUC (average precision) on all test frames: 1 is perfect, the prevalence "
               "above is chance.")
@@ -144,7 +145,7 @@ def _section_results(doc: Document, data: RunData, metrics: dict[str, Any]) -> N
                 rows.append([label, *[_value_cell(v, ms[(n, b, stage, "mean")][key], ms[(n, b, stage, "std")][key],
                                                   best=top is not None and (abs(v) if signed else v) == top)
                                       for n, v in zip(names, values, strict=True)]])
-        doc.table(["metric", *names], rows)
+        doc.table(["metric", *map(display_name, names)], rows)
     doc.para(f"Each cell: the pooled value (all test frames of the {len(data.folds)} folds together; "
              "bold: the best model) and below it the mean ± standard deviation over folds. Bout F1: "
              "a predicted bout matches an annotated one when their intersection over union is at "
@@ -199,7 +200,7 @@ def _section_cost(doc: Document, data: RunData, cost: tuple[list[dict], list[dic
         text = f"{lo:.2f}-{hi:.2f}" if math.isfinite(lo) and math.isfinite(hi) else "not computed"
         return Cell(text, text)
 
-    rows = [[r["model"], _num(r["train_minutes"], 2), _num(r["inference_frames_per_s"], 1),
+    rows = [[display_name(r["model"]), _num(r["train_minutes"], 2), _num(r["inference_frames_per_s"], 1),
              _num(r["boundary_jump_ratio"], 2, "not computed"), chance(r)] for r in models]
     doc.table(["model", "training minutes (all folds)", "inference frames/s", "boundary jump ratio",
                "same, edges moved off the grid (chance)"], rows,
@@ -314,7 +315,7 @@ def build_document(data: RunData, metrics: dict[str, Any], cost: tuple[list[dict
         if name == ENSEMBLE:
             continue
         doc.figure(png_bytes(fig_training(data, name)), f"training_{sanitize_id(name.replace('/', '_'))}.png",
-                   f"Training of {name}, a line per fold: loss on the training windows (left) and mean "
+                   f"Training of {display_name(name)}, a line per fold: loss on the training windows (left) and mean "
                    "PR-AUC over behaviours on the fold's validation videos after each epoch (right). "
                    "The dot marks the epoch kept: early stopping watches validation videos, never test "
                    "videos.")

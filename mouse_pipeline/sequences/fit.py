@@ -142,23 +142,24 @@ def fit_head(kind: str, tcfg: TrainConfig, train: list[VideoData], val: list[Vid
              outputs: list[int], seed: int, label: str, progress: bool) -> FitResult:
     """Fit one model on the training videos, early-stopped on the validation videos."""
     return fit_parts(kind, tcfg, [video_part(v) for v in train], [video_part(v) for v in val],
-                     outputs, seed, label, progress)
+                     outputs, seed, label, progress, stream_dims=train[0].stream_dims)
 
 
 def fit_parts(kind: str, tcfg: TrainConfig, train: list[tuple[Any, np.ndarray]],
               val: list[tuple[Any, np.ndarray]], outputs: list[int], seed: int, label: str,
-              progress: bool, epochs: int | None = None) -> FitResult:
+              progress: bool, epochs: int | None = None, stream_dims: tuple[int, ...] = ()) -> FitResult:
     """Fit one model on ``(features, labels)`` parts, early-stopped on the ``val`` parts.
 
     With ``epochs`` (and no ``val``): exactly that many epochs, the last weights kept (a
     refit on everything); ``best_epoch`` is then ``epochs`` and ``val_score`` NaN.
+    ``stream_dims``: the input set's stream widths (for ``train.fusion.projection``).
     """
     keras.utils.set_random_seed(seed)
     xs = [x for x, _ in train]
     ys = [y[:, outputs].astype(np.float32) for _, y in train]
     mean, std = feature_statistics(xs)
     pos_w = positive_weights([y.astype(np.int8) for y in ys])
-    model = build_model(kind, tcfg, xs[0].shape[1], len(outputs), mean, std ** 2, pos_w)
+    model = build_model(kind, tcfg, xs[0].shape[1], len(outputs), mean, std ** 2, pos_w, stream_dims)
     length = tcfg.window.length
     seq = WindowSequence(xs, ys, length, tcfg.window.stride, tcfg.batch_size, seed)
     monitor = EarlyStopOnValidation([x for x, _ in val], [y[:, outputs] for _, y in val],
@@ -220,6 +221,7 @@ class _TrialFits:
         check_window(trial.kind, self.tcfg)
         self.heads = heads_for(cfg)
         self.tag = f"{label} trial {trial.index + 1}/{n_trials}"
+        self.stream_dims = next(iter(by_id.values())).stream_dims if by_id else ()
 
     def head_tag(self, outputs: list[int], what: str = "") -> str:
         return self.tag + what + (f" [{self.cfg.data.behaviors[outputs[0]]}]" if len(outputs) == 1 else "")
@@ -232,7 +234,7 @@ class _TrialFits:
 
     def fit(self, train: list, val: list, what: str, fit: int | None = None) -> list[FitResult]:
         return [fit_parts(self.trial.kind, self.tcfg, train, val, o, self.seed(h, fit), self.head_tag(o, what),
-                          self.progress) for h, o in enumerate(self.heads)]
+                          self.progress, stream_dims=self.stream_dims) for h, o in enumerate(self.heads)]
 
     def predict(self, fits: list[FitResult], x: Any) -> np.ndarray:
         length = self.tcfg.window.length
@@ -266,7 +268,7 @@ def refit_trial(cfg: Config, trial: Trial, n_trials: int, by_id: dict[str, Video
     fits = _TrialFits(cfg, trial, n_trials, by_id, fold, label, progress)
     train = [video_part(by_id[v]) for v in fold.train]
     return [fit_parts(trial.kind, fits.tcfg, train, [], o, fits.seed(h), fits.head_tag(o, " refit"), progress,
-                      epochs=epochs[h]) for h, o in enumerate(fits.heads)]
+                      epochs=epochs[h], stream_dims=fits.stream_dims) for h, o in enumerate(fits.heads)]
 
 
 def _inner_folds(fits: _TrialFits) -> TrialResult:

@@ -31,6 +31,7 @@ from ..config import TrainConfig
 from ..errors import ConfigError, RunError
 from ..fileio import atomic_path, first_line
 from .attention import PaddingMask, SinusoidalPositions, TemporalSelfAttention, transformer_body
+from .fusion import StreamColumns, project_streams
 from .heads import FrameDelta, add_delta, mlp_body, uses_delta
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 MODEL_KINDS = ("lstm", "tcn", "linear", "mlp", "transformer")
 
 CUSTOM_OBJECTS = {"TCN": TCN, "FrameDelta": FrameDelta, "PaddingMask": PaddingMask,
+                  "StreamColumns": StreamColumns,
                   "SinusoidalPositions": SinusoidalPositions,
                   "TemporalSelfAttention": TemporalSelfAttention}
 
@@ -94,7 +96,8 @@ def tcn_receptive_field(cfg: TrainConfig) -> int:
 
 
 def build_model(kind: str, cfg: TrainConfig, n_features: int, n_outputs: int,
-                mean: np.ndarray, variance: np.ndarray, pos_weight: np.ndarray) -> keras.Model:
+                mean: np.ndarray, variance: np.ndarray, pos_weight: np.ndarray,
+                stream_dims: tuple[int, ...] = ()) -> keras.Model:
     """Build and compile a sequence model.
 
     Parameters
@@ -109,6 +112,9 @@ def build_model(kind: str, cfg: TrainConfig, n_features: int, n_outputs: int,
         Standardisation statistics of the training videos (length ``n_features``).
     pos_weight
         Positive weight per output for the loss.
+    stream_dims
+        The widths of the input set's streams (summing to ``n_features``; empty: one
+        stream), for ``cfg.fusion.projection`` (:mod:`.fusion`).
     """
     if kind not in MODEL_KINDS:
         raise ConfigError(f"train.models: unknown model {kind!r}; expected one of {', '.join(MODEL_KINDS)}")
@@ -116,6 +122,8 @@ def build_model(kind: str, cfg: TrainConfig, n_features: int, n_outputs: int,
     x = keras.layers.Normalization(axis=-1, mean=np.asarray(mean, "float32"),
                                    variance=np.maximum(np.asarray(variance, "float32"), 1e-6),
                                    name="standardise")(inputs)
+    if cfg.fusion.projection is not None:
+        x = project_streams(x, stream_dims or (n_features,), cfg.fusion.projection)
     if uses_delta(kind, cfg):
         x = add_delta(x)
     if cfg.input_dropout > 0:

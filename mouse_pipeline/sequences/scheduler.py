@@ -1,6 +1,6 @@
 """One scheduler for stage 2: every trial of every unfinished fold, inline or in workers.
 
-A *unit* is one (backbone, model, fold); its *trials* are those of
+A *unit* is one (backbone or input set, model, fold); its *trials* are those of
 :func:`.search.unit_trials` (the hyperparameter candidates; under ``auto``, those of every
 kind it searches). The scheduler submits every trial of every unfinished unit to a
 runner, in the order a sequential run takes them, and as results come in keeps each
@@ -53,7 +53,8 @@ REFIT = "refit"
 
 @dataclass(frozen=True)
 class Unit:
-    """One (backbone, model, fold) to train, with its label in progress lines."""
+    """One (backbone, model, fold) to train, with its label in progress lines; ``backbone``
+    is an input set's name (:mod:`mouse_pipeline.streams`), a backbone's when it has one stream."""
 
     backbone: str
     kind: str
@@ -84,7 +85,10 @@ def unit_label(backbone: str, kind: str, fold: Fold, n_folds: int) -> str:
 
 
 class VideoStore:
-    """The videos of one backbone at a time, in memory when they fit ``train.memory_gb``."""
+    """The videos of one backbone (input set) at a time, in memory when they fit ``train.memory_gb``.
+
+    A set of several streams is each video's streams side by side (:func:`.dataset.load_dataset`):
+    read per window from every stream's file, or concatenated once in memory."""
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg

@@ -1,6 +1,7 @@
 """Stage 2: train sequence models on cached embeddings with honest per-video folds.
 
-One run trains every combination of ``extract.backbones`` x ``train.models``. For each
+One run trains every combination of input sets (``train.inputs``, by default each of
+``extract.backbones`` alone: :mod:`mouse_pipeline.streams`) x ``train.models``. For each
 combination and fold:
 
 1. the fold's training videos give the standardisation statistics and positive weights;
@@ -38,6 +39,7 @@ from ..dataset import load_dataset
 from ..errors import ConfigError, RunError
 from ..folds import Fold, check_no_leakage, check_positives, make_folds, plan_validation
 from ..runs import RunFolder, check_behavior_names
+from ..streams import input_sets
 from .models import MODEL_KINDS, check_window
 from .scheduler import schedule
 from .search import trial_config, unit_trials
@@ -85,13 +87,14 @@ def _validated(folds: list[Fold], cfg: Config, n_frames: dict[str, int]) -> list
 
 
 def _make_folds(cfg: Config, run: RunFolder) -> tuple[list[str], list[Fold], dict[str, int]]:
-    """The labelled videos (the same for every backbone, recorded in the run) and the folds."""
-    datasets = {b: load_dataset(cfg, b) for b in cfg.extract.backbones}
+    """The labelled videos (the same for every input set, recorded in the run) and the folds."""
+    sets = input_sets(cfg)
+    datasets = {b: load_dataset(cfg, b) for b in sets}
     ids = [v.video_id for v in next(iter(datasets.values()))]
     for b, vids in datasets.items():
         if [v.video_id for v in vids] != ids:
             raise RunError(f"{cfg.extract.cache}/{b}: cached videos differ from those of "
-                           f"{cfg.extract.backbones[0]}; extract every backbone for every video")
+                           f"{sets[0]}; extract every backbone for every video")
     f = cfg.train.folds
     first = next(iter(datasets.values()))
     n_frames = {v.video_id: v.n_frames for v in first}
@@ -124,7 +127,7 @@ def _check_window_fits(cfg: Config, longest: int) -> None:
 
 def train(cfg: Config, run_dir: str | Path | None = None, final: bool = False,
           progress: bool = True, overwrite: bool = False) -> Path:
-    """Train every backbone x model over every fold (and ``final`` models); return the run folder."""
+    """Train every input set x model over every fold (and ``final`` models); return the run folder."""
     run = RunFolder(run_dir if run_dir is not None else cfg.train.run)
     if run_dir is not None:
         cfg = cfg.replace(**{"train.run": str(run.path)})
@@ -139,10 +142,11 @@ def train(cfg: Config, run_dir: str | Path | None = None, final: bool = False,
             _prepare_run(cfg, run, overwrite)
             ids, folds, n_frames = _make_folds(cfg, run)
             run.write_folds(folds)
-            jobs = [(b, m, fold) for b in cfg.extract.backbones for m in cfg.train.models for fold in folds]
+            sets = input_sets(cfg)
+            jobs = [(b, m, fold) for b in sets for m in cfg.train.models for fold in folds]
             if final:
                 final_fold = _final_fold(ids, cfg, n_frames)
-                jobs += [(b, m, final_fold) for b in cfg.extract.backbones for m in cfg.train.models]
+                jobs += [(b, m, final_fold) for b in sets for m in cfg.train.models]
             schedule(cfg, run, jobs, len(folds), progress)
         except BaseException:
             run.discard_untrained()  # a run that trained nothing must not block its corrected rerun

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
@@ -267,3 +268,23 @@ def test_transformer_ignores_padded_frames(positions):
     changed = np.asarray(model(x, training=False))[:, :20]  # frames 20-31 real this time
     assert np.abs(changed - alone).max() > 1e-3
     assert np.isfinite(np.asarray(model(np.zeros((1, 8, DIM), np.float32)))).all()  # all padding
+
+
+def test_per_stream_projection_sees_each_stream_apart_and_reloads(tmp_path):
+    """train.fusion.projection: a Dense per stream (its own columns only), then the head."""
+    rng = np.random.default_rng(1)
+    dims = (10, 6)  # two streams of one input set
+    model = build_model("lstm", small("train.fusion.projection=3"), DIM, 2, np.zeros(DIM), np.ones(DIM),
+                        np.ones(2), stream_dims=dims)
+    kernels = [model.get_layer(f"stream_{i}_projection").kernel.shape for i in (0, 1)]
+    assert [tuple(k) for k in kernels] == [(10, 3), (6, 3)]
+    assert model.get_layer("fused").output.shape[-1] == 6
+    x = rng.normal(size=(2, 20, DIM)).astype(np.float32)
+    first = model.get_layer("stream_0").output
+    probe = keras.Model(model.input, first)
+    np.testing.assert_array_equal(np.asarray(probe(x)), x[..., :10])  # standardised with mean 0, var 1
+    save_model(model, tmp_path / "m.keras")
+    np.testing.assert_array_equal(np.asarray(load_model(tmp_path / "m.keras")(x)), np.asarray(model(x)))
+    # without stream widths the whole input is one stream
+    one = build_model("linear", small("train.fusion.projection=4"), DIM, 2, np.zeros(DIM), np.ones(DIM), np.ones(2))
+    assert tuple(one.get_layer("stream_0_projection").kernel.shape) == (DIM, 4)
