@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from stages.bench import bench_command
+from stages.bench_quality import bench_quality_command
 from stages.common import common_options, config_options, get_config, handle_errors
 from stages.extract import extract_command
 from stages.init import init_command
@@ -93,6 +94,7 @@ main.add_command(report_command)
 main.add_command(predict_command)
 main.add_command(score_command)
 main.add_command(bench_command)
+main.add_command(bench_quality_command)
 main.add_command(init_command)
 
 
