@@ -113,7 +113,8 @@ def get_spec(name: str) -> BackboneSpec:
     """
     if name not in REGISTRY:
         raise ConfigError(f"extract.backbones: unknown backbone {name!r}; choose from "
-                          f"{', '.join(REGISTRY)}")
+                          f"{', '.join(REGISTRY)} (features made by another tool are added to the "
+                          f"cache with `mouse-pipeline cache import --name {name}`)")
     return REGISTRY[name]
 
 

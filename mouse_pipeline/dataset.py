@@ -26,7 +26,7 @@ import numpy as np
 from .annotations import Labels, check_length, find_label_file, read_labels
 from .config import Config
 from .errors import CacheError, InputError
-from .features.store import DATASET, cache_path, read_attrs, sanitize_id
+from .features.store import DATASET, cache_path, is_imported, read_attrs, sanitize_id
 from .fileio import first_line
 
 log = logging.getLogger(__name__)
@@ -269,9 +269,11 @@ def check_cache_is_of(video: VideoFile, cache_file: Path, attrs: dict) -> None:
     made_from = str(attrs.get("video_path") or "")
     other = made_from and sanitize_id(Path(made_from).stem) != video.video_id
     if other or recorded != now:
-        why = f"made from {made_from}" if other else "the video changed since it was extracted"
-        raise CacheError(f"{cache_file}: not the embeddings of {video.path} ({why}); run "
-                         "`mouse-pipeline extract` with this config to extract it again")
+        done, again = (("imported", "`mouse-pipeline cache import` to import its features again")
+                       if is_imported(attrs) else
+                       ("extracted", "`mouse-pipeline extract` with this config to extract it again"))
+        why = f"made from {made_from}" if other else f"the video changed since it was {done}"
+        raise CacheError(f"{cache_file}: not the embeddings of {video.path} ({why}); run {again}")
 
 
 def cache_settings(attrs: dict) -> dict:
@@ -292,7 +294,8 @@ def load_video(cfg: Config, backbone: str, video: VideoFile, need_labels: bool =
     path = cache_path(cfg.extract.cache, backbone, video_id)
     if not path.is_file():
         raise CacheError(f"{path}: no cached embeddings for video {video_id!r} and backbone "
-                         f"{backbone!r}; run `mouse-pipeline extract` with this config first")
+                         f"{backbone!r}; run `mouse-pipeline extract` with this config first (or "
+                         "`mouse-pipeline cache import` for features made by another tool)")
     features = open_features(path, backbone)
     attrs = read_attrs(path)
     check_cache_is_of(video, path, attrs)

@@ -1,8 +1,9 @@
 """Label new videos with a trained run's final model (``mouse-pipeline predict``).
 
 First every video is checked and its embeddings extracted with the run's backbone(s) and
-settings (reusing the run's cache when up to date), so a bad video stops the command
-before anything is written; a video whose frame rate is not the training rate is refused
+settings (reusing the run's cache when up to date; features imported with ``cache
+import`` are never computed and must be in the cache already), so a bad video stops the
+command before anything is written; a video whose frame rate is not the training rate is refused
 unless resampled or allowed (:mod:`.predictor`). Then per video: apply the final model(s)
 trained with ``train --final`` (``--model``: one, the ensemble, or the best per behaviour),
 post-process with the thresholds and bout parameters chosen on validation videos, and
@@ -46,7 +47,7 @@ import numpy as np
 
 from .config import Config
 from .dataset import VideoFile, open_features, video_files
-from .features.store import cache_path, read_attrs
+from .features.store import cache_path, is_imported, read_attrs
 from .fileio import atomic_open, write_bytes
 from .metrics import bouts_from_binary
 from .plots import ethogram_figure, save_png
@@ -114,10 +115,17 @@ def video_probabilities(predictor: Predictor, heads: list, cache: str | Path,
 
 
 def prepare_videos(run: RunFolder, cfg: Config, predictor: Predictor, videos: list[Path],
-                   resample: bool, allow_fps_mismatch: bool, progress: bool) -> list[NewVideo]:
-    """Check every video's frame rate, then extract them all (every video is checked before
-    anything is written)."""
+                   resample: bool, allow_fps_mismatch: bool, progress: bool,
+                   train_cache: str | Path | None = None) -> list[NewVideo]:
+    """Check every video's frame rate and imported features, then extract the rest (every
+    video is checked before anything is written).
+
+    A stream imported with ``cache import`` (in ``cfg``'s cache or ``train_cache``, the
+    cache the run trained on) cannot be computed: the videos' imported features must be in
+    ``cfg``'s cache already (:func:`.features.importing.check_imported`).
+    """
     from .features.extract import extract
+    from .features.importing import check_imported, imported_names
     from .video import container_fps
 
     files = video_files(videos)
@@ -126,8 +134,13 @@ def prepare_videos(run: RunFolder, cfg: Config, predictor: Predictor, videos: li
     for f in files:
         fps = container_fps(f.path)
         out.append(NewVideo(f, fps, check_rate(str(f.path), fps, train_fps, resample, allow_fps_mismatch)))
-    vcfg = cfg.replace(**{"data.labels": None, "extract.backbones": predictor.backbones})
-    extract(vcfg, videos=[f.path for f in files], progress=progress)
+    roots = list(dict.fromkeys([cfg.extract.cache, *([train_cache] if train_cache is not None else [])]))
+    imported = imported_names(roots, predictor.backbones)
+    check_imported(cfg.extract.cache, imported, files)
+    computed = [b for b in predictor.backbones if b not in imported]
+    if computed:
+        vcfg = cfg.replace(**{"data.labels": None, "extract.backbones": computed})
+        extract(vcfg, videos=[f.path for f in files], progress=progress)
     return out
 
 
@@ -219,30 +232,35 @@ def _extract_record(cache: str | Path, predictor: Predictor, videos: list[NewVid
     out = {}
     for backbone in predictor.backbones:
         attrs = read_attrs(cache_path(cache, backbone, videos[0].file.video_id)) if videos else {}
-        out[backbone] = {k: attrs.get(k) for k in keys}
+        out[backbone] = {k: attrs.get(k) for k in keys + (("origin", "tool") if is_imported(attrs) else ())}
     return out
 
 
 def predict_videos(run_dir: str | Path, videos: list[Path], out: str | Path,
                    model_name: str | None = None, progress: bool = True,
                    pose_dir: str | Path | None = None, resample: bool = False,
-                   allow_fps_mismatch: bool = False) -> list[Path]:
+                   allow_fps_mismatch: bool = False, cache: str | Path | None = None) -> list[Path]:
     """Predict every video and write the per-video files, ``bouts.csv``, ``summary.csv`` and
     ``predictions.json`` (last); return the per-video predictions CSVs.
 
     ``pose_dir`` is the folder of DeepLabCut files for these videos when the run crops
-    around a body part (default: the run's ``data.crop.pose``).
+    around a body part (default: the run's ``data.crop.pose``). ``cache`` is the feature
+    cache of these videos (default: the run's ``extract.cache``): where their embeddings
+    are extracted to, and where their imported features (``cache import``) must be.
     """
     from .devices import describe
 
     run, out = RunFolder(run_dir), Path(out)
     cfg = run.read_config()
+    train_cache = cfg.extract.cache
     if pose_dir is not None:
         cfg = cfg.replace(**{"data.crop.pose": str(pose_dir)})
+    if cache is not None:
+        cfg = cfg.replace(**{"extract.cache": str(Path(cache).absolute())})
     predictor = choose(run, cfg, model_name)
     behaviors = predictor.members[0].behaviors
     log.info("predict runs %s", describe())
-    new = prepare_videos(run, cfg, predictor, videos, resample, allow_fps_mismatch, progress)
+    new = prepare_videos(run, cfg, predictor, videos, resample, allow_fps_mismatch, progress, train_cache)
     heads = load_heads(predictor)
     out.mkdir(parents=True, exist_ok=True)
     written, summary, all_bouts, done = [], [], [], []

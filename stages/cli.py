@@ -8,6 +8,7 @@ import click
 
 from stages.bench import bench_command
 from stages.bench_quality import bench_quality_command
+from stages.cache_import import cache_import_command
 from stages.common import common_options, config_options, get_config, handle_errors
 from stages.extract import extract_command
 from stages.init import init_command
@@ -54,7 +55,7 @@ def synth_command(out, n_videos, n_frames, size, fps, seed, prefix, debug, quiet
 
 @main.group("cache")
 def cache_group():
-    """Inspect the feature cache."""
+    """Inspect the feature cache, or import features made by another tool into it."""
 
 
 @cache_group.command("ls")
@@ -64,6 +65,9 @@ def cache_group():
 @handle_errors
 def cache_ls_command(cache, config_path, overrides, debug, quiet):
     """List what is cached: video, backbone, frames, dim, dtype, size, stale or not.
+
+    When the cache holds imported features (`cache import`), their tool and source file
+    are shown too.
 
     Without --config a file is judged against its video and the backbone folder it is
     in; with --config (or --set) also against that config's extract settings (weights,
@@ -81,13 +85,15 @@ def cache_ls_command(cache, config_path, overrides, debug, quiet):
     if not rows:
         click.echo(f"{cache}: no cached embeddings")
         return
-    cols = list(rows[0].keys())
+    # tool and source are those of imported features: shown when the cache holds any
+    cols = [c for c in rows[0] if c not in ("tool", "source") or any(r[c] != "-" for r in rows)]
     widths = {c: max(len(str(c)), *(len(str(r[c])) for r in rows)) for c in cols}
     click.echo("  ".join(str(c).ljust(widths[c]) for c in cols))
     for r in rows:
         click.echo("  ".join(str(r[c]).ljust(widths[c]) for c in cols))
 
 
+cache_group.add_command(cache_import_command)
 main.add_command(extract_command)
 main.add_command(train_command)
 main.add_command(report_command)

@@ -25,6 +25,9 @@ from stages.common import common_options, handle_errors
 @click.option("--pose", "pose_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Folder of DeepLabCut files for these videos, when the run crops "
                                  "around a body part (default: the run's data.crop.pose).")
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Feature cache of these videos (default: the run's extract.cache): their embeddings "
+                   "are extracted into it, and features imported with `cache import` are read from it.")
 @click.option("--resample", is_flag=True,
               help="Predict a video whose frame rate differs from the training videos' at the "
                    "training rate (nearest frames), then map the labels back to its own frames.")
@@ -33,11 +36,13 @@ from stages.common import common_options, handle_errors
                    "minimum bouts then span another time than in training).")
 @common_options
 @handle_errors
-def predict_command(run_dir, videos, out, model_name, pose_dir, resample, allow_fps_mismatch, debug, quiet):
+def predict_command(run_dir, videos, out, model_name, pose_dir, cache_dir, resample, allow_fps_mismatch,
+                    debug, quiet):
     """Label new videos with a run's final model: per-frame CSV, bouts CSV, ethogram, summary.
 
     Checks every video and extracts its embeddings first (reusing the run's cache when up
-    to date), so a bad video stops the command before anything is written. Times come from
+    to date; features imported with `cache import` must be imported for these videos
+    first), so a bad video stops the command before anything is written. Times come from
     each video's own frame rate; a video at another rate than the training videos is refused
     unless --resample or --allow-fps-mismatch says what to do.
 
@@ -47,6 +52,7 @@ def predict_command(run_dir, videos, out, model_name, pose_dir, resample, allow_
       mouse-pipeline predict --run runs/thesis --videos new/ --pose new_pose/ --out predictions/
       mouse-pipeline predict --run runs/thesis --videos new/ --model ensemble --out predictions/
       mouse-pipeline predict --run runs/thesis --videos camera30fps/ --resample --out predictions/
+      mouse-pipeline predict --run runs/simba --videos new/ --cache new_cache/ --out predictions/
     """
     from mouse_pipeline.paths import check_output_folder
     from mouse_pipeline.predict import predict_videos
@@ -58,7 +64,7 @@ def predict_command(run_dir, videos, out, model_name, pose_dir, resample, allow_
     with run_log(run_dir, "predict"):
         written = predict_videos(run_dir, list(videos), out, model_name=model_name,
                                  progress=not quiet, pose_dir=pose_dir, resample=resample,
-                                 allow_fps_mismatch=allow_fps_mismatch)
+                                 allow_fps_mismatch=allow_fps_mismatch, cache=cache_dir)
     click.echo(f"predictions for {len(written)} video(s) in {out} (summary: {out / 'summary.csv'})")
 
 

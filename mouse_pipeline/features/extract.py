@@ -14,6 +14,9 @@ Order of work in :func:`extract`
    files of killed runs, build the backbone once, and stream the videos through it
    (:class:`.streaming.VideoStream`).
 
+Names in ``extract.backbones`` that are imported streams (``cache import``:
+:func:`.importing.imported_names`) are not extracted: nothing computes them here.
+
 Steps 1-3 import no Keras: a re-run with every file fresh builds no model, takes no lock
 and starts in well under a second.
 
@@ -38,6 +41,7 @@ from ..config import Config
 from ..devices import resolve_precision
 from ..errors import PipelineError
 from ..locks import acquire_lock
+from .importing import imported_names
 from .planning import (
     STATUSES,
     VideoJob,
@@ -152,6 +156,10 @@ def extract(cfg: Config, overwrite: bool = False, progress: bool = True,
 
     t0 = time.perf_counter()
     names = list(dict.fromkeys(cfg.extract.backbones))
+    imported = imported_names([cfg.extract.cache], names)
+    if imported:
+        log.info("%s: imported features (`cache import`), not extracted", ", ".join(imported))
+        names = [n for n in names if n not in imported]
     sizes = {name: resolve_input_size(name, cfg.extract.input_size) for name in names}
     wid = weights_id(cfg.extract.weights)
     jobs = describe_videos(cfg, videos)

@@ -37,6 +37,7 @@ from .store import (
     crop_json,
     expected_attrs,
     is_fresh,
+    is_imported,
     list_cache,
     sanitize_id,
 )
@@ -251,7 +252,10 @@ def cache_table(cache_root: str | Path, cfg: Config | None = None) -> list[dict[
     Returns
     -------
     list of dict
-        Keys ``video, backbone, frames, dim, dtype, weights, size_mb, status, reason``.
+        Keys ``video, backbone, frames, dim, dtype, weights, tool, source, size_mb, status,
+        reason``; ``tool`` and ``source`` (the source file's name) are those of imported
+        features (``cache import``), ``-`` for extracted ones. An imported file is judged
+        against its video only (``cfg``'s extract settings do not apply to it).
         ``status`` is ``fresh``; ``stale`` (the video or the settings changed, the file was
         made by another backbone, or it is unreadable; ``reason`` says which); or
         ``unknown`` (the video is no longer at the recorded ``video_path``).
@@ -262,6 +266,8 @@ def cache_table(cache_root: str | Path, cfg: Config | None = None) -> list[dict[
         rows.append({"video": entry.video_id, "backbone": entry.backbone, "frames": entry.n_frames,
                      "dim": entry.dim, "dtype": entry.dtype,
                      "weights": str(entry.attrs.get("weights", "?"))[:16],
+                     "tool": str(entry.attrs.get("tool") or "-"),
+                     "source": Path(str(entry.attrs["source"])).name if entry.attrs.get("source") else "-",
                      "size_mb": f"{entry.bytes / 1e6:.1f}", "status": status, "reason": reason})
     return rows
 
@@ -280,7 +286,7 @@ def _entry_status(entry: CacheEntry, cfg: Config | None) -> tuple[str, str]:
     fingerprint = video_fingerprint(video)
     expected: dict[str, Any] = {"video_size": fingerprint["size"], "video_mtime_ns": fingerprint["mtime_ns"],
                                 "video_sha256": fingerprint["sha256"]}
-    if cfg is not None:
+    if cfg is not None and not is_imported(entry.attrs):
         from ..backbones import resolve_input_size, weights_id
 
         job = VideoJob(entry.video_id, video, fingerprint, crop_settings(cfg))

@@ -35,12 +35,35 @@ created             ISO 8601 time (UTC) the file was completed
 
 Extraction may add informative attributes (e.g. ``extract_frames_per_s``).
 
+Features not computed by a backbone (``mouse-pipeline cache import``,
+:mod:`mouse_pipeline.features.importing`) keep the same layout and dataset, under a
+stream name of the user's choosing (never a registry backbone's name), and record where
+they came from. These names are generic, for any stream made from a file:
+
+==================  ================================================================
+origin              ``import`` (:data:`ORIGIN_IMPORT`) for imported features; absent
+                    from files extracted by a backbone
+tool                free text naming what made the features (``--tool``)
+source              absolute path of the file the features were read from
+source_sha256       sha256 of that whole file
+source_format       ``npy``, ``h5`` or ``csv``
+source_dataset      the HDF5 dataset named (``""``: the file's only one, or not HDF5)
+created             also the import time
+==================  ================================================================
+
+An imported file records ``weights`` ``imported``, ``input_size`` 0 and empty ``crop``,
+``precision``, ``pose_file`` and ``pose_sha256``; the video's fingerprint, ``fps``,
+``n_frames`` and ``dim`` as an extracted file does.
+
 Freshness
 ---------
 A file is *fresh* for a video and settings when every key of :data:`PROVENANCE_KEYS`
 equals what they would record now (:func:`expected_attrs`, :func:`is_fresh`): same
 backbone, weights, input size, crop settings, pose file content, storage dtype and
 precision, and the same video size, mtime and content hash. Anything else is stale.
+For a file made from a source file, the keys of :data:`SOURCE_FRESHNESS_KEYS` are
+compared too when the expected attributes hold them (the source's content, and the HDF5
+dataset read from it).
 
 Writing
 -------
@@ -77,6 +100,9 @@ FINGERPRINT_KEYS = ("video_size", "video_mtime_ns", "video_sha256")
 # Attributes that must equal the current settings and video for a file to be fresh.
 PROVENANCE_KEYS = ("backbone", "weights", "input_size", "crop", "pose_sha256", "dtype",
                    "precision") + FINGERPRINT_KEYS
+# Compared too when expected (features made from a source file: cache import).
+SOURCE_FRESHNESS_KEYS = ("source_sha256", "source_dataset")
+ORIGIN_IMPORT = "import"
 # Attributes a writer must be given (it adds n_frames, dim, dtype, package_version, created).
 REQUIRED_ATTRS = tuple(k for k in PROVENANCE_KEYS if k != "dtype") + ("pose_file", "video_path", "fps")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -154,6 +180,11 @@ def expected_attrs(*, backbone: str, weights: str, input_size: int, crop: str | 
     if fps is not None:
         attrs["fps"] = float(fps)
     return attrs
+
+
+def is_imported(attrs: dict[str, Any]) -> bool:
+    """Whether a cache file's attributes are those of imported features (``cache import``)."""
+    return attrs.get("origin") == ORIGIN_IMPORT
 
 
 def _plain(value: Any) -> Any:
@@ -250,7 +281,7 @@ def is_fresh(path: str | Path, expected: dict[str, Any]) -> tuple[bool, str]:
         Cache file.
     expected
         What a file made now would record (:func:`expected_attrs`); keys of
-        :data:`PROVENANCE_KEYS` present here are compared.
+        :data:`PROVENANCE_KEYS` and :data:`SOURCE_FRESHNESS_KEYS` present here are compared.
 
     Returns
     -------
@@ -269,7 +300,7 @@ def is_fresh(path: str | Path, expected: dict[str, Any]) -> tuple[bool, str]:
         return False, f"unreadable: {first_line(exc)}"
     if rows is None or rows != attrs.get("n_frames"):
         return False, f"incomplete ({rows} rows, n_frames {attrs.get('n_frames')})"
-    for key in PROVENANCE_KEYS:
+    for key in PROVENANCE_KEYS + SOURCE_FRESHNESS_KEYS:
         if key in expected and attrs.get(key) != expected[key]:
             what = f"video changed ({key[6:]} " if key in FINGERPRINT_KEYS else f"{key} changed ("
             return False, f"{what}{_short(attrs.get(key))} -> {_short(expected[key])})"

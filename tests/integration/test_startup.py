@@ -2,9 +2,9 @@
 
 Each command runs in a fresh Python process through ``stages.cli.main``; afterwards the
 process reports its exit code and whether ``tensorflow`` or ``keras`` was imported. Only
-building or running a model may import them: ``--help``, ``cache ls --config``, a
-re-extract with every file already fresh, and a config error must not (importing Keras
-costs seconds). A real extraction, which builds a backbone, is the control that shows
+building or running a model may import them: ``--help``, ``cache ls --config``,
+``cache import``, a re-extract with every file already fresh, and a config error must not
+(importing Keras costs seconds). A real extraction, which builds a backbone, is the control that shows
 the check sees an import when there is one.
 """
 
@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mouse_pipeline.synthetic import generate_dataset
@@ -85,6 +86,19 @@ def test_cache_ls_with_a_config_imports_no_tensorflow(extracted):
     rows = [line.split() for line in out.splitlines()[1:]]
     assert [(r[0], r[1], r[-1]) for r in rows] == [("mouse_000", "resnet50v2", "fresh"),
                                                   ("mouse_001", "resnet50v2", "fresh")]
+    assert heavy == []
+
+
+def test_cache_import_imports_no_tensorflow(extracted, tmp_path):
+    root, _, _, _ = extracted
+    feats = tmp_path / "feats"
+    feats.mkdir()
+    for vid in ("mouse_000", "mouse_001"):
+        np.save(feats / f"{vid}.npy", np.zeros((16, 3)))
+    code, heavy, out, err = run_probe("cache", "import", "--set", f"data.videos={root / 'videos'}", "--set",
+                                      f"extract.cache={tmp_path / 'cache'}", "--name", "ext", "--from", feats,
+                                      "--tool", "t")
+    assert code == 0 and "2 imported" in out, err
     assert heavy == []
 
 
