@@ -68,8 +68,10 @@ from .config_limits import (
     MAX_PIXELS,
     MAX_PROBLEMS_SHOWN,
     MAX_SEED,
+    MAX_TRANSFORMER_LAYERS,
     MAX_TRIALS,
     MEMORY_LIMIT_GB,
+    MODEL_KINDS,
 )
 from .config_yaml import _parse_override, _read_config_file, _set_dotted
 from .errors import ConfigError
@@ -85,9 +87,10 @@ from .paths import (
 
 __all__ = ["INFERENCE_WINDOWS", "LARGEST_INPUT", "MAX_CANDIDATES", "MAX_CONFIG_BYTES", "MAX_DEPTH",
            "MAX_EMBEDDING_DIM", "MAX_FRAMES", "MAX_PIXELS", "MAX_PROBLEMS_SHOWN", "MAX_SEED",
-           "MAX_TRIALS", "MEMORY_LIMIT_GB", "Config", "CropConfig", "DataConfig", "ExtractConfig",
-           "FoldsConfig", "LSTMConfig", "PostprocessConfig", "SearchConfig", "TCNConfig",
-           "TrainConfig", "WindowConfig", "config_from_dict", "dump_config", "load_config"]
+           "MAX_TRIALS", "MEMORY_LIMIT_GB", "MODEL_KINDS", "Config", "CropConfig", "DataConfig",
+           "ExtractConfig", "FoldsConfig", "LSTMConfig", "LinearConfig", "MLPConfig",
+           "PostprocessConfig", "SearchConfig", "TCNConfig", "TrainConfig", "TransformerConfig",
+           "WindowConfig", "config_from_dict", "dump_config", "load_config"]
 
 # --------------------------------------------------------------------------- schema
 
@@ -178,6 +181,30 @@ class TCNConfig:
 
 
 @dataclass(frozen=True)
+class LinearConfig:
+    delta: bool = False
+    l2: float = _f(1e-4, min=0.0, max=10.0)
+
+
+@dataclass(frozen=True)
+class MLPConfig:
+    units: int = _f(64, min=1, max=4096)
+    dropout: float = _f(0.2, min=0.0, max=0.9)
+    delta: bool = False
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    layers: int = _f(2, min=1, max=MAX_TRANSFORMER_LAYERS)
+    heads: int = _f(4, min=1, max=64)
+    width: int = _f(64, min=1, max=4096)
+    ff: int = _f(128, min=1, max=16_384)
+    dropout: float = _f(0.1, min=0.0, max=0.9)
+    positions: Literal["sinusoidal", "relative"] = "relative"
+    max_distance: int = _f(32, min=1, max=MAX_FRAMES)
+
+
+@dataclass(frozen=True)
 class SearchConfig:
     method: Literal["grid", "random"] = "grid"
     n_trials: int = _f(4, min=1, max=MAX_TRIALS)
@@ -187,7 +214,7 @@ class SearchConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     run: str = "runs/default"
-    models: tuple[Literal["lstm", "tcn"], ...] = ("lstm", "tcn")
+    models: tuple[Literal[MODEL_KINDS], ...] = ("lstm", "tcn")
     heads: Literal["joint", "per_behavior"] = "joint"
     seed: int = _f(0, min=0, max=MAX_SEED)
     workers: int = _f(1, min=1, max=256)
@@ -201,6 +228,9 @@ class TrainConfig:
     folds: FoldsConfig = _f(factory=FoldsConfig)
     lstm: LSTMConfig = _f(factory=LSTMConfig)
     tcn: TCNConfig = _f(factory=TCNConfig)
+    linear: LinearConfig = _f(factory=LinearConfig)
+    mlp: MLPConfig = _f(factory=MLPConfig)
+    transformer: TransformerConfig = _f(factory=TransformerConfig)
     search: SearchConfig = _f(factory=SearchConfig)
 
 

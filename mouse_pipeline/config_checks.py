@@ -23,6 +23,7 @@ from .config_limits import (
     MAX_PROBLEMS_SHOWN,
     MAX_TRIALS,
     MEMORY_LIMIT_GB,
+    MODEL_KINDS,
 )
 from .config_yaml import _set_dotted
 from .errors import ConfigError
@@ -91,7 +92,7 @@ def _cross_checks(cfg: Config, problems: _Problems, validate: Validate) -> None:
         add("data.crop.pose", "expected the folder of DeepLabCut files when data.crop.mode is 'pose', got null")
     for key, names, what in (("data.behaviors", cfg.data.behaviors, "behaviour name"),
                              ("extract.backbones", cfg.extract.backbones, "backbone name"),
-                             ("train.models", cfg.train.models, "of lstm, tcn")):
+                             ("train.models", cfg.train.models, "of " + ", ".join(MODEL_KINDS))):
         if ok(key) and not names:
             add(key, f"expected at least one {what}, got an empty list")
     if ok("data.behaviors") and len(set(cfg.data.behaviors)) != len(cfg.data.behaviors):
@@ -105,6 +106,10 @@ def _cross_checks(cfg: Config, problems: _Problems, validate: Validate) -> None:
             f"got {w.inference_stride}")
     if ok("train.tcn.dilations") and not cfg.train.tcn.dilations:
         add("train.tcn.dilations", "expected a non-empty list of positive integers, got []")
+    tr = cfg.train.transformer
+    if ok("train.transformer.width", "train.transformer.heads") and tr.width % tr.heads:
+        add("train.transformer.width", f"expected a multiple of train.transformer.heads ({tr.heads}), "
+            f"so every head gets width / heads dimensions, got {tr.width}")
     for name in ("max_gap", "min_len"):
         if ok(f"postprocess.{name}") and not getattr(cfg.postprocess, name):
             add(f"postprocess.{name}", "expected a non-empty list of integers >= 0, got []")
@@ -153,6 +158,16 @@ def _memory_checks(cfg: Config, problems: _Problems) -> None:
                 f"{crops} crops of {width} x {height} px are made at once (2 x extract.frame_threads "
                 f"+ 1 per decoding video) and would take {_gb(need)}, {over}; use a smaller crop or "
                 "fewer extract.frame_threads"))
+    tr = t.transformer
+    if "transformer" in t.models and ok("train.window.length", "train.batch_size", "train.transformer"):
+        windows = max(t.batch_size, INFERENCE_WINDOWS)
+        need = windows * tr.heads * t.window.length ** 2 * 4
+        if need > limit:
+            problems.add("train.window.length", (
+                f"{t.window.length} frames: the transformer's attention weights of one batch "
+                f"would take {_gb(need)} ({windows} windows x {tr.heads} heads x length^2 x 4 "
+                f"bytes), {over}; use a shorter train.window.length or fewer "
+                "train.transformer.heads"))
     for model, key, weights, smaller in _model_weights(cfg):
         need = weights * 16  # float32 weights, their gradients and Adam's two moments
         if ok(f"train.{model}") and need > limit:
@@ -178,6 +193,16 @@ def _model_weights(cfg: Config) -> list[tuple[str, str, float, str]]:
         total = k * dim * filters + max(0, 2 * blocks - 1) * k * filters * filters
         out.append(("tcn", "train.tcn.filters", float(total),
                     "fewer train.tcn.filters, a smaller kernel_size or fewer dilations or stacks"))
+    if "linear" in t.models:
+        out.append(("linear", "train.linear", float(dim * (1 + t.linear.delta)), "train.linear.delta false"))
+    if "mlp" in t.models:
+        out.append(("mlp", "train.mlp.units", float(dim * (1 + t.mlp.delta) * t.mlp.units),
+                    "fewer train.mlp.units"))
+    if "transformer" in t.models:
+        tr = t.transformer
+        total = dim * tr.width + tr.layers * (4 * tr.width * tr.width + 2 * tr.width * tr.ff)
+        out.append(("transformer", "train.transformer.width", float(total),
+                    "a smaller train.transformer.width or ff, or fewer layers"))
     return out
 
 

@@ -19,3 +19,7 @@ MEMORY_LIMIT_GB = 16.0
 MAX_EMBEDDING_DIM = 2048  # the widest backbone embedding (resnet50v2, resnet50)
 INFERENCE_WINDOWS = 64  # windows per inference batch (sequences.inference.BATCH_WINDOWS)
 LARGEST_INPUT = 299  # the largest default input side (inception_resnet_v2)
+#: The sequence heads of stage 2, in the order the docs list them. ``sequences.models``
+#: holds the same tuple as ``MODEL_KINDS`` (a test checks); this copy imports no TensorFlow.
+MODEL_KINDS = ("lstm", "tcn", "linear", "mlp", "transformer")
+MAX_TRANSFORMER_LAYERS = 4  # encoder layers of the transformer head

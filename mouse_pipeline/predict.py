@@ -17,6 +17,8 @@ write into the output folder, with times from the video's own frame rate:
     inclusive; ``end_s`` is the end of the last frame), one row per bout of the 0/1 columns.
 ``<stem>_ethogram.png``
     The bouts over time.
+``<stem>_boris.tsv`` (``--format boris``)
+    The 0/1 labels as a BORIS events table (:mod:`.exports.boris`).
 ``bouts.csv``
     The bouts of every video in one table (the per-video files concatenated).
 ``summary.csv``
@@ -47,6 +49,7 @@ import numpy as np
 
 from .config import Config
 from .dataset import VideoFile, open_features, video_files
+from .exports.boris import write_boris_events
 from .features.store import cache_path, is_imported, read_attrs
 from .fileio import atomic_open, write_bytes
 from .metrics import bouts_from_binary
@@ -239,9 +242,12 @@ def _extract_record(cache: str | Path, predictor: Predictor, videos: list[NewVid
 def predict_videos(run_dir: str | Path, videos: list[Path], out: str | Path,
                    model_name: str | None = None, progress: bool = True,
                    pose_dir: str | Path | None = None, resample: bool = False,
-                   allow_fps_mismatch: bool = False, cache: str | Path | None = None) -> list[Path]:
+                   allow_fps_mismatch: bool = False, cache: str | Path | None = None,
+                   formats: tuple[str, ...] = ()) -> list[Path]:
     """Predict every video and write the per-video files, ``bouts.csv``, ``summary.csv`` and
     ``predictions.json`` (last); return the per-video predictions CSVs.
+
+    ``formats`` adds per-video files in other formats: ``"boris"`` (``<stem>_boris.tsv``).
 
     ``pose_dir`` is the folder of DeepLabCut files for these videos when the run crops
     around a body part (default: the run's ``data.crop.pose``). ``cache`` is the feature
@@ -269,6 +275,11 @@ def predict_videos(run_dir: str | Path, videos: list[Path], out: str | Path,
         try:
             probs, binary = video_probabilities(predictor, heads, cfg.extract.cache, video)
             files, bouts = write_video_outputs(out, vid, probs, binary, behaviors, predictor.name, fps)
+            if "boris" in formats:
+                files.append(out / f"{vid}_boris.tsv")
+                write_boris_events(files[-1], binary, behaviors, fps, observation=vid,
+                                   media_file=video.file.path.name,
+                                   description=f"mouse-pipeline predict ({predictor.name})")
         except BaseException:
             if done:
                 log.warning("predict stopped at video %s; finished before it (their files are whole; no "

@@ -14,6 +14,7 @@ from stages.extract import extract_command
 from stages.init import init_command
 from stages.predict import predict_command, score_command
 from stages.report import report_command
+from stages.review import review_command
 from stages.train import train_command
 
 
@@ -102,6 +103,7 @@ main.add_command(score_command)
 main.add_command(bench_command)
 main.add_command(bench_quality_command)
 main.add_command(init_command)
+main.add_command(review_command)
 
 
 if __name__ == "__main__":

@@ -34,9 +34,13 @@ from stages.common import common_options, handle_errors
 @click.option("--allow-fps-mismatch", is_flag=True,
               help="Predict a video at another frame rate as it is (windows, gap closing and "
                    "minimum bouts then span another time than in training).")
+@click.option("--format", "formats", type=click.Choice(["boris"]), multiple=True,
+              help="Also write each video's labels in another format (repeatable): boris: "
+                   "<video>_boris.tsv, a BORIS events table.")
 @common_options
 @handle_errors
 def predict_command(run_dir, videos, out, model_name, pose_dir, cache_dir, resample, allow_fps_mismatch,
+                    formats,
                     debug, quiet):
     """Label new videos with a run's final model: per-frame CSV, bouts CSV, ethogram, summary.
 
@@ -53,6 +57,7 @@ def predict_command(run_dir, videos, out, model_name, pose_dir, cache_dir, resam
       mouse-pipeline predict --run runs/thesis --videos new/ --model ensemble --out predictions/
       mouse-pipeline predict --run runs/thesis --videos camera30fps/ --resample --out predictions/
       mouse-pipeline predict --run runs/simba --videos new/ --cache new_cache/ --out predictions/
+      mouse-pipeline predict --run demo_out/run --videos new_videos/ --format boris --out predictions/
     """
     from mouse_pipeline.paths import check_output_folder
     from mouse_pipeline.predict import predict_videos
@@ -64,7 +69,8 @@ def predict_command(run_dir, videos, out, model_name, pose_dir, cache_dir, resam
     with run_log(run_dir, "predict"):
         written = predict_videos(run_dir, list(videos), out, model_name=model_name,
                                  progress=not quiet, pose_dir=pose_dir, resample=resample,
-                                 allow_fps_mismatch=allow_fps_mismatch, cache=cache_dir)
+                                 allow_fps_mismatch=allow_fps_mismatch, cache=cache_dir,
+                                 formats=tuple(formats))
     click.echo(f"predictions for {len(written)} video(s) in {out} (summary: {out / 'summary.csv'})")
 
 

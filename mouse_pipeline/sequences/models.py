@@ -1,4 +1,9 @@
-"""Sequence models on cached embeddings: LSTM and TCN with one sigmoid per behaviour.
+"""Sequence models on cached embeddings: the heads of :data:`MODEL_KINDS`, one sigmoid per behaviour.
+
+This module is the dispatcher: :func:`build_model` builds the parts every head shares
+(input, standardisation, input dropout, the sigmoid output layer, the loss) and the body
+of each kind: LSTM and TCN here, the per-frame ``linear`` and ``mlp`` in :mod:`.heads`,
+the ``transformer`` in :mod:`.attention`.
 
 Every model maps a sequence of per-frame embeddings (batch, time, dim) to per-frame
 probabilities (batch, time, n_outputs). The time axis is left open (``None``), so a model
@@ -25,10 +30,17 @@ from tcn import TCN
 from ..config import TrainConfig
 from ..errors import ConfigError, RunError
 from ..fileio import atomic_path, first_line
+from .attention import PaddingMask, SinusoidalPositions, TemporalSelfAttention, transformer_body
+from .heads import FrameDelta, add_delta, mlp_body, uses_delta
 
 log = logging.getLogger(__name__)
 
-CUSTOM_OBJECTS = {"TCN": TCN}
+#: Every head ``build_model`` knows (``config_limits.MODEL_KINDS`` is the TF-free copy).
+MODEL_KINDS = ("lstm", "tcn", "linear", "mlp", "transformer")
+
+CUSTOM_OBJECTS = {"TCN": TCN, "FrameDelta": FrameDelta, "PaddingMask": PaddingMask,
+                  "SinusoidalPositions": SinusoidalPositions,
+                  "TemporalSelfAttention": TemporalSelfAttention}
 
 
 @keras.saving.register_keras_serializable(package="mouse_pipeline")
@@ -88,9 +100,9 @@ def build_model(kind: str, cfg: TrainConfig, n_features: int, n_outputs: int,
     Parameters
     ----------
     kind
-        ``lstm`` or ``tcn``.
+        One of :data:`MODEL_KINDS`.
     cfg
-        Training settings (window length, LSTM/TCN sizes, dropout, learning rate).
+        Training settings (window length, the head's section, dropout, learning rate).
     n_features, n_outputs
         Embedding dimension and number of sigmoid outputs.
     mean, variance
@@ -98,10 +110,14 @@ def build_model(kind: str, cfg: TrainConfig, n_features: int, n_outputs: int,
     pos_weight
         Positive weight per output for the loss.
     """
+    if kind not in MODEL_KINDS:
+        raise ConfigError(f"train.models: unknown model {kind!r}; expected one of {', '.join(MODEL_KINDS)}")
     inputs = keras.Input(shape=(None, n_features), name="embeddings")
     x = keras.layers.Normalization(axis=-1, mean=np.asarray(mean, "float32"),
                                    variance=np.maximum(np.asarray(variance, "float32"), 1e-6),
                                    name="standardise")(inputs)
+    if uses_delta(kind, cfg):
+        x = add_delta(x)
     if cfg.input_dropout > 0:
         x = keras.layers.Dropout(cfg.input_dropout, name="input_dropout")(x)
     if kind == "lstm":
@@ -121,9 +137,14 @@ def build_model(kind: str, cfg: TrainConfig, n_features: int, n_outputs: int,
                 dilations=list(t.dilations), padding="causal" if t.causal else "same",
                 use_skip_connections=True, dropout_rate=t.dropout, return_sequences=True,
                 use_batch_norm=t.norm == "batch", use_layer_norm=t.norm == "layer", name="tcn")(x)
-    else:
-        raise ConfigError(f"train.models: unknown model {kind!r}; expected lstm or tcn")
-    outputs = keras.layers.Dense(n_outputs, activation="sigmoid", name="probabilities")(x)
+    elif kind == "mlp":
+        x = mlp_body(x, cfg)
+    elif kind == "transformer":
+        x = transformer_body(x, PaddingMask(name="valid_frames")(inputs), cfg)
+    # linear: the output layer on the (standardised) embeddings is the whole model
+    l2 = cfg.linear.l2 if kind == "linear" else 0.0
+    outputs = keras.layers.Dense(n_outputs, activation="sigmoid", name="probabilities",
+                                 kernel_regularizer=keras.regularizers.L2(l2) if l2 > 0 else None)(x)
     model = keras.Model(inputs, outputs, name=kind)
     model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
                   loss=MaskedWeightedBCE(pos_weight=list(np.asarray(pos_weight, float))))

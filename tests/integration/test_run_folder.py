@@ -104,6 +104,23 @@ def test_without_model_the_best_cross_validated_pr_auc_is_used(run_dataset, repo
     assert (tmp_path / "out" / PREDICTIONS).read_text() == by_model[best]
 
 
+def test_format_boris_writes_events_that_read_back_to_the_predicted_labels(run_dataset, run, tmp_path):
+    from mouse_pipeline.annotations import read_labels
+
+    out = tmp_path / "out"
+    result = run_dataset.predict(run, out, "--model", f"{BACKBONE}/lstm", "--format", "boris")
+    assert result.exit_code == 0, result.output
+    rows = read_csv(out / PREDICTIONS)
+    binary = np.array([[int(r[b]) for b in BEHAVIORS] for r in rows], dtype=np.int8)
+    assert binary.any(), "no predicted bout: the round trip would show nothing"
+    fps = 1 / float(rows[1]["time_s"])
+    boris = out / PREDICTIONS.replace("_predictions.csv", "_boris.tsv")
+    back = read_labels(boris, "boris_events", BEHAVIORS, fps=fps, n_frames=len(rows))
+    assert (back.matrix == binary).all()
+    record = json.loads((out / "predictions.json").read_text())
+    assert boris.name in record["videos"][0]["files"]
+
+
 # -- a damaged run folder -----------------------------------------------------------------
 
 def remove(path):

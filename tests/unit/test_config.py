@@ -92,7 +92,15 @@ def test_overrides_are_parsed_as_yaml_and_validated(tmp_path):
     ("extract.batch_size=many", r"key 'extract\.batch_size': expected an integer, got str 'many'"),
     ("extract.jit_compile=1", r"key 'extract\.jit_compile': expected true or false, got int 1"),
     ("extract.dtype=float64", r"key 'extract\.dtype': expected one of 'float32', 'float16', got str 'float64'"),
-    ("train.models=[lstm, gru]", r"key 'train\.models\[1\]': expected one of 'lstm', 'tcn', got str 'gru'"),
+    ("train.models=[lstm, gru]", r"key 'train\.models\[1\]': expected one of 'lstm', 'tcn', 'linear', 'mlp', 'transformer', got str 'gru'"),
+    ("train.transformer.layers=5", r"c\.yaml: key 'train\.transformer\.layers': value out of range: expected an integer between 1 and 4, got 5$"),
+    ("train.transformer.width=30", r"c\.yaml: key 'train\.transformer\.width': expected a multiple of train\.transformer\.heads \(4\), so every head gets width / heads dimensions, got 30$"),
+    ("train.transformer.positions=absolute", r"key 'train\.transformer\.positions': expected one of 'sinusoidal', 'relative', got str 'absolute'$"),
+    ("train.transformer.dropout=1.5", r"key 'train\.transformer\.dropout': value out of range"),
+    ("train.mlp.units=0", r"key 'train\.mlp\.units': value out of range: expected an integer between 1 and 4096, got 0$"),
+    ("train.linear.l2=-1", r"key 'train\.linear\.l2': value out of range"),
+    ("train.linear.delta=1", r"key 'train\.linear\.delta': expected true or false, got int 1$"),
+    ("train.search.space={transformer.heads: [3, 4]}", r"key 'train\.search\.space\.transformer\.heads': a candidate value is invalid: 3 \(key 'train\.transformer\.width': expected a multiple"),
     ("data.crop.box=[1, 2]", r"key 'data\.crop\.box': expected a list of 4 values"),
     ("data.crop.mode=pose", r"key 'data\.crop\.pose': expected the folder of DeepLabCut files"),
     ("train.window.stride=500", r"key 'train\.window\.stride': expected at most train\.window\.length"),
@@ -261,6 +269,9 @@ def test_long_lists_of_problems_are_cut_short(tmp_path):
                                                             r"which with gradients and Adam's moments take [\d,.]+ GB"),
     (["train.search.space={window.length: [64, 60000]}"],
      r"key 'train\.search\.space\.window\.length': a candidate value is invalid: 60000 \(key 'train\.window\.length': 60000 frames"),
+    (["train.models=[transformer]", "train.window.length=8192"],
+     r"key 'train\.window\.length': 8192 frames: the transformer's attention weights of one batch would take 68\.7 GB "
+     r"\(64 windows x 4 heads x length\^2 x 4 bytes\)"),
 ])
 def test_settings_needing_absurd_memory_are_refused_with_the_figure(overrides, pattern):
     with pytest.raises(ConfigError, match=pattern):
@@ -270,6 +281,18 @@ def test_settings_needing_absurd_memory_are_refused_with_the_figure(overrides, p
 def test_a_tcn_section_is_not_judged_when_no_tcn_is_trained():
     cfg = load_config(None, ["train.models=[lstm]", "train.tcn.filters=4096", "train.tcn.kernel_size=64"])
     assert cfg.train.tcn.filters == 4096
+
+
+@pytest.mark.parametrize("override", ["train.transformer.layers=5", "train.transformer.width=30",
+                                      "train.transformer.heads=0", "train.mlp.dropout=0.95"])
+def test_bad_head_settings_are_one_line_config_errors(override):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    assert "\n" not in str(err.value) and str(err.value).startswith("<defaults>: key 'train."), err.value
+
+
+def test_a_transformer_section_is_not_judged_for_memory_when_no_transformer_is_trained():
+    assert load_config(None, ["train.models=[lstm]", "train.window.length=8192"]).train.window.length == 8192
 
 
 def test_search_grids_are_bounded():
