@@ -18,6 +18,8 @@ on the same machine, so ratios compare like with like:
 - the per-frame baseline: ``model.predict`` on one frame at a time (as the thesis code
   did), and the ratio of full extract to it;
 - bfloat16 mixed precision: model-only frames/s and per-frame cosine similarity to float32;
+- pose features (:mod:`.bench_pose`): the ``pose`` stream's frames/s on a pose file of
+  18,000 frames (read, compute, write), and of the computation alone;
 - peak resident memory of ``extract`` on a short video and on one ten times longer;
 - stage 2 (:mod:`.bench_stage2`): training frames/s through the project's window loader
   vs. a bare Keras ``fit`` on the same windows held in memory, and through the loader
@@ -41,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from .bench_pose import format_pose, pose_figures
 from .bench_stage2 import format_stage2, memory_figures, stage2_figures
 from .config import load_config
 from .devices import cpu_has_bf16
@@ -219,6 +222,7 @@ def _measure(work: Path, s: BenchSettings) -> dict:
     frames = _frames_in_memory(video, s.batch, size, max(s.batch * 4, min(info.n_frames, 256)))
     res.update(_extract_figures(work, s, video, size, bb, frames))
     res.update(_precision_figures(res, s, size, bb, frames))
+    res.update(pose_figures(work))
     if s.memory:
         res.update(_memory_figures(work))
     if s.stage2:
@@ -383,6 +387,7 @@ def format_bench(res: dict) -> str:
         lines += [row(f"peak RSS extract, {m['short']} frames (MB)", res["peak_rss_mb_short"]),
                   row(f"peak RSS extract, {m['long']} frames (MB)", res["peak_rss_mb_long"]),
                   row("  growth (MB)", res["peak_rss_growth_mb"], "target <= 150")]
+    lines += format_pose(res, row)
     lines += format_stage2(res, row)
     return "\n".join(lines)
 

@@ -89,8 +89,8 @@ __all__ = ["INFERENCE_WINDOWS", "LARGEST_INPUT", "MAX_CANDIDATES", "MAX_CONFIG_B
            "MAX_EMBEDDING_DIM", "MAX_FRAMES", "MAX_PIXELS", "MAX_PROBLEMS_SHOWN", "MAX_SEED",
            "MAX_TRIALS", "MEMORY_LIMIT_GB", "MODEL_KINDS", "Config", "CropConfig", "DataConfig",
            "ExtractConfig", "FoldsConfig", "LSTMConfig", "LinearConfig", "MLPConfig",
-           "PostprocessConfig", "SearchConfig", "TCNConfig", "TrainConfig", "TransformerConfig",
-           "WindowConfig", "config_from_dict", "dump_config", "load_config"]
+           "PoseFeaturesConfig", "PostprocessConfig", "SearchConfig", "TCNConfig", "TrainConfig",
+           "TransformerConfig", "WindowConfig", "config_from_dict", "dump_config", "load_config"]
 
 # --------------------------------------------------------------------------- schema
 
@@ -131,6 +131,16 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class PoseFeaturesConfig:
+    pose: str | None = None
+    bodyparts: tuple[str, ...] | None = None
+    axis: tuple[str, str] = ("tailbase", "snout")
+    centre: str | None = "midbody"
+    angles: tuple[tuple[str, str, str], ...] = (("tailbase", "midbody", "snout"),)
+    min_likelihood: float | None = _f(None, min=0.0, max=1.0)
+
+
+@dataclass(frozen=True)
 class ExtractConfig:
     cache: str = "cache"
     backbones: tuple[str, ...] = ("resnet50v2",)
@@ -143,6 +153,7 @@ class ExtractConfig:
     queue_batches: int = _f(4, min=1, max=64)
     decode_workers: int = _f(1, min=1, max=32)
     frame_threads: int = _f(1, min=1, max=32)
+    pose_features: PoseFeaturesConfig = _f(factory=PoseFeaturesConfig)
 
 
 @dataclass(frozen=True)

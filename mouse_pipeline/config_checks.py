@@ -116,8 +116,31 @@ def _cross_checks(cfg: Config, problems: _Problems, validate: Validate) -> None:
     f = cfg.train.folds
     if ok("train.folds") and f.scheme == "fixed" and (not f.train or not f.test):
         add("train.folds", "scheme 'fixed' needs both train.folds.train and train.folds.test video lists")
+    _pose_feature_checks(cfg, problems)
     _memory_checks(cfg, problems)
     _search_checks(cfg, problems, validate)
+
+
+def _pose_feature_checks(cfg: Config, problems: _Problems) -> None:
+    """The ``pose`` stream needs a pose folder, and its parts must make an animal's frame."""
+    ok, add, pf = problems.clean, problems.add, cfg.extract.pose_features
+    key = "extract.pose_features"
+    if ok("extract.backbones", f"{key}.pose", "data.crop.pose") and "pose" in cfg.extract.backbones \
+            and not (pf.pose or cfg.data.crop.pose):
+        add(f"{key}.pose", "expected the folder of pose files when extract.backbones lists pose "
+            "(or set data.crop.pose), got null")
+    if ok(f"{key}.axis") and pf.axis[0] == pf.axis[1]:
+        add(f"{key}.axis", f"expected two different body parts [back, front], got {list(pf.axis)}")
+    if ok(f"{key}.bodyparts") and pf.bodyparts is not None:
+        if not pf.bodyparts or len(set(pf.bodyparts)) != len(pf.bodyparts):
+            add(f"{key}.bodyparts", f"expected null (every body part) or unique names, got "
+                f"{list(pf.bodyparts)}")
+        elif ok(f"{key}.axis", f"{key}.centre", f"{key}.angles"):
+            needed = [*pf.axis, *([pf.centre] if pf.centre else []), *(p for a in pf.angles for p in a)]
+            missing = [p for p in dict.fromkeys(needed) if p not in pf.bodyparts]
+            if missing:
+                add(f"{key}.bodyparts", f"lacks {', '.join(missing)}, which extract.pose_features.axis, "
+                    "centre or angles use; add them or change those keys")
 
 
 def _gb(n_bytes: float) -> str:

@@ -47,7 +47,7 @@ from .errors import ConfigError, InputError
 from .fileio import write_text
 
 PATH_KEYS = ("data.videos", "data.labels", "data.crop.pose", "extract.cache", "train.run",
-             "extract.weights")
+             "extract.weights", "extract.pose_features.pose")
 NAMED_WEIGHTS = ("imagenet", "random")  # extract.weights values that are not files
 CREATED_FOLDERS = {"extract.cache": "the cache folder (created if missing)",
                    "train.run": "the run folder (created if missing)"}
@@ -64,7 +64,8 @@ _PROJECT_HEADER = """\
 # (embeddings) and runs/ (trained runs).
 """
 READ_FOLDERS = {"data.labels": "the folder of label files (one <video>.csv per video)",
-                "data.crop.pose": "the folder of DeepLabCut files (one per video)"}
+                "data.crop.pose": "the folder of DeepLabCut files (one per video)",
+                "extract.pose_features.pose": "the folder of pose files (one per video)"}
 
 
 def is_path_value(key: str, value: Any) -> bool:

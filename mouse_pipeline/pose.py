@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .pose_formats import UNNAMED, Track, read_tracks
+from .pose_formats import UNNAMED, Track, read_tracks, read_tracks_of
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,26 @@ def read_pose(path: str | Path, bodypart: str, min_likelihood: float = 0.6, *,
     name = _choose_individual(path, bodypart, list(tracks), individual)
     what = repr(bodypart) + (f" (individual {name!r})" if name != UNNAMED else "")
     return _fill(path, tracks[name], what, min_likelihood)
+
+
+def read_track(path: str | Path, bodypart: str, *, individual: str | None = None) -> Track:
+    """One body part's points as the file holds them (NaN where missing, nothing filled).
+
+    The individual is chosen as in :func:`read_pose`. Raises InputError likewise.
+    """
+    return read_parts(path, [bodypart], individual=individual)[bodypart]
+
+
+def read_parts(path: str | Path, bodyparts: list[str], *,
+               individual: str | None = None) -> dict[str, Track]:
+    """:func:`read_track` of several body parts, the file read once (CSV)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: pose file does not exist or is not a file")
+    out = {}
+    for part, tracks in read_tracks_of(path, list(bodyparts)).items():
+        out[part] = tracks[_choose_individual(path, part, list(tracks), individual)]
+    return out
 
 
 read_dlc = read_pose
@@ -173,8 +193,11 @@ def write_dlc_csv(path: str | Path, points: dict[str, np.ndarray],
             w.writerow([i] + ["" if np.isnan(v) else f"{v:.4f}" for v in row])
 
 
-def find_pose_file(folder: str | Path, video_id: str) -> Path:
+def find_pose_file(folder: str | Path, video_id: str,
+                   what: str = "data.crop.pose", fix: str = "or set data.crop.mode") -> Path:
     """The pose file of a video in ``folder``, matched by its stem (see the module docstring).
+
+    ``what`` names the config key of the folder and ``fix`` ends the advice of a message.
 
     Raises
     ------
@@ -183,7 +206,7 @@ def find_pose_file(folder: str | Path, video_id: str) -> Path:
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise InputError(f"{folder}: pose folder does not exist; check data.crop.pose")
+        raise InputError(f"{folder}: pose folder does not exist; check {what}")
     v = re.escape(video_id)
     patterns = ((".csv", [rf"{v}DLC.*\.csv"]),
                 (".h5", [rf"{v}DLC.*\.h5", rf"{v}{_VIDEO_EXT}(\.predictions)?\.analysis\.h5"]),
@@ -201,7 +224,7 @@ def find_pose_file(folder: str | Path, video_id: str) -> Path:
         raise InputError(f"{folder}: no pose file for video {video_id!r} (expected "
                          f"{video_id}.csv or {video_id}DLC*.csv, .h5 likewise, "
                          f"{video_id}.analysis.h5 or {video_id}.slp); run DeepLabCut or SLEAP "
-                         "on it or set data.crop.mode")
+                         f"on it {fix}")
     if len(found) > 1:
         raise InputError(f"{folder}: several pose files for video {video_id!r} "
                          f"({', '.join(p.name for p in found)}); keep one")

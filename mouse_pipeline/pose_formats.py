@@ -87,6 +87,44 @@ def read_tracks(path: Path, bodypart: str) -> dict[str, Track]:
     return _read_csv(path, bodypart)
 
 
+def read_tracks_of(path: Path, bodyparts: list[str]) -> dict[str, dict[str, Track]]:
+    """:func:`read_tracks` of several body parts (a CSV file is read once for all)."""
+    if path.suffix.lower() in H5_SUFFIXES:
+        return {part: _read_hdf5(path, part) for part in bodyparts}
+    rows = _csv_rows(path)
+    return {part: _read_csv(path, part, rows) for part in bodyparts}
+
+
+def list_bodyparts(path: Path) -> list[str]:
+    """The body parts (SLEAP: nodes) of a pose file, in the file's order.
+
+    Raises
+    ------
+    InputError
+        The file cannot be read or is not a known layout.
+    """
+    if path.suffix.lower() in H5_SUFFIXES:
+        return _hdf5_keypoints(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = list(itertools.islice(csv.reader(fh), 4))
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: is not a text file; expected a pose file: a DeepLabCut or "
+                         "LightningPose .csv, a DeepLabCut or SLEAP .h5, or a SLEAP .slp") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the pose file ({exc.strerror}); fix its "
+                         "permissions") from None
+    first = [(r[0].strip() if r else "") for r in rows]
+    header = _MULTI_HEADER if first[1:2] == ["individuals"] else _HEADER
+    if tuple(first[:len(header)]) != header:
+        raise InputError(f"{path}: not a DeepLabCut CSV: expected the first cells of the first "
+                         f"three rows to be 'scorer', 'bodyparts', 'coords' (with 'individuals' "
+                         f"second in a multi-animal file), got {first[:len(header)]}")
+    parts, coords = rows[len(header) - 2], rows[len(header) - 1]
+    return list(dict.fromkeys(p.strip() for p, c in zip(parts[1:], coords[1:], strict=False)
+                              if p.strip() and c.strip() in _COORDS))
+
+
 def bodypart_missing(path: Path, bodypart: str, present: list[str]) -> InputError:
     """The error for a body part a file does not have, listing those it has."""
     return InputError(f"{path}: body part {bodypart!r} not found; the file has: "
@@ -96,16 +134,21 @@ def bodypart_missing(path: Path, bodypart: str, present: list[str]) -> InputErro
 # --------------------------------------------------------------------------- CSV
 
 
-def _read_csv(path: Path, bodypart: str) -> dict[str, Track]:
+def _csv_rows(path: Path) -> list[list[str]]:
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.reader(fh))
+            return list(csv.reader(fh))
     except UnicodeDecodeError:
         raise InputError(f"{path}: is not a text file; expected a pose file: a DeepLabCut or "
                          "LightningPose .csv, a DeepLabCut or SLEAP .h5, or a SLEAP .slp") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read the pose file ({exc.strerror}); fix its "
                          "permissions") from None
+
+
+def _read_csv(path: Path, bodypart: str, rows: list[list[str]] | None = None) -> dict[str, Track]:
+    """``bodypart``'s tracks from a CSV file (``rows``: the file's rows, when already read)."""
+    rows = _csv_rows(path) if rows is None else rows
     first = [(r[0].strip() if r else "") for r in rows[:4]]
     header = _MULTI_HEADER if first[1:2] == ["individuals"] else _HEADER
     if tuple(first[:len(header)]) != header:
@@ -213,6 +256,22 @@ def _read_hdf5(path: Path, bodypart: str) -> dict[str, Track]:
     names = [str(i) for i in ds["individuals"].values] if named else [UNNAMED]
     return {name: Track(xy[:, j], None if np.isnan(score[:, j]).all() else score[:, j])
             for j, name in enumerate(names)}
+
+
+def _hdf5_keypoints(path: Path) -> list[str]:
+    """The keypoints of an ``.h5``/``.slp`` pose file, as movement reads them."""
+    kind = _hdf5_kind(path)
+    mio = _movement(path)
+    try:
+        with _read_lock:
+            ds = _dlc_dataset(path, mio)[0] if kind == "DeepLabCut" else mio.load_dataset(
+                path, source_software=kind)
+    except InputError:
+        raise
+    except Exception as exc:  # as in _read_hdf5
+        raise InputError(f"{path}: cannot read this {kind} pose file ({first_line(exc)}); "
+                         f"give a complete {kind} output file or its CSV export") from exc
+    return [str(k) for k in ds["keypoints"].values]
 
 
 def _dlc_dataset(path: Path, mio: Any) -> tuple[Any, bool]:

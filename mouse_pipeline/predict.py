@@ -250,7 +250,8 @@ def predict_videos(run_dir: str | Path, videos: list[Path], out: str | Path,
     ``formats`` adds per-video files in other formats: ``"boris"`` (``<stem>_boris.tsv``).
 
     ``pose_dir`` is the folder of DeepLabCut files for these videos when the run crops
-    around a body part (default: the run's ``data.crop.pose``). ``cache`` is the feature
+    around a body part or trained on the ``pose`` stream (default: the run's
+    ``data.crop.pose``, or ``extract.pose_features.pose``). ``cache`` is the feature
     cache of these videos (default: the run's ``extract.cache``): where their embeddings
     are extracted to, and where their imported features (``cache import``) must be.
     """
@@ -259,8 +260,9 @@ def predict_videos(run_dir: str | Path, videos: list[Path], out: str | Path,
     run, out = RunFolder(run_dir), Path(out)
     cfg = run.read_config()
     train_cache = cfg.extract.cache
-    if pose_dir is not None:
-        cfg = cfg.replace(**{"data.crop.pose": str(pose_dir)})
+    if pose_dir is not None:  # the pose stream's own folder too, when the run names one
+        cfg = cfg.replace(**{"data.crop.pose": str(pose_dir), **(
+            {"extract.pose_features.pose": str(pose_dir)} if cfg.extract.pose_features.pose else {})})
     if cache is not None:
         cfg = cfg.replace(**{"extract.cache": str(Path(cache).absolute())})
     predictor = choose(run, cfg, model_name)

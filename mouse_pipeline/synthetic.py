@@ -35,7 +35,12 @@ before rearing there, and walks to the open centre before rearing in the middle.
   in ~0.2 s). (Earlier versions drew grooming as rest with a slightly moving head,
   which untrained CNN features could not tell from rest: issue #3.) The grooming
   details draw from a random stream of their own, so which behaviour happens when, and
-  so the label files, are what they were before;
+  so the label files, are what they were before. With ``grooming_cue="motion"`` grooming
+  has no static cue: the animal keeps a resting posture (drawn from the same ranges as
+  rest, no paws drawn: they are hidden under the head) and only its head nods and turns
+  and its body rocks at the grooming rhythm, so one frame of grooming looks like one of
+  rest and only movement (or the pose file's forepaws) tells them apart. The plan, and so
+  the labels, are the same in both modes;
 - mid rearing: in the open, body foreshortened (shorter, rounder, lighter), head larger
   and lighter (closer to the camera), pink ears and forepaws visible;
 - wall rearing: the same posture at a wall, facing it, head and forepaws over the
@@ -49,10 +54,23 @@ Files
 -----
 ``videos/<id>.mp4`` (``mp4v``, colour), ``labels/<id>.csv`` (header
 ``grooming,mid_rearing,wall_rearing``, one 0/1 row per frame) and ``pose/<id>.csv``
-(DeepLabCut analysis layout; body parts ``snout``, ``midbody``, ``tailbase``; about
-2 % of points per part are wrong detections with likelihood below 0.5).
-Video ``i`` depends only on ``(seed, i)``; label and pose files are byte-identical
-for a seed, and the decoded frames identical. Every file is written under a temporary
+(DeepLabCut analysis layout; body parts ``snout``, ``midbody``, ``tailbase``, then
+``left_ear``, ``right_ear``, ``left_forepaw``, ``right_forepaw``), where the drawing
+puts them, with tracking noise:
+
+- gaussian jitter (0.8 % of the body length for the first three, 1 % for the ears, 1.5 %
+  for visible and 3 % for hidden forepaws);
+- likelihoods near 0.95 for visible points, lower for the snout while grooming and about
+  0.6 for forepaws hidden under the body (walking, resting, grooming without a static cue);
+- about 2 % of points per part are wrong detections (a jump of 1-3 body lengths) with
+  likelihood below 0.5; the four later parts also have short gaps (1-8 frames) with no
+  point at all (empty cells) and short runs where the two forepaws are swapped with a
+  high likelihood, as trackers do.
+
+The first three parts draw from the pose stream of earlier versions and the later four
+from a stream of their own, so the first three columns are what they were.
+Video ``i`` depends only on ``(seed, i)`` (and ``grooming_cue``); label and pose files
+are byte-identical for a seed, and the decoded frames identical. Every file is written under a temporary
 name and renamed into place (:mod:`mouse_pipeline.fileio`).
 """
 
@@ -70,11 +88,12 @@ from .annotations import Labels, write_labels_csv
 from .errors import PipelineError
 from .fileio import atomic_path
 from .pose import write_dlc_csv
-from .synthetic_draw import background, draw_animal
+from .synthetic_draw import BODY_PARTS, background, draw_animal
 
 log = logging.getLogger(__name__)
 
 BEHAVIORS = ("grooming", "mid_rearing", "wall_rearing")
+GROOMING_CUES = ("static", "motion")
 _LABEL = {"groom": 0, "mid_rear": 1, "wall_rear": 2}
 # bout length in seconds: log-normal (median, sigma), clipped to [lo, hi]
 _BOUT_S = {"rest": (2.5, 0.6, 0.8, 10.0), "groom": (7.0, 0.55, 2.5, 25.0),
@@ -102,8 +121,10 @@ class _Planner:
     """Semi-Markov behaviour sequence and the animal's per-frame posture."""
 
     def __init__(self, rng: np.random.Generator, scene: _Scene, fps: float, n: int,
-                 detail: np.random.Generator, targets: dict[str, float] | None = None):
+                 detail: np.random.Generator, grooming_cue: str = "static",
+                 targets: dict[str, float] | None = None):
         self.rng, self.s, self.fps, self.n = rng, scene, fps, n
+        self.grooming_cue = grooming_cue
         self.target = {**_TARGET, **(targets or {})}
         # the grooming sequence (face washing / body licking) draws from its own stream, so
         # which behaviour happens when depends on ``rng`` alone
@@ -206,10 +227,14 @@ class _Planner:
         nodding with them. Body licking: the body bends hard to one side, the head turns
         back to the flank and licks in quick nods, the paws holding the fur beside the
         mouth. Phases last 1.5-4 s (face) and 1-3 s (body) and blend in ~0.2 s."""
-        _, _, _, hyaw = self._still_posture()  # the plan's draws are those of earlier versions
+        still = self._still_posture()  # the plan's draws are those of earlier versions
+        hyaw = still[3]
         hz = min(self.rng.uniform(2.5, 4.0), 0.4 * self.fps)
         w, ph = 2 * math.pi * hz / self.fps, self.rng.uniform(0, 2 * math.pi)
         n = self.bout("groom")
+        if self.grooming_cue == "motion":
+            self._groom_unseen(still, w, ph, n)
+            return
         d = self.detail  # everything below: the plan's stream is not touched
         hunch = d.uniform(0.68, 0.76)  # sitting on its haunches: shorter and wider than at rest
         side = 0.05 * self.s.length * np.array([-math.sin(self.theta), math.cos(self.theta)])
@@ -234,6 +259,26 @@ class _Planner:
                       paws=(1.0, (1 - blend) * (0.08 + 0.11 * math.cos(a))
                             + blend * (0.1 + 0.04 * math.cos(a)),
                             (1 - blend) * (0.06 + 0.04 * math.sin(a)) + blend * 0.05))
+
+    def _groom_unseen(self, still: tuple[float, float, float, float], w: float, ph: float,
+                      n: int) -> None:
+        """Grooming without a static cue: rest's posture, only the rhythm moves.
+
+        Hunch and curl are rest's; head offset and yaw stay within rest's ranges
+        (+-0.12 body lengths, +-0.5 rad) while they nod and turn with the strokes; the body
+        rocks a little; the forepaws are at the face but hidden under the head (not drawn).
+        """
+        hunch, curl, hdx, hyaw = still
+        hdx, hyaw = float(np.clip(hdx, -0.07, 0.07)), float(np.clip(hyaw, -0.3, 0.3))
+        side = 0.04 * self.s.length * np.array([-math.sin(self.theta), math.cos(self.theta)])
+        for i in range(n):
+            a = ph + w * i
+            amp = 0.75 + 0.25 * math.sin(a / 6.3)
+            stroke, rock = amp * math.sin(a), amp * math.sin(a + 2.0)
+            self.emit("groom", hunch, curl, head_dx=hdx + 0.05 * stroke,
+                      head_yaw=hyaw + 0.2 * amp * math.sin(a + 1.1),
+                      dx=rock * side[0], dy=rock * side[1], wiggle=0.1 * stroke,
+                      paws=(0.0, 0.08 + 0.11 * math.cos(a), 0.06 + 0.04 * math.sin(a)))
 
     def _rear(self, kind: str, toward: tuple[float, float] = (0.0, 0.0)) -> None:
         n, ramp = self.bout(kind), max(1, round(0.2 * self.fps))
@@ -293,22 +338,66 @@ def _pose_table(rng: np.random.Generator, parts: np.ndarray, states: list[str],
     return out
 
 
+def _more_pose(rng: np.random.Generator, parts: np.ndarray, rows: np.ndarray,
+               states: list[str], scene: _Scene) -> dict[str, np.ndarray]:
+    """Tracks of the ears and forepaws (parts 3-6 of ``parts``): jitter, likelihoods, wrong
+    detections, gaps without a point and swapped forepaws (see the module notes)."""
+    n, L = len(parts), scene.length
+    st = np.array(states)
+    # forepaws are seen when drawn: at the face while grooming with paws shown, or reared
+    seen = (rows[:, 9] > 0) | (rows[:, 7] >= 0.5)
+    xy = parts[:, 3:7].copy()
+    like = np.empty((n, 4))
+    for k in range(4):
+        if k < 2:  # ears
+            xy[:, k] += rng.normal(0, 0.01 * L, (n, 2))
+            like[:, k] = 1 - rng.beta(1.5, 30, n)
+        else:
+            sd = np.where(seen, 0.015, 0.03)[:, None] * L
+            xy[:, k] += rng.normal(0, 1, (n, 2)) * sd
+            like[:, k] = np.where(seen, 1 - rng.beta(1.5, 20, n), rng.beta(5, 3.5, n))
+    like[st == "groom", 2:] -= 0.05 * rng.random((int((st == "groom").sum()), 1))
+    # forepaws swapped for a few frames, confidently (left and right look alike)
+    t = 0
+    while t < n:
+        if rng.random() < 0.003:
+            m = int(rng.integers(1, 6))
+            xy[t:t + m, [2, 3]] = xy[t:t + m, [3, 2]]
+            t += m
+        t += 1
+    for k in range(4):
+        bad = rng.random(n) < 0.02
+        nb = int(bad.sum())
+        like[bad, k] = rng.uniform(0.02, 0.45, nb)
+        ang = rng.uniform(0, 2 * math.pi, nb)
+        xy[bad, k] += rng.uniform(1, 3, nb)[:, None] * L * np.stack([np.cos(ang), np.sin(ang)], 1)
+        starts = np.flatnonzero(rng.random(n) < 0.004)  # lost for 1-8 frames: no point at all
+        for t0, m in zip(starts, rng.integers(1, 9, len(starts)), strict=True):
+            xy[t0:t0 + m, k] = np.nan
+            like[t0:t0 + m, k] = np.nan
+    xy = np.clip(xy, 0, scene.size - 1)  # NaN stays NaN
+    return {name: np.column_stack([xy[:, k], np.clip(like[:, k], 0, 1)])
+            for k, name in enumerate(BODY_PARTS[3:])}
+
+
 def _make_video(path: Path, n_frames: int, size: int, fps: float, margin: int,
                 seq: np.random.SeedSequence,
+                grooming_cue: str = "static",
                 targets: dict[str, float] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Write one video; return its (n_frames, 3) int8 labels and its pose tracks."""
-    # spawn(5) begins with the same four children as spawn(4): adding the grooming detail
-    # stream left every other stream, and so the behaviour plan, as it was
-    plan_rng, look_rng, noise_rng, pose_rng, detail_rng = (
-        np.random.default_rng(s) for s in seq.spawn(5))
+    # spawn(6) begins with the same four children as spawn(4): adding the grooming detail
+    # stream, then the stream of the later body parts, left every other stream, and so the
+    # behaviour plan, the frames and the first three body parts, as they were
+    plan_rng, look_rng, noise_rng, pose_rng, detail_rng, parts_rng = (
+        np.random.default_rng(s) for s in seq.spawn(6))
     wall = max(2, round(0.07 * size))
     length = size / 6 * look_rng.uniform(0.9, 1.1)
     fur = np.array([1.0, 1.05, 1.12]) * look_rng.uniform(35, 80)
     scene = _Scene(size, margin + wall, size - margin - wall, length,
                    look_rng.uniform(1.6, 2.4) * length, fur)
     bg = background(look_rng, size, margin, wall)
-    states, rows = _Planner(plan_rng, scene, fps, n_frames, detail_rng, targets).run()
-    parts = np.empty((n_frames, 3, 2))
+    states, rows = _Planner(plan_rng, scene, fps, n_frames, detail_rng, grooming_cue, targets).run()
+    parts = np.empty((n_frames, len(BODY_PARTS), 2))
     with atomic_path(path) as tmp:
         writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size, size))
         if not writer.isOpened():
@@ -327,12 +416,13 @@ def _make_video(path: Path, n_frames: int, size: int, fps: float, margin: int,
     for t, st in enumerate(states):
         if st in _LABEL:
             labels[t, _LABEL[st]] = 1
-    return labels, _pose_table(pose_rng, parts, states, scene)
+    return labels, {**_pose_table(pose_rng, parts, states, scene),
+                    **_more_pose(parts_rng, parts, rows, states, scene)}
 
 
 def generate_dataset(out: str | Path, n_videos: int = 6, n_frames: int = 600, size: int = 128,
                      fps: float = 10.0, seed: int = 0, prefix: str = "mouse",
-                     targets: dict[str, float] | None = None) -> list[str]:
+                     grooming_cue: str = "static", targets: dict[str, float] | None = None) -> list[str]:
     """Write ``videos/<id>.mp4``, ``labels/<id>.csv`` and ``pose/<id>.csv`` for each video.
 
     Parameters
@@ -352,6 +442,10 @@ def generate_dataset(out: str | Path, n_videos: int = 6, n_frames: int = 600, si
         The same seed gives the same labels, pose and frames.
     prefix
         Video ids are ``<prefix>_000``, ``<prefix>_001``, ...
+    grooming_cue
+        ``static`` (grooming is seen in a single frame: sitting posture, forepaws at the
+        face) or ``motion`` (grooming looks like rest in any one frame; only its rhythmic
+        movement shows it). The labels are the same either way.
     targets
         Share of frames to aim at per behaviour (``groom``, ``mid_rear``, ``wall_rear``),
         replacing the defaults (0.12, 0.10, 0.12) for those named, e.g. ``{"mid_rear": 0.02}``
@@ -366,6 +460,8 @@ def generate_dataset(out: str | Path, n_videos: int = 6, n_frames: int = 600, si
     if n_videos < 1 or n_frames < 1 or fps <= 0 or size < 32:
         raise ValueError(f"need n_videos >= 1, n_frames >= 1, fps > 0 and size >= 32; got "
                          f"{n_videos}, {n_frames}, {fps}, {size}")
+    if grooming_cue not in GROOMING_CUES:
+        raise ValueError(f"grooming_cue must be one of {', '.join(GROOMING_CUES)}, got {grooming_cue!r}")
     bad = {k: v for k, v in (targets or {}).items() if k not in _TARGET or not 0 < v < 1}
     if bad:
         raise ValueError(f"targets {bad}: expected shares in (0, 1) of {sorted(_TARGET)}")
@@ -382,7 +478,7 @@ def generate_dataset(out: str | Path, n_videos: int = 6, n_frames: int = 600, si
     for i in range(n_videos):
         vid = f"{prefix}_{i:03d}"
         labels, pose = _make_video(out / "videos" / f"{vid}.mp4", n_frames, size, fps, margin,
-                                   np.random.SeedSequence([seed % 2**63, i]), targets)
+                                   np.random.SeedSequence([seed % 2**63, i]), grooming_cue, targets)
         write_labels_csv(out / "labels" / f"{vid}.csv", Labels(BEHAVIORS, labels))
         with atomic_path(out / "pose" / f"{vid}.csv") as tmp:
             write_dlc_csv(tmp, pose)

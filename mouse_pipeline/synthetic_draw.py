@@ -8,7 +8,12 @@ A posture row holds, in this order: centre ``x, y`` (px), heading ``theta`` (rad
 ``hunch`` (1 walking; smaller is shorter and wider), ``curl`` (bend along the spine,
 rad), head offset ``head_dx`` (body lengths) and ``head_yaw`` (rad), ``rear`` (0 on four
 paws, 1 reared), the stride ``phase`` (rad; sways the tail), then the grooming forepaws:
-``paws`` (shown, 0-1), ``paw_fwd`` and ``paw_side`` (body lengths).
+``paws`` (shown, 0-1), ``paw_fwd`` and ``paw_side`` (body lengths). Forepaws held at the
+face but hidden under the head (grooming with no static cue) have ``paws`` 0 and a
+non-zero ``paw_fwd``: they are not drawn, but their points are where they would be.
+
+:func:`draw_animal` returns the points of :data:`BODY_PARTS`, where the drawing puts them
+(the tracking "truth" from which :mod:`mouse_pipeline.synthetic` writes the pose file).
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ import numpy as np
 
 _PINK = np.array([165.0, 160.0, 215.0])  # BGR
 _SHIFT = 4  # sub-pixel bits for cv2 drawing
+#: The points :func:`draw_animal` returns, in order (left and right as the animal sees them).
+BODY_PARTS = ("snout", "midbody", "tailbase", "left_ear", "right_ear", "left_forepaw",
+              "right_forepaw")
 
 
 def background(rng: np.random.Generator, size: int, margin: int, wall: int) -> np.ndarray:
@@ -63,10 +71,13 @@ def _ellipse(img: np.ndarray, p: np.ndarray, a: float, b: float, angle: float,
 
 def draw_animal(img: np.ndarray, row: np.ndarray, length: float, fur: np.ndarray,
                 wall_rear: bool) -> np.ndarray:
-    """Draw the animal of one posture row in place; return snout, midbody, tail base (3, 2) px.
+    """Draw the animal of one posture row in place; return the (7, 2) px points of :data:`BODY_PARTS`.
 
     ``length`` is nose to tail base in pixels, ``fur`` the body colour (BGR); at a wall
-    (``wall_rear``) the raised forepaws are drawn over the wall, ahead of the head.
+    (``wall_rear``) the raised forepaws are drawn over the wall, ahead of the head. The
+    forepaws' points: at the face while grooming (``paw_fwd`` non-zero, drawn or not);
+    raised with the body while rearing (moving there as ``rear`` rises); otherwise under the
+    chest, stepping with the stride ``phase``.
     """
     x, y, theta, hunch, curl, head_dx, head_yaw, rear, phase, paws, paw_fwd, paw_side = row
     L = length
@@ -119,4 +130,15 @@ def draw_animal(img: np.ndarray, row: np.ndarray, length: float, fur: np.ndarray
             _ellipse(img, head + hdir * paw_fwd * L + side * hnorm * paw_side * L,
                      0.11 * L, 0.07 * L, hang, col)
     snout = head + hdir * 0.15 * L * grow
-    return np.array([snout, spine[centre], spine[0]])
+    ears = [head - hdir * 0.06 * L + side * hnorm * 0.1 * L * grow for side in (-1, 1)]
+    chest, out = spine[9], normal[9] * 0.75 * r[9]
+    step = tip * 0.05 * L * math.sin(phase)
+    paw_pts = [chest + side * out - side * step for side in (-1, 1)]  # stepping: alternate
+    if paws > 0 or paw_fwd != 0:  # grooming: at the face
+        paw_pts = [head + hdir * paw_fwd * L + side * hnorm * paw_side * L for side in (-1, 1)]
+    elif rear > 0:
+        raised = head + hdir * 0.17 * L if wall_rear else head - hdir * 0.24 * L
+        w = min(1.0, float(rear))
+        paw_pts = [(1 - w) * p + w * (raised + side * hnorm * 0.09 * L)
+                   for p, side in zip(paw_pts, (-1, 1), strict=True)]
+    return np.array([snout, spine[centre], spine[0], *ears, *paw_pts])

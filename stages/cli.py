@@ -37,19 +37,23 @@ def main():
 @click.option("--fps", type=click.FloatRange(0.1, 1000, min_open=False), default=10.0, help="Frames per second.")
 @click.option("--seed", type=int, default=0, help="Random seed (same seed, same data).")
 @click.option("--prefix", default="mouse", help="Video ids are PREFIX_000, PREFIX_001, ...")
+@click.option("--grooming-cue", type=click.Choice(["static", "motion"]), default="static",
+              help="static: grooming is seen in one frame (sitting, forepaws at the face); motion: "
+                   "one frame of grooming looks like rest, only its rhythmic movement shows it.")
 @common_options
 @handle_errors
-def synth_command(out, n_videos, n_frames, size, fps, seed, prefix, debug, quiet):
+def synth_command(out, n_videos, n_frames, size, fps, seed, prefix, grooming_cue, debug, quiet):
     """Write a deterministic synthetic dataset: videos, per-frame labels and DLC pose.
 
     \b
     Examples:
       mouse-pipeline synth --out data/synth --videos 3 --frames 120 --size 128 --seed 1
+      mouse-pipeline synth --out data/motion --grooming-cue motion
     """
     from mouse_pipeline.synthetic import generate_dataset
 
     ids = generate_dataset(out, n_videos=n_videos, n_frames=n_frames, size=size, fps=fps, seed=seed,
-                           prefix=prefix)
+                           prefix=prefix, grooming_cue=grooming_cue)
     click.echo(f"wrote {len(ids)} videos of {n_frames} frames to {out}/videos "
                f"(labels in {out}/labels, pose in {out}/pose)")
 

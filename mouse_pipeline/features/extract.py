@@ -13,6 +13,9 @@ Order of work in :func:`extract`
 4. Per backbone with work to do: hold the lock on ``<cache>/<backbone>``, remove temporary
    files of killed runs, build the backbone once, and stream the videos through it
    (:class:`.streaming.VideoStream`).
+   ``pose`` in ``extract.backbones`` is the pose-feature stream: planned and validated
+   with the others, computed from the pose files without a backbone
+   (:mod:`.pose_stream`).
 
 Names in ``extract.backbones`` that are imported streams (``cache import``:
 :func:`.importing.imported_names`) are not extracted: nothing computes them here.
@@ -53,6 +56,7 @@ from .planning import (
     validate,
     validate_all,
 )
+from .pose_stream import POSE_STREAM, PosePlan
 from .store import cache_path, is_fresh, read_attrs
 from .streaming import VideoStream
 from .writer import remove_stale_temps
@@ -160,12 +164,13 @@ def extract(cfg: Config, overwrite: bool = False, progress: bool = True,
     if imported:
         log.info("%s: imported features (`cache import`), not extracted", ", ".join(imported))
         names = [n for n in names if n not in imported]
-    sizes = {name: resolve_input_size(name, cfg.extract.input_size) for name in names}
+    sizes = {name: resolve_input_size(name, cfg.extract.input_size) for name in names if name != POSE_STREAM}
     wid = weights_id(cfg.extract.weights)
     jobs = describe_videos(cfg, videos)
     todo = plan(cfg, jobs, sizes, wid, overwrite)  # nothing is decoded for fresh files
     needed = sorted({i for items in todo.values() for i, _ in items})
     checked = dict(zip(needed, validate_all(cfg, [jobs[i] for i in needed], progress), strict=True))
+    pose = PosePlan(cfg, jobs, overwrite) if POSE_STREAM in names else None  # validated here too
 
     total = sum(checked[i].info.n_frames for items in todo.values() for i, _ in items)
     overall = tqdm(total=total, desc="extract", unit="frame", disable=not progress or total == 0,
@@ -173,6 +178,9 @@ def extract(cfg: Config, overwrite: bool = False, progress: bool = True,
     run = _Run(cfg, wid, jobs, checked, overwrite, keep_going, progress, ExtractSummary(), overall)
     try:
         for name in names:
+            if name == POSE_STREAM:  # pose features: no backbone, no decoding (features/pose_stream.py)
+                pose.run(run.summary.results, keep_going)
+                continue
             _extract_backbone(run, name, sizes[name], dict(todo[name]))
     finally:
         overall.close()

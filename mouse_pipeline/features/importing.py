@@ -102,13 +102,16 @@ class ImportSummary:
 
 
 def check_name(name: str) -> None:
-    """Refuse a stream name that is a registry backbone's, or not usable as a folder name."""
+    """Refuse a stream name that is a registry backbone's or ``pose`` (computed by extract),
+    or not usable as a folder name."""
     from ..backbones import REGISTRY
 
     if not name or sanitize_id(name) != name:
         raise ConfigError(f"--name {name!r}: a stream name may hold only A-Z a-z 0-9 . _ - (it names "
                           "the cache folder and the run's model folders); choose another")
-    if name in REGISTRY:
+    from .pose_stream import POSE_STREAM
+
+    if name in REGISTRY or name == POSE_STREAM:
         raise ConfigError(f"--name {name}: the name of a backbone that extract computes; choose "
                           "another name for features made by another tool (e.g. "
                           f"{name}_imported)")
@@ -354,14 +357,15 @@ def _write(cfg: Config, name: str, c: _Checked, tool: str, h5_dataset: str | Non
 def imported_names(cache_roots: Sequence[str | Path], names: Sequence[str]) -> list[str]:
     """The names among ``names`` that are imported streams in any of ``cache_roots``.
 
-    A registry backbone's name never is; another name is when its cache folder holds a
+    A registry backbone's name (or ``pose``) never is; another name is when its cache folder holds a
     file recorded as imported (``origin: import``).
     """
     from ..backbones import REGISTRY
+    from .pose_stream import POSE_STREAM
 
     out = []
     for name in names:
-        if name in REGISTRY or name in out:
+        if name in REGISTRY or name == POSE_STREAM or name in out:
             continue
         for root in cache_roots:
             if any(_imported_file(p) for p in sorted((Path(root) / name).glob("*.h5"))):

@@ -291,6 +291,11 @@ def _entry_status(entry: CacheEntry, cfg: Config | None) -> tuple[str, str]:
 
         job = VideoJob(entry.video_id, video, fingerprint, crop_settings(cfg))
         try:
+            if entry.backbone == "pose":  # the pose stream: features of the pose file, no backbone
+                from .pose_stream import expected_for_video
+                from .pose_stream import is_fresh as pose_fresh
+
+                return _judge(entry, expected_for_video(cfg, job), pose_fresh)
             if cfg.data.crop.mode == "pose":
                 pose = find_pose_file(cfg.data.crop.pose, video.stem)
                 job = replace(job, pose_file=pose, pose_sha256=_pose_sha256(pose))
@@ -298,7 +303,11 @@ def _entry_status(entry: CacheEntry, cfg: Config | None) -> tuple[str, str]:
             expected = expected_for(cfg, entry.backbone, weights_id(cfg.extract.weights), size, job)
         except PipelineError as exc:
             return "stale", str(exc)[:80]
-    fresh, reason = is_fresh(entry.path, expected)
+    return _judge(entry, expected)
+
+
+def _judge(entry: CacheEntry, expected: dict[str, Any], fresh_check: Any = is_fresh) -> tuple[str, str]:
+    fresh, reason = fresh_check(entry.path, expected)
     if not fresh:
         return "stale", reason
     return _finite_status(entry)

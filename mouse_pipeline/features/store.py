@@ -33,7 +33,9 @@ package_version     ``mouse_pipeline.__version__`` of the writer
 created             ISO 8601 time (UTC) the file was completed
 ==================  ================================================================
 
-Extraction may add informative attributes (e.g. ``extract_frames_per_s``).
+Extraction may add informative attributes (e.g. ``extract_frames_per_s``). The ``pose``
+stream (pose features, no CNN) keeps this contract under ``<cache>/pose/`` and adds its
+settings, body parts and column names (:mod:`mouse_pipeline.features.pose_stream`).
 
 Features not computed by a backbone (``mouse-pipeline cache import``,
 :mod:`mouse_pipeline.features.importing`) keep the same layout and dataset, under a

@@ -30,7 +30,7 @@ def test_bench_prints_and_writes_every_figure_and_leaves_no_temporary_files(tmp_
     res = json.loads(out.read_text())
     rates = ["decode_frames_per_s", "model_frames_per_s", "extract_frames_per_s",
              "extract_end_to_end_frames_per_s", "extract_parallel_frames_per_s",
-             "per_frame_predict_frames_per_s"]
+             "per_frame_predict_frames_per_s", "pose_features_frames_per_s", "pose_compute_frames_per_s"]
     for key in rates:
         assert math.isfinite(res[key]) and res[key] > 0, key
     # extraction does all that decoding and the model do, and more: neither alone is slower
@@ -43,8 +43,12 @@ def test_bench_prints_and_writes_every_figure_and_leaves_no_temporary_files(tmp_
     # one model.predict per frame is far slower than batches through the compiled forward
     assert res["per_frame_predict_frames_per_s"] < res["model_frames_per_s"]
     assert res["settings"]["video_frames"] == 64 and res["settings"]["video"] == "synthetic, seed 0"
+    # pose features: reading and writing the file cost more than computing alone
+    assert (res["pose_frames"], res["pose_bodyparts"]) == (18_000, 7)
+    assert res["pose_features_frames_per_s"] <= TOLERANCE * res["pose_compute_frames_per_s"]
     for row in ("decode only", "model only", "full extract / model only", "full extract / per-frame",
-                "2 videos decoding at once", "start-up, median of 3 runs", "target <= 1.5 s over bare Python"):
+                "2 videos decoding at once", "start-up, median of 3 runs", "target <= 1.5 s over bare Python",
+                "pose features, 18000 frames x 7 parts", "pose features, compute only"):
         assert row in result.output
     assert not list((tmp_path / "tmp").glob("mp-bench-*"))  # synthetic video and caches deleted
     check_startup(res["startup"])

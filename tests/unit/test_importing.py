@@ -225,12 +225,14 @@ def test_names_and_folders_that_cannot_be_imported_into(project):
     with pytest.raises(ConfigError, match="--tool"):
         importing.import_features(cfg, "ext", root / "feats", " ")
     video = root / "videos" / "mouse_000.mp4"
-    attrs = expected_attrs(backbone="pose", weights="", input_size=0, crop="", dtype="float32", precision="",
+    with pytest.raises(ConfigError, match="backbone that extract computes"):  # the pose stream's name
+        importing.import_features(cfg, "pose", root / "feats", "t")
+    attrs = expected_attrs(backbone="flow", weights="", input_size=0, crop="", dtype="float32", precision="",
                            video_path=video, fingerprint=video_fingerprint(video), fps=10.0)
-    with CacheWriter(cache_path(cfg.extract.cache, "pose", "mouse_000"), 1, 1, "float32", attrs) as w:
+    with CacheWriter(cache_path(cfg.extract.cache, "flow", "mouse_000"), 1, 1, "float32", attrs) as w:
         w.write(np.zeros((1, 1)))
     with pytest.raises(CacheError, match="holds features computed by the project"):
-        importing.import_features(cfg, "pose", root / "feats", "t")
+        importing.import_features(cfg, "flow", root / "feats", "t")
 
 
 def test_a_later_import_must_match_the_stream_already_cached(project):

@@ -282,3 +282,31 @@ def test_movement_is_imported_only_when_an_hdf5_file_is_read(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split("\n")[:2] == ["[]", "True"]
     assert out.stderr == ""
+
+
+def test_body_parts_of_every_format_and_all_parts_read_at_once(tmp_path):
+    from mouse_pipeline.pose import read_parts, read_track
+    from mouse_pipeline.pose_formats import list_bodyparts
+
+    pts = points(7)
+    csv_file, h5 = tmp_path / "a.csv", tmp_path / "a.h5"
+    write_dlc_csv(csv_file, pts)
+    dlc_frame({None: pts}).to_hdf(h5, key="df_with_missing", format="table", mode="w")
+    multi = multi_csv(tmp_path / "m.csv", {"mouse1": pts, "mouse2": points(8)})
+    sleap = sleap_analysis(tmp_path / "s.analysis.h5", np.random.default_rng(0).uniform(
+        0, 100, (1, 2, 2, 12)), ["track_0"])
+    for path in (csv_file, h5, multi, sleap):
+        assert list_bodyparts(path) == list(PARTS), path
+    for path in (csv_file, h5):
+        both = read_parts(path, list(PARTS))
+        assert list(both) == list(PARTS)
+        for part in PARTS:
+            np.testing.assert_allclose(both[part].xy, pts[part][:, :2], atol=1e-4)
+            np.testing.assert_allclose(both[part].likelihood, pts[part][:, 2], atol=1e-4)
+    assert np.array_equal(read_parts(multi, ["snout"], individual="mouse2")["snout"].xy,
+                          read_track(multi, "snout", individual="mouse2").xy, equal_nan=True)
+    with pytest.raises(InputError, match="choose one with data.crop.individual"):
+        read_parts(multi, ["snout"])
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(InputError, match=r"bad\.csv: not a DeepLabCut CSV"):
+        list_bodyparts(tmp_path / "bad.csv")

@@ -52,7 +52,8 @@ def test_labels_frames_and_pose_rows_agree(dataset):
         assert len(labels[v]) == FRAMES
         assert read_dlc(root / "pose" / f"{v}.csv", "midbody").shape == (FRAMES, 2)
         head = (root / "pose" / f"{v}.csv").read_text().splitlines()[1]
-        assert head.split(",")[1::3] == ["snout", "midbody", "tailbase"]
+        assert head.split(",")[1::3] == ["snout", "midbody", "tailbase", "left_ear", "right_ear",
+                                         "left_forepaw", "right_forepaw"]
 
 
 def test_prevalence_and_bout_lengths_are_plausible(dataset):
