@@ -87,12 +87,17 @@ from .paths import (
 
 __all__ = ["INFERENCE_WINDOWS", "LARGEST_INPUT", "MAX_CANDIDATES", "MAX_CONFIG_BYTES", "MAX_DEPTH",
            "MAX_EMBEDDING_DIM", "MAX_FRAMES", "MAX_PIXELS", "MAX_PROBLEMS_SHOWN", "MAX_SEED",
-           "MAX_TRIALS", "MEMORY_LIMIT_GB", "MODEL_KINDS", "Config", "CropConfig", "DataConfig",
-           "ExtractConfig", "FoldsConfig", "LSTMConfig", "LinearConfig", "MLPConfig",
-           "PoseFeaturesConfig", "PostprocessConfig", "SearchConfig", "TCNConfig", "TrainConfig",
-           "TransformerConfig", "WindowConfig", "config_from_dict", "dump_config", "load_config"]
+           "MAX_TRIALS", "MEMORY_LIMIT_GB", "MODEL_KINDS", "AutoConfig", "BlocksConfig", "Config",
+           "CropConfig", "DataConfig", "ExtractConfig", "FoldsConfig", "InnerFoldsConfig", "LSTMConfig",
+           "LinearConfig", "MLPConfig", "PoseFeaturesConfig", "PostprocessConfig", "SearchConfig",
+           "TCNConfig", "TrainConfig", "TransformerConfig", "WindowConfig", "config_from_dict",
+           "dump_config", "load_config"]
 
 # --------------------------------------------------------------------------- schema
+
+#: The sequence-model kinds a config may name (``sequences.models.MODEL_KINDS`` builds them);
+#: ``train.models`` also accepts ``auto`` (the kind chosen per fold on validation).
+ModelKind = Literal[MODEL_KINDS]
 
 
 def _f(default: Any = dataclasses.MISSING, *, min: float | None = None, max: float | None = None,
@@ -216,6 +221,22 @@ class TransformerConfig:
 
 
 @dataclass(frozen=True)
+class InnerFoldsConfig:
+    k: int = _f(3, min=2, max=100_000)
+
+
+@dataclass(frozen=True)
+class BlocksConfig:
+    k: int = _f(5, min=2, max=100_000)
+    refit: bool = True
+
+
+@dataclass(frozen=True)
+class AutoConfig:
+    models: tuple[ModelKind, ...] | None = None
+
+
+@dataclass(frozen=True)
 class SearchConfig:
     method: Literal["grid", "random"] = "grid"
     n_trials: int = _f(4, min=1, max=MAX_TRIALS)
@@ -225,7 +246,7 @@ class SearchConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     run: str = "runs/default"
-    models: tuple[Literal[MODEL_KINDS], ...] = ("lstm", "tcn")
+    models: tuple[Literal[ModelKind, "auto"], ...] = ("lstm", "tcn")
     heads: Literal["joint", "per_behavior"] = "joint"
     seed: int = _f(0, min=0, max=MAX_SEED)
     workers: int = _f(1, min=1, max=256)
@@ -243,6 +264,10 @@ class TrainConfig:
     mlp: MLPConfig = _f(factory=MLPConfig)
     transformer: TransformerConfig = _f(factory=TransformerConfig)
     search: SearchConfig = _f(factory=SearchConfig)
+    validation: Literal["videos", "inner_folds", "blocks"] = "videos"
+    inner_folds: InnerFoldsConfig = _f(factory=InnerFoldsConfig)
+    blocks: BlocksConfig = _f(factory=BlocksConfig)
+    auto: AutoConfig = _f(factory=AutoConfig)
 
 
 @dataclass(frozen=True)

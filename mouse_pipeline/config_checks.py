@@ -92,9 +92,12 @@ def _cross_checks(cfg: Config, problems: _Problems, validate: Validate) -> None:
         add("data.crop.pose", "expected the folder of DeepLabCut files when data.crop.mode is 'pose', got null")
     for key, names, what in (("data.behaviors", cfg.data.behaviors, "behaviour name"),
                              ("extract.backbones", cfg.extract.backbones, "backbone name"),
-                             ("train.models", cfg.train.models, "of " + ", ".join(MODEL_KINDS))):
+                             ("train.models", cfg.train.models, "of " + ", ".join((*MODEL_KINDS, "auto")))):
         if ok(key) and not names:
             add(key, f"expected at least one {what}, got an empty list")
+    if ok("train.auto.models") and cfg.train.auto.models is not None and not cfg.train.auto.models:
+        add("train.auto.models", f"expected at least one of {', '.join(MODEL_KINDS)} (or null: every kind), "
+                                 "got an empty list")
     if ok("data.behaviors") and len(set(cfg.data.behaviors)) != len(cfg.data.behaviors):
         add("data.behaviors", f"names must be unique, got {list(cfg.data.behaviors)}")
     w = cfg.train.window
@@ -182,7 +185,7 @@ def _memory_checks(cfg: Config, problems: _Problems) -> None:
                 f"+ 1 per decoding video) and would take {_gb(need)}, {over}; use a smaller crop or "
                 "fewer extract.frame_threads"))
     tr = t.transformer
-    if "transformer" in t.models and ok("train.window.length", "train.batch_size", "train.transformer"):
+    if _uses(cfg, "transformer") and ok("train.window.length", "train.batch_size", "train.transformer"):
         windows = max(t.batch_size, INFERENCE_WINDOWS)
         need = windows * tr.heads * t.window.length ** 2 * 4
         if need > limit:
@@ -203,30 +206,36 @@ def _model_weights(cfg: Config) -> list[tuple[str, str, float, str]]:
     """``(model, key, weights, how to have fewer)``: a lower bound of each configured
     model's weight count (embeddings of :data:`MAX_EMBEDDING_DIM`)."""
     t, dim, out = cfg.train, MAX_EMBEDDING_DIM, []
-    if "lstm" in t.models:
+    if _uses(cfg, "lstm"):
         directions, n_in, total = 2 if t.lstm.bidirectional else 1, dim, 0
         for layer in range(t.lstm.layers):
             units = max(1, t.lstm.units // 2**layer)
             total += directions * 4 * units * (n_in + units + 1)
             n_in = directions * units
         out.append(("lstm", "train.lstm.units", float(total), "fewer train.lstm.units or layers"))
-    if "tcn" in t.models:
+    if _uses(cfg, "tcn"):
         k, filters = t.tcn.kernel_size, t.tcn.filters
         blocks = t.tcn.stacks * len(t.tcn.dilations)
         total = k * dim * filters + max(0, 2 * blocks - 1) * k * filters * filters
         out.append(("tcn", "train.tcn.filters", float(total),
                     "fewer train.tcn.filters, a smaller kernel_size or fewer dilations or stacks"))
-    if "linear" in t.models:
+    if _uses(cfg, "linear"):
         out.append(("linear", "train.linear", float(dim * (1 + t.linear.delta)), "train.linear.delta false"))
-    if "mlp" in t.models:
+    if _uses(cfg, "mlp"):
         out.append(("mlp", "train.mlp.units", float(dim * (1 + t.mlp.delta) * t.mlp.units),
                     "fewer train.mlp.units"))
-    if "transformer" in t.models:
+    if _uses(cfg, "transformer"):
         tr = t.transformer
         total = dim * tr.width + tr.layers * (4 * tr.width * tr.width + 2 * tr.width * tr.ff)
         out.append(("transformer", "train.transformer.width", float(total),
                     "a smaller train.transformer.width or ff, or fewer layers"))
     return out
+
+
+def _uses(cfg: Config, kind: str) -> bool:
+    """Whether the run trains ``kind``: named in ``train.models``, or searched by ``auto``."""
+    t = cfg.train
+    return kind in t.models or ("auto" in t.models and (t.auto.models is None or kind in t.auto.models))
 
 
 def _search_checks(cfg: Config, problems: _Problems, validate: Validate) -> None:

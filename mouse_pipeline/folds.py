@@ -20,6 +20,22 @@ Schemes (:func:`make_folds`):
 
 Validation videos (``n_val`` per fold) are drawn from each fold's training side with a
 generator seeded by ``(seed, fold index)``, so the split is the same on every machine.
+
+What validates a fold (``train.validation``, :func:`plan_validation`):
+
+``videos``
+    The ``val`` videos (above); ``folds.json`` entries as in version 1.
+``inner_folds``
+    No validation videos: ``inner`` holds ``k`` groups of the fold's training videos;
+    each inner fit trains on the other groups and predicts its group, so every training
+    video is predicted once by a model that did not see it.
+``blocks``
+    No validation videos: ``blocks`` holds one contiguous block ``[start, stop)`` of each
+    training video (``k`` equal blocks, one drawn per video); training windows keep a gap
+    of one window length away from it.
+
+``folds.json`` version 2 adds ``validation`` (and ``inner`` or ``blocks``) to the entries
+of those two modes; version 1 files (every fold validated by videos) still load.
 """
 
 from __future__ import annotations
@@ -40,26 +56,57 @@ from mouse_pipeline.fileio import write_json
 logger = logging.getLogger(__name__)
 
 SCHEMES = ("leave_one_video_out", "group_kfold", "fixed")
-_FOLDS_VERSION = 1
+_FOLDS_VERSION = 2
+VALIDATION_MODES = ("videos", "inner_folds", "blocks")
 
 
 @dataclass(frozen=True)
 class Fold:
-    """The videos that train, validate and test one model."""
+    """The videos that train, validate and test one model, and what validates it.
+
+    ``validation`` is ``videos`` (the ``val`` videos), ``inner_folds`` (``inner``: the
+    groups of training videos held out in turn) or ``blocks`` (``blocks``: one
+    ``(video, start, stop)`` frame range of each training video).
+    """
 
     index: int
     train: tuple[str, ...]
     val: tuple[str, ...]
     test: tuple[str, ...]
+    validation: str = "videos"
+    inner: tuple[tuple[str, ...], ...] = ()
+    blocks: tuple[tuple[str, int, int], ...] = ()
+
+    @property
+    def val_segments(self) -> tuple[tuple[str, int, int | None], ...]:
+        """The frames that validate this fold: ``(video, start, stop)``, ``stop`` None for
+        the whole video. Each video appears at most once."""
+        if self.validation == "inner_folds":
+            return tuple((v, 0, None) for v in self.train)
+        if self.validation == "blocks":
+            return self.blocks
+        return tuple((v, 0, None) for v in self.val)
+
+    @property
+    def val_videos(self) -> tuple[str, ...]:
+        """The videos with validation probabilities (those of :attr:`val_segments`)."""
+        return tuple(v for v, _, _ in self.val_segments)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready form."""
-        return {
+        """Plain JSON-ready form (a ``videos`` fold as in version 1)."""
+        out: dict[str, Any] = {
             "index": self.index,
             "train": list(self.train),
             "val": list(self.val),
             "test": list(self.test),
         }
+        if self.validation != "videos":
+            out["validation"] = self.validation
+        if self.inner:
+            out["inner"] = [list(g) for g in self.inner]
+        if self.blocks:
+            out["blocks"] = [{"video": v, "start": a, "stop": b} for v, a, b in self.blocks]
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Fold:
@@ -74,7 +121,29 @@ class Fold:
             isinstance(v, list) and all(isinstance(x, str) for x in v) for v in lists.values()
         ):
             raise RunError(f"fold {data['index']}: train/val/test must be lists of video ids")
-        return cls(int(data["index"]), *(tuple(lists[key]) for key in ("train", "val", "test")))
+        validation = data.get("validation", "videos")
+        if validation not in VALIDATION_MODES:
+            raise RunError(f"fold {data['index']}: unknown validation {validation!r}")
+        inner = data.get("inner", [])
+        if not isinstance(inner, list) or not all(
+            isinstance(g, list) and all(isinstance(x, str) for x in g) for g in inner
+        ):
+            raise RunError(f"fold {data['index']}: 'inner' must be a list of lists of video ids")
+        blocks = data.get("blocks", [])
+        ok = isinstance(blocks, list) and all(
+            isinstance(b, Mapping) and isinstance(b.get("video"), str)
+            and all(isinstance(b.get(k), int) and b[k] >= 0 for k in ("start", "stop"))
+            and b["start"] < b["stop"] for b in blocks
+        )
+        if not ok:
+            raise RunError(f"fold {data['index']}: 'blocks' must be a list of "
+                           "{video, start, stop} with 0 <= start < stop")
+        if (validation == "inner_folds") != bool(inner) or (validation == "blocks") != bool(blocks):
+            raise RunError(f"fold {data['index']}: validation {validation!r} does not match its "
+                           "'inner' / 'blocks' records")
+        return cls(int(data["index"]), *(tuple(lists[key]) for key in ("train", "val", "test")),
+                   validation=validation, inner=tuple(tuple(g) for g in inner),
+                   blocks=tuple((b["video"], int(b["start"]), int(b["stop"])) for b in blocks))
 
 
 def make_folds(
@@ -171,9 +240,93 @@ def _check_fixed(ids: list[str], train: Sequence[str], test: Sequence[str]) -> l
     return list(test)
 
 
-def check_no_leakage(folds: Sequence[Fold]) -> None:
-    """Raise :class:`RunError` if any fold shares a video between train, val and test."""
+def plan_validation(
+    folds: Sequence[Fold],
+    mode: str,
+    n_frames: Mapping[str, int],
+    inner_k: int = 3,
+    blocks_k: int = 5,
+    seed: int = 0,
+) -> list[Fold]:
+    """What validates each fold: ``folds`` (made with ``n_val=0`` for the modes other
+    than ``videos``) with their inner groups or validation blocks.
+
+    Parameters
+    ----------
+    folds
+        The folds; for ``videos`` they are returned as they are.
+    mode
+        ``'videos'``, ``'inner_folds'`` or ``'blocks'`` (``train.validation``).
+    n_frames
+        Frames of each training video (for ``blocks``).
+    inner_k
+        Inner folds (``train.inner_folds.k``), capped at the fold's training videos: the
+        training videos, shuffled with a generator seeded by ``(seed, fold index + 1, 1)``,
+        are cut into groups whose sizes differ by at most one.
+    blocks_k
+        Equal blocks per training video (``train.blocks.k``); the validation block of each
+        video is drawn with a generator seeded by ``(seed, fold index + 1, 2)``.
+
+    Raises
+    ------
+    ConfigError
+        A fold has validation videos, fewer than 2 training videos for ``inner_folds``, or
+        a training video shorter than ``blocks_k`` frames.
+    """
+    if mode not in VALIDATION_MODES:
+        raise ConfigError(f"unknown train.validation {mode!r}: use one of {VALIDATION_MODES}")
+    if mode == "videos":
+        return list(folds)
+    out = []
     for fold in folds:
+        if fold.val:
+            raise ConfigError(f"fold {fold.index}: validation {mode!r} takes no validation videos")
+        if mode == "inner_folds":
+            if len(fold.train) < 2:
+                raise ConfigError(
+                    f"fold {fold.index} has {len(fold.train)} training video(s): train.validation "
+                    "'inner_folds' needs at least 2 (use train.validation: blocks)")
+            k = min(inner_k, len(fold.train))
+            order = np.random.default_rng((seed, fold.index + 1, 1)).permutation(len(fold.train))
+            groups = tuple(tuple(sorted(fold.train[i] for i in part)) for part in np.array_split(order, k))
+            out.append(Fold(fold.index, fold.train, (), fold.test, "inner_folds", inner=groups))
+        else:
+            rng = np.random.default_rng((seed, fold.index + 1, 2))
+            blocks = []
+            for v in fold.train:
+                n = int(n_frames[v])
+                if n < blocks_k:
+                    raise ConfigError(f"video {v!r} has {n} frames, fewer than train.blocks.k={blocks_k} "
+                                      "blocks; use a smaller train.blocks.k")
+                j = int(rng.integers(blocks_k))
+                edges = np.linspace(0, n, blocks_k + 1).round().astype(int)
+                blocks.append((v, int(edges[j]), int(edges[j + 1])))
+            out.append(Fold(fold.index, fold.train, (), fold.test, "blocks", blocks=tuple(blocks)))
+    check_no_leakage(out)
+    return out
+
+
+def block_training_ranges(fold: Fold, n_frames: Mapping[str, int], gap: int) -> list[tuple[str, int, int]]:
+    """The training frame ranges ``(video, start, stop)`` of a ``blocks`` fold: each training
+    video without its validation block and ``gap`` frames either side of it (a training
+    window then never holds a validation frame nor one of its ``gap`` neighbours); empty
+    ranges are left out."""
+    ranges = []
+    for v, start, stop in fold.blocks:
+        for a, b in ((0, start - gap), (stop + gap, int(n_frames[v]))):
+            if b > a:
+                ranges.append((v, a, b))
+    return ranges
+
+
+def check_no_leakage(folds: Sequence[Fold]) -> None:
+    """Raise :class:`RunError` if any fold shares a video between train, val and test,
+    or validates on a test video."""
+    for fold in folds:
+        inner = sorted(set(fold.test) & {v for g in fold.inner for v in g} | set(fold.test) & {
+            v for v, _, _ in fold.blocks})
+        if inner:
+            raise RunError(f"fold {fold.index}: test video {inner[0]!r} is in its inner folds or blocks")
         pairs = (
             ("test", fold.test, "train", fold.train),
             ("test", fold.test, "val", fold.val),
@@ -234,8 +387,10 @@ def check_positives(folds: Sequence[Fold], labels_by_video: Mapping[str, Labels]
 
 
 def save_folds(path: str | Path, folds: Sequence[Fold]) -> None:
-    """Write ``folds.json`` atomically (:func:`~mouse_pipeline.fileio.write_json`)."""
-    write_json(path, {"version": _FOLDS_VERSION, "folds": [fold.to_dict() for fold in folds]})
+    """Write ``folds.json`` atomically (:func:`~mouse_pipeline.fileio.write_json`); version 1
+    when every fold is validated by videos (what older versions read), else 2."""
+    version = 1 if all(f.validation == "videos" for f in folds) else _FOLDS_VERSION
+    write_json(path, {"version": version, "folds": [fold.to_dict() for fold in folds]})
 
 
 def load_folds(path: str | Path) -> list[Fold]:
@@ -255,6 +410,10 @@ def load_folds(path: str | Path) -> list[Fold]:
         raise RunError(f"cannot read folds from {path}: {err}") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("folds"), list):
         raise RunError(f"{path} has no 'folds' list")
+    version = payload.get("version", 1)
+    if not isinstance(version, int) or version > _FOLDS_VERSION:
+        raise RunError(f"{path}: folds version {version!r}, this version reads up to "
+                       f"{_FOLDS_VERSION}; use the mouse-pipeline version that wrote it")
     try:
         folds = [Fold.from_dict(entry) for entry in payload["folds"]]
     except RunError as err:

@@ -127,28 +127,33 @@ def _per_behavior(run: RunFolder, finals: list[FinalModel]) -> Predictor:
 
 
 def _ensemble(run: RunFolder, cfg: Config, finals: list[FinalModel]) -> Predictor:
-    """The final models' mean, post-processing chosen on their validation videos."""
+    """The final models' mean, post-processing chosen on their validation probabilities
+    (validation videos, inner out-of-fold predictions or validation blocks)."""
     fold = finals[0].fold
-    if not fold.val or any(m.fold.val != fold.val for m in finals):
+    segments = fold.val_segments
+    if not segments or any(m.fold.val_segments != segments for m in finals):
         raise RunError(f"{run.path}: the final models were not validated on the same videos; "
                        "train them again with --final in one run")
     behaviors = finals[0].behaviors
     val = [read_probs(m.folder, m.fold, behaviors)["val"] for m in finals]
-    if any(set(v) != set(fold.val) for v in val):
+    if any(set(v) != set(fold.val_videos) for v in val):
         raise RunError(f"{finals[0].folder}: no validation probabilities to choose the ensemble's "
                        "thresholds on; train the final models again")
     recorded = run.recorded_videos()
     labels = []
-    for vid in fold.val:
+    for vid, start, stop in segments:
         if vid not in recorded or not recorded[vid].get("labels"):
             raise RunError(f"{run.path}: no record of the labels of validation video {vid!r}; train "
                            "the run again with this version")
-        n = len(val[0][vid])
+        n = len(val[0][vid]) if stop is None else recorded[vid].get("n_frames")
+        if not isinstance(n, int):
+            raise RunError(f"{run.path}: no record of the frame count of validation video {vid!r}; "
+                           "train the run again with this version")
         lab = read_labels(recorded[vid]["labels"], cfg.data.label_format, cfg.data.behaviors,
                           columns=dict(cfg.data.label_columns) or None, fps=float(recorded[vid]["fps"]),
                           n_frames=n)
-        labels.append(check_length(lab, n, cfg.data.max_frame_mismatch, vid).matrix)
-    mean = [np.mean([v[vid] for v in val], axis=0) for vid in fold.val]
+        labels.append(check_length(lab, n, cfg.data.max_frame_mismatch, vid).matrix[start:stop])
+    mean = [np.mean([v[vid] for v in val], axis=0) for vid in fold.val_videos]
     post = choose_postprocess_per_behavior(behaviors, labels, mean, list(cfg.postprocess.max_gap),
                                            list(cfg.postprocess.min_len))
     return Predictor(ENSEMBLE, tuple(finals), (None,) * len(behaviors),

@@ -73,15 +73,24 @@ def load_run(run_dir: str | Path) -> RunData:
     if not models:
         raise RunError(f"{run.path}: no model has out-of-fold probabilities for all {len(folds)} folds; "
                        "run `mouse-pipeline train` first (it resumes unfinished folds)")
+    recorded = run.recorded_videos()
     lengths: dict[str, int] = {}
     for name, results in models.items():
         for fr in results:
-            for vid, p in {**fr.val, **fr.test}.items():
+            blocks = {v: (a, b) for v, a, b in fr.fold.blocks}  # a block's probabilities: its frames only
+            whole = {**{v: p for v, p in fr.val.items() if v not in blocks}, **fr.test}
+            for vid, p in whole.items():
                 if lengths.setdefault(vid, len(p)) != len(p):
                     raise RunError(f"{run.path / name}: {len(p)} frames of probabilities for {vid!r}, "
                                    f"but {lengths[vid]} in another model; retrain with one cache")
+            for vid, p in fr.val.items():
+                if vid in blocks:
+                    n = recorded.get(vid, {}).get("n_frames")
+                    if len(p) != blocks[vid][1] - blocks[vid][0] or not isinstance(n, int):
+                        raise RunError(f"{run.path / name}: validation block of {vid!r} does not match "
+                                       "its record; train the run again")
+                    lengths.setdefault(vid, n)
     backbones = list(dict.fromkeys(n.split("/")[0] for n in models))
-    recorded = run.recorded_videos()
     fps = {vid: float(recorded[vid]["fps"]) if vid in recorded else _video_fps(cfg, backbones, vid)
            for vid in lengths}
     labels = {vid: _video_labels(cfg, vid, n, fps[vid], recorded.get(vid, {}).get("labels"))
@@ -139,14 +148,15 @@ def add_ensemble(data: RunData) -> None:
     results = []
     for i, fold in enumerate(data.folds):
         parts = [data.models[n][i] for n in names]
-        if not fold.val or any(v not in p.val for p in parts for v in fold.val):
+        segments = fold.val_segments  # validation videos, inner out-of-fold predictions or blocks
+        if not segments or any(v not in p.val for p in parts for v, _, _ in segments):
             data.ensemble_note = f"not built: fold {fold.index} has no validation probabilities"
             log.warning("ensemble %s", data.ensemble_note)
             return
         test = {v: np.mean([p.test[v] for p in parts], axis=0) for v in fold.test}
-        val = {v: np.mean([p.val[v] for p in parts], axis=0) for v in fold.val}
-        post = choose_postprocess_per_behavior(data.behaviors, [data.labels[v].matrix for v in fold.val],
-                                               [val[v] for v in fold.val], *grids)
+        val = {v: np.mean([p.val[v] for p in parts], axis=0) for v, _, _ in segments}
+        post = choose_postprocess_per_behavior(data.behaviors, [data.labels[v].matrix[a:b] for v, a, b in segments],
+                                               [val[v] for v, _, _ in segments], *grids)
         windows = {(p.meta.get("window"), p.meta.get("inference_stride")) for p in parts}
         meta = dict(zip(("window", "inference_stride"), windows.pop(), strict=True)) if len(windows) == 1 else {}
         results.append(FoldResult(fold, test, val, post, meta=meta))

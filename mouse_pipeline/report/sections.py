@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import __version__
 from ..features.store import sanitize_id
+from ..folds import Fold
 from ..plots import png_bytes
 from .data import ENSEMBLE, RunData
 from .document import Cell, Document, Group, _fmt, _md_text
@@ -72,7 +73,7 @@ def _section_header(doc: Document, data: RunData, metrics: dict[str, Any]) -> No
     test_videos = [v for f in data.folds for v in f.test]
     folds = cfg.train.folds
     scheme = folds.scheme + (f", k = {folds.k}" if folds.scheme == "group_kfold" else "")
-    scheme += f", {folds.n_val} validation video(s) per fold"
+    scheme += _VALIDATION_SUMMARY[cfg.train.validation](cfg.train)
     complete = [n for n in data.models if n != ENSEMBLE]
     items = [("Videos", f"{len(data.labels)}: " + ", ".join(sorted(data.labels))),
              ("Folds", f"{len(data.folds)} ({scheme}); {len(test_videos)} test videos in all"),
@@ -89,7 +90,7 @@ def _section_header(doc: Document, data: RunData, metrics: dict[str, Any]) -> No
     doc.para("Where the numbers come from: every figure and table is computed on out-of-fold test "
              "videos only, each predicted by the model of the fold that held it out, with frames "
              "not annotated left out. Early stopping, thresholds and post-processing were chosen "
-             "on validation videos taken from the training side of each fold; a test video never "
+             f"on {_VALIDATION_NOTE[cfg.train.validation]} of each fold; a test video never "
              "influenced any choice. \"Pooled\" means all test frames of all folds together, each "
              "fold's frames judged with that fold's own threshold.", cls="note")
     if data.incomplete:
@@ -214,15 +215,49 @@ def _section_cost(doc: Document, data: RunData, cost: tuple[list[dict], list[dic
               "not far above it, shows no edge effect.")
 
 
+_VALIDATION_SUMMARY = {
+    "videos": lambda t: f", {t.folds.n_val} validation video(s) per fold",
+    "inner_folds": lambda t: f", validated by {t.inner_folds.k} inner folds over the training videos, then refitted",
+    "blocks": lambda t: (f", validated on one block (1/{t.blocks.k}) of each training video"
+                         + (", then refitted" if t.blocks.refit else "")),
+}
+_VALIDATION_NOTE = {
+    "videos": "validation videos taken from the training side",
+    "inner_folds": "inner out-of-fold predictions of the training videos (then a refit on all of them)",
+    "blocks": "contiguous validation blocks of the training videos, a window away from their training frames",
+}
+
+
+def _validation_text(f: Fold) -> str:
+    """What validated fold ``f``: its videos, its inner groups, or its blocks."""
+    if f.validation == "inner_folds":
+        return " | ".join(", ".join(g) for g in f.inner)
+    if f.validation == "blocks":
+        return ", ".join(f"{v} [{a}, {b})" for v, a, b in f.blocks)
+    return ", ".join(f.val)
+
+
+def _auto_choices(data: RunData) -> dict[str, dict[int, str]]:
+    """Per ``auto`` model, the kind each fold kept on validation."""
+    return {name: {fr.fold.index: str(fr.history.get("kind", "?")) for fr in results}
+            for name, results in data.models.items() if name.endswith("/auto")}
+
+
 def _section_folds(doc: Document, data: RunData) -> None:
     rows = []
+    autos = _auto_choices(data)
     for f in data.folds:
         n = sum(int(data.labels[v].n_frames) for v in f.test)
-        rows.append([f.index, *(Cell(html.escape(", ".join(vs)), _md_text(", ".join(vs)), "names")
-                                for vs in (f.train, f.val, f.test)), n])
-    doc.table(["fold", "training videos", "validation videos (early stopping, thresholds)",
-               "test videos (scored)", "test frames"], rows,
-              "Splits by whole video (folds.json): a video is never on two sides of a fold.")
+        texts = [", ".join(f.train), _validation_text(f), ", ".join(f.test)]
+        rows.append([f.index, *(Cell(html.escape(t), _md_text(t), "names") for t in texts), n,
+                     *(choices.get(f.index, "–") for choices in autos.values())])
+    what = {"videos": "validation videos", "inner_folds": "inner folds (groups held out in turn)",
+            "blocks": "validation blocks [start, stop) frames"}[data.cfg.train.validation]
+    doc.table(["fold", "training videos", f"{what} (early stopping, thresholds)",
+               "test videos (scored)", "test frames", *(f"{name} chose" for name in autos)], rows,
+              "Splits by whole video (folds.json): a video is never on two sides of a fold."
+              + (" \"auto chose\": the model kind whose trial scored best on the fold's validation."
+                 if autos else ""))
 
 
 SECTIONS = (("results", "Results per behaviour (thesis layout)"),

@@ -100,7 +100,10 @@ def read_meta(folder: Path) -> dict[str, Any]:
 def read_probs(folder: Path, fold: Fold, behaviors: tuple[str, ...]) -> dict[str, dict[str, np.ndarray]]:
     """A fold folder's probabilities: ``{"test": {video: probs}, "val": {...}}``.
 
-    Every test video must be there; validation videos may be absent (older runs).
+    Every test video must be there; validation videos may be absent (older runs). ``val``
+    holds the fold's validation segments (:attr:`~mouse_pipeline.folds.Fold.val_segments`):
+    whole validation videos, the training videos' inner out-of-fold probabilities, or the
+    probabilities of each video's validation block.
     """
     path = folder / PROBS_FILE
     if not path.is_file():
@@ -112,7 +115,7 @@ def read_probs(folder: Path, fold: Fold, behaviors: tuple[str, ...]) -> dict[str
             if stored is not None and tuple(stored) != behaviors:
                 raise RunError(f"{path}: probabilities of {stored}, but the run's config lists "
                                f"{list(behaviors)}")
-            for split, videos in (("test", fold.test), ("val", fold.val)):
+            for split, videos in (("test", fold.test), ("val", fold.val_videos)):
                 for vid in videos:
                     key = f"{split}/{vid}"
                     if key not in f:

@@ -1,11 +1,16 @@
 """One scheduler for stage 2: every trial of every unfinished fold, inline or in workers.
 
-A *unit* is one (backbone, model, fold); its *trials* are the hyperparameter candidates
-of :func:`.search.search_trials`. The scheduler submits every trial of every unfinished
-unit to a runner, in the order a sequential run takes them, and as results come in keeps
-each unit's best trial (ties to the earlier trial) and, once a unit's last trial is in,
-writes its fold folder: thresholds and post-processing chosen on the validation videos,
+A *unit* is one (backbone, model, fold); its *trials* are those of
+:func:`.search.unit_trials` (the hyperparameter candidates; under ``auto``, those of every
+kind it searches). The scheduler submits every trial of every unfinished unit to a
+runner, in the order a sequential run takes them, and as results come in keeps each
+unit's best trial (ties to the earlier trial) and, once a unit's last trial is in, writes
+its fold folder: thresholds and post-processing chosen on the fold's validation
+probabilities (validation videos, inner out-of-fold predictions or validation blocks),
 then the test videos predicted once. Finished units are skipped, so a killed run resumes.
+Under ``inner_folds`` (and ``blocks`` with a refit) the trials only validate: once a
+unit's trials are in, one more task refits its best trial on every training video, and
+that refit is the fold's model (``k`` fits per trial and head, plus one refit per head).
 
 Runners: :class:`InlineRunner` fits trials in this process one after another, when the
 scheduler asks for the next result (``train.workers: 1``); :class:`PoolRunner` fits them
@@ -20,7 +25,7 @@ import functools
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -32,14 +37,17 @@ from ..dataset import VideoData, load_dataset, load_into_memory
 from ..folds import Fold
 from ..postprocess import choose_postprocess_per_behavior
 from ..runs import RunFolder
-from .fit import FitResult, PackedHead, fit_trial, format_seconds
+from .fit import FitResult, PackedHead, TrialResult, fit_trial, format_seconds, refit_trial
 from .inference import predict_heads
-from .models import save_model
-from .search import search_trials, trial_config
+from .models import MODEL_KINDS, save_model
+from .search import Trial, trial_config, unit_trials
 from .windows import inference_stride
 from .workers import WorkerPool, cpu_count
 
 log = logging.getLogger(__name__)
+
+#: The key of a unit's refit task, in place of a trial number.
+REFIT = "refit"
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,24 @@ class Unit:
     kind: str
     fold: Fold
     label: str
+
+
+@dataclass(frozen=True)
+class Task:
+    """One trial of a unit to fit, or (``refit_epochs`` set) the refit of its best trial."""
+
+    unit: Unit
+    trial: Trial
+    n_trials: int
+    refit_epochs: tuple[int, ...] | None = None
+
+
+def run_task(cfg: Config, by_id: dict[str, VideoData], task: Task, progress: bool) -> TrialResult | list[FitResult]:
+    """A trial's result, or a refit's heads."""
+    u = task.unit
+    if task.refit_epochs is None:
+        return fit_trial(cfg, task.trial, task.n_trials, by_id, u.fold, u.label, progress)
+    return refit_trial(cfg, task.trial, task.n_trials, by_id, u.fold, list(task.refit_epochs), u.label, progress)
 
 
 def unit_label(backbone: str, kind: str, fold: Fold, n_folds: int) -> str:
@@ -82,11 +108,12 @@ class VideoStore:
 
 
 class InlineRunner:
-    """Trials fitted in this process, in submission order, as results are asked for."""
+    """Tasks fitted in this process, in submission order (a refit first), as results are
+    asked for."""
 
     def __init__(self, cfg: Config, videos: VideoStore, progress: bool) -> None:
         self.cfg, self.videos, self.progress = cfg, videos, progress
-        self.queue: list[tuple[Any, Unit, int, dict[str, Any]]] = []
+        self.queue: list[tuple[Any, Task]] = []
 
     def __enter__(self) -> InlineRunner:
         return self
@@ -94,15 +121,14 @@ class InlineRunner:
     def __exit__(self, *exc: Any) -> None:
         self.queue.clear()
 
-    def submit(self, key: Any, unit: Unit, t: int, params: dict[str, Any]) -> None:
-        self.queue.append((key, unit, t, params))
+    def submit(self, key: Any, task: Task) -> None:
+        # a refit finishes its unit: it goes first, so the fold folder is written at once
+        self.queue.insert(0, (key, task)) if task.refit_epochs is not None else self.queue.append((key, task))
 
-    def results(self) -> Iterator[tuple[Any, float, list[FitResult]]]:
+    def results(self) -> Iterator[tuple[Any, Any]]:
         while self.queue:
-            key, unit, t, params = self.queue.pop(0)
-            heads = fit_trial(self.cfg, unit.kind, self.videos.get(unit.backbone), unit.fold, t, params,
-                              unit.label, self.progress)
-            yield key, float(np.mean([h.val_score for h in heads])), heads
+            key, task = self.queue.pop(0)
+            yield key, run_task(self.cfg, self.videos.get(task.unit.backbone), task, self.progress)
 
 
 class _WorkerState:
@@ -117,12 +143,10 @@ class _WorkerState:
         return cls.videos
 
 
-def _trial_in_worker(cfg: Config, unit: Unit, t: int, params: dict[str, Any],
-                     progress: bool) -> tuple[float, list[PackedHead]]:
-    """Worker task: fit trial ``t`` of one unit; its score and heads."""
-    by_id = _WorkerState.store(cfg).get(unit.backbone)
-    heads = fit_trial(cfg, unit.kind, by_id, unit.fold, t, params, unit.label, progress)
-    return float(np.mean([h.val_score for h in heads])), [PackedHead.pack(h) for h in heads]
+def _task_in_worker(cfg: Config, task: Task, progress: bool) -> TrialResult | list[PackedHead]:
+    """Worker task: fit one trial (or refit) of one unit; its result with the heads packed."""
+    out = run_task(cfg, _WorkerState.store(cfg).get(task.unit.backbone), task, progress)
+    return out.pack() if isinstance(out, TrialResult) else [PackedHead.pack(h) for h in out]
 
 
 def _configure_worker(inter_op_threads: int) -> None:
@@ -164,12 +188,13 @@ class PoolRunner:
     def __exit__(self, *exc: Any) -> None:
         self.pool.__exit__(*exc)
 
-    def submit(self, key: Any, unit: Unit, t: int, params: dict[str, Any]) -> None:
-        self.futures[self.pool.submit(_trial_in_worker, self.cfg, unit, t, params, self.progress)] = key
+    def submit(self, key: Any, task: Task) -> None:
+        self.futures[self.pool.submit(_task_in_worker, self.cfg, task, self.progress)] = key
 
-    def results(self) -> Iterator[tuple[Any, float, list[PackedHead]]]:
-        for fut, (score, heads) in self.pool.completed(list(self.futures)):
-            yield self.futures.pop(fut), score, heads
+    def results(self) -> Iterator[tuple[Any, Any]]:
+        while self.futures:  # tasks submitted meanwhile (refits) are waited for too
+            fut, result = next(self.pool.completed(list(self.futures)))
+            yield self.futures.pop(fut), result
 
 
 # --------------------------------------------------------------------------- scheduling
@@ -180,12 +205,14 @@ class _Progress:
     """Each unit's trial scores and best trial so far."""
 
     scores: dict[int, float] = field(default_factory=dict)
-    best: tuple[float, int, list[Any]] | None = None
+    records: dict[int, dict[str, Any]] = field(default_factory=dict)
+    best: tuple[float, int, TrialResult] | None = None
 
-    def add(self, t: int, score: float, heads: list[Any]) -> None:
-        self.scores[t] = score
+    def add(self, t: int, result: TrialResult) -> None:
+        score = result.score
+        self.scores[t], self.records[t] = score, result.record
         if self.best is None or score > self.best[0] or (score == self.best[0] and t < self.best[1]):
-            self.best = (score, t, heads)
+            self.best = (score, t, result)
 
 
 def schedule(cfg: Config, run: RunFolder, jobs: list[tuple[str, str, Fold]], n_folds: int,
@@ -200,45 +227,65 @@ def schedule(cfg: Config, run: RunFolder, jobs: list[tuple[str, str, Fold]], n_f
             units.append(unit)
     if not units:
         return
-    trials = search_trials(cfg)
+    trials = {m: unit_trials(cfg, m, MODEL_KINDS) for m in {u.kind for u in units}}
+    n_tasks = sum(len(trials[u.kind]) for u in units)
     videos = VideoStore(cfg)
-    n_proc = min(cfg.train.workers, len(units) * len(trials))
+    n_proc = min(cfg.train.workers, n_tasks)
     if n_proc > 1:
-        log.info("training %d trial(s) of %d fold(s) in %d worker processes", len(units) * len(trials),
-                 len(units), n_proc)
+        log.info("training %d trial(s) of %d fold(s) in %d worker processes", n_tasks, len(units), n_proc)
     runner = PoolRunner(cfg, n_proc, progress) if n_proc > 1 else InlineRunner(cfg, videos, progress)
     state = [_Progress() for _ in units]
+    records: dict[int, list[dict[str, Any]]] = {}
+    refits: dict[int, tuple[int, TrialResult]] = {}
     t_start, done = time.perf_counter(), 0
+
+    def finish(unit: Unit, best: TrialResult, trial: Trial, trial_records: list[dict[str, Any]], done: int) -> int:
+        write_unit(cfg, run, unit, best, trial, trial_records, videos.get(unit.backbone))
+        done += 1
+        log.info("%s done (%d/%d); run ETA %s", unit.label, done, len(units),
+                 format_seconds((time.perf_counter() - t_start) / done * (len(units) - done)))
+        return done
+
     try:
         with runner:
             for i, unit in enumerate(units):
-                for t, params in enumerate(trials):
-                    runner.submit((i, t), unit, t, params)
-            for (i, t), score, heads in runner.results():
-                unit = units[i]
-                log.info("%s trial %d/%d %s: validation PR-AUC %.3f", unit.label, t + 1, len(trials),
-                         trials[t] or "(defaults)", score)
-                state[i].add(t, score, heads)
-                del heads
-                if len(state[i].scores) < len(trials):
+                for trial in trials[unit.kind]:
+                    runner.submit((i, trial.index), Task(unit, trial, len(trials[unit.kind])))
+            for (i, t), result in runner.results():
+                unit, ts = units[i], trials[units[i].kind]
+                if t == REFIT:  # the kept trial's heads, refitted on every training video
+                    bt, best = refits.pop(i)
+                    heads = [h.unpack() if isinstance(h, PackedHead) else h for h in result]
+                    done = finish(unit, replace(best, heads=heads), ts[bt], records.pop(i), done)
+                    continue
+                what = (f"{ts[t].kind} " if unit.kind == "auto" else "") + str(ts[t].params or "(defaults)")
+                log.info("%s trial %d/%d %s: validation PR-AUC %.3f", unit.label, t + 1, len(ts), what,
+                         result.score)
+                state[i].add(t, result)
+                del result
+                if len(state[i].scores) < len(ts):
                     continue
                 _, bt, best = state[i].best
                 state[i].best = None
-                best = [h.unpack() if isinstance(h, PackedHead) else h for h in best]
-                records = [{"trial": k, "params": trials[k], "val_pr_auc": state[i].scores[k]}
-                           for k in range(len(trials))]
-                write_unit(cfg, run, unit, best, trials[bt], records, videos.get(unit.backbone))
-                done += 1
-                log.info("%s done (%d/%d); run ETA %s", unit.label, done, len(units),
-                         format_seconds((time.perf_counter() - t_start) / done * (len(units) - done)))
+                records[i] = [{"trial": k, **({"kind": ts[k].kind} if unit.kind == "auto" else {}),
+                               "params": ts[k].params, "val_pr_auc": state[i].scores[k],
+                               **({"validation": state[i].records[k]} if state[i].records[k] else {})}
+                              for k in range(len(ts))]
+                if best.refit_epochs is None:
+                    done = finish(unit, best.unpack(), ts[bt], records.pop(i), done)
+                    continue
+                log.info("%s: trial %d/%d kept; refit on every training video for %s epoch(s)",
+                         unit.label, bt + 1, len(ts), "/".join(map(str, best.refit_epochs)))
+                refits[i] = (bt, best)
+                runner.submit((i, REFIT), Task(unit, ts[bt], len(ts), tuple(best.refit_epochs)))
     finally:
         videos.close()
 
 
-def write_unit(cfg: Config, run: RunFolder, unit: Unit, heads: list[FitResult], params: dict[str, Any],
+def write_unit(cfg: Config, run: RunFolder, unit: Unit, result: TrialResult, trial: Trial,
                trials: list[dict[str, Any]], by_id: dict[str, VideoData]) -> None:
     """Choose post-processing on validation, predict test videos, commit the fold folder."""
-    behaviors, fold = list(cfg.data.behaviors), unit.fold
+    behaviors, fold, heads, params = list(cfg.data.behaviors), unit.fold, result.heads, trial.params
     tcfg: TrainConfig = trial_config(cfg, params)
     length = tcfg.window.length
     stride = inference_stride(length, tcfg.window.inference_stride)
@@ -247,9 +294,12 @@ def write_unit(cfg: Config, run: RunFolder, unit: Unit, heads: list[FitResult], 
         return predict_heads([(h.outputs, h.model) for h in heads], by_id[v].features, length, stride,
                              len(behaviors))
 
-    val_probs = {v: predict(v) for v in fold.val}
-    post = choose_postprocess_per_behavior(behaviors, [by_id[v].labels.matrix for v in fold.val],
-                                           [val_probs[v] for v in fold.val],
+    # validation probabilities: the kept heads' on validation videos, or those the
+    # validating fits made (inner out-of-fold, blocks); never a test video's
+    val_probs = {v: predict(v) for v in fold.val} if result.val_probs is None else result.val_probs
+    segments = fold.val_segments
+    post = choose_postprocess_per_behavior(behaviors, [by_id[v].labels.matrix[a:b] for v, a, b in segments],
+                                           [val_probs[v] for v, _, _ in segments],
                                            list(cfg.postprocess.max_gap), list(cfg.postprocess.min_len))
     t0 = time.perf_counter()
     test_probs = {v: predict(v) for v in fold.test}
@@ -262,9 +312,12 @@ def write_unit(cfg: Config, run: RunFolder, unit: Unit, heads: list[FitResult], 
         w.write_normalization(heads[0].mean, heads[0].std)
         w.write_records(post, {
             "heads": [{"outputs": [behaviors[i] for i in h.outputs], "best_epoch": h.best_epoch,
-                       "val_pr_auc": h.val_score, **h.history} for h in heads],
-            "trials": trials, "params": params}, {
-            "fit_seconds": float(sum(h.fit_seconds for h in heads)),
+                       "val_pr_auc": result.head_scores[j] if result.head_scores else h.val_score,
+                       **h.history} for j, h in enumerate(heads)],
+            "trials": trials, "params": params,
+            **({"kind": trial.kind} if unit.kind == "auto" else {}),
+            **({"validation": result.record} if result.record else {})}, {
+            "fit_seconds": float(sum(h.fit_seconds for h in heads) + result.validation_seconds),
             "best_epochs": [h.best_epoch for h in heads],
             "inference_frames_per_s": float(n_test / infer_s) if n_test and infer_s > 0 else None,
             "train_frames": int(sum(by_id[v].n_frames for v in fold.train))},

@@ -1,9 +1,14 @@
 """Hyperparameter trials of a run and the settings each one trains with.
 
 Search is nested: every fold runs every trial on its own training videos and keeps the
-one with the best score on its own validation videos (see :mod:`.scheduler`). Seeds
-depend only on (seed, fold, trial, head), so a trial gives the same models whichever
-process fits it and whatever was fitted before it.
+one with the best score on its own validation (see :mod:`.scheduler`). Seeds depend only
+on (seed, fold, trial, head), and for the fits that only validate (inner folds, the
+validation fit of ``blocks`` before its refit) also on the fit's number, so a trial gives
+the same models whichever process fits it and whatever was fitted before it.
+
+``train.models: auto`` is one unit whose trials are those of every kind it searches
+(:func:`unit_trials`): a kind's trials leave out the search keys of the other kinds, and
+each keeps the number (and so the seeds) it has when that kind is trained alone.
 
 No TensorFlow here.
 """
@@ -11,6 +16,8 @@ No TensorFlow here.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,9 +25,23 @@ import numpy as np
 from ..config import Config, TrainConfig
 
 
-def search_trials(cfg: Config) -> list[dict[str, Any]]:
-    """Hyperparameter candidates: every grid point, or ``n_trials`` random ones (seeded)."""
-    space = cfg.train.search.space
+@dataclass(frozen=True)
+class Trial:
+    """One trial of a unit: its number in the unit, the kind it fits, its hyperparameters,
+    and the trial number its seeds are made from (the kind's own, under ``auto``)."""
+
+    index: int
+    kind: str
+    params: dict[str, Any]
+    seed_index: int
+
+
+def search_trials(cfg: Config, space: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Hyperparameter candidates: every grid point, or ``n_trials`` random ones (seeded).
+
+    ``space`` replaces ``train.search.space`` (``auto``'s per-kind spaces).
+    """
+    space = cfg.train.search.space if space is None else space
     if not space:
         return [{}]
     keys = sorted(space)
@@ -30,6 +51,26 @@ def search_trials(cfg: Config) -> list[dict[str, Any]]:
         picks = sorted(rng.choice(len(grid), size=cfg.train.search.n_trials, replace=False))
         grid = [grid[i] for i in picks]
     return grid
+
+
+def kind_space(cfg: Config, kind: str, kinds: Sequence[str]) -> dict[str, Any]:
+    """``train.search.space`` without the keys of the other kinds of ``kinds`` (``lstm.units``
+    is not a TCN's hyperparameter); general keys (``window.length``) stay."""
+    return {k: v for k, v in cfg.train.search.space.items()
+            if k.split(".")[0] not in kinds or k.split(".")[0] == kind}
+
+
+def unit_trials(cfg: Config, model: str, kinds: Sequence[str]) -> list[Trial]:
+    """The trials of one unit: ``model``'s search trials, or for ``auto`` those of every kind
+    of ``train.auto.models`` (all of ``kinds`` when null) one kind after another."""
+    if model != "auto":
+        return [Trial(t, model, p, t) for t, p in enumerate(search_trials(cfg))]
+    searched = cfg.train.auto.models if cfg.train.auto.models is not None else tuple(kinds)
+    out: list[Trial] = []
+    for kind in searched:
+        for t, p in enumerate(search_trials(cfg, kind_space(cfg, kind, kinds))):
+            out.append(Trial(len(out), kind, p, t))
+    return out
 
 
 def trial_config(cfg: Config, params: dict[str, Any]) -> TrainConfig:
@@ -46,3 +87,11 @@ def heads_for(cfg: Config) -> list[list[int]]:
 def head_seed(cfg: Config, fold_index: int, trial: int, head: int) -> int:
     """The seed of one head of one trial of one fold (the final fold has index -1)."""
     return cfg.train.seed + 1000 * (fold_index + 1) + 100 * trial + head
+
+
+def validation_seed(cfg: Config, fold_index: int, trial: int, head: int, fit: int) -> int:
+    """The seed of a fit that only validates (inner fit ``fit``, or a ``blocks`` validation
+    fit followed by a refit): a function of (seed, fold, trial, head, fit) alone, apart
+    from :func:`head_seed`'s, which the fold's own (refitted) model keeps."""
+    entropy = [cfg.train.seed, fold_index + 1, trial, head, fit + 1]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0] % (2**31 - 1))

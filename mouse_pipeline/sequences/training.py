@@ -4,10 +4,14 @@ One run trains every combination of ``extract.backbones`` x ``train.models``. Fo
 combination and fold:
 
 1. the fold's training videos give the standardisation statistics and positive weights;
-2. every hyperparameter trial (``train.search``) is fitted on the training videos, with
-   early stopping on the fold's *validation* videos (mean PR-AUC over behaviours);
-3. the trial with the best validation PR-AUC is kept; thresholds and post-processing are
-   chosen on the validation videos;
+2. every hyperparameter trial (``train.search``) is fitted on the training side and
+   validated as ``train.validation`` says (mean PR-AUC over behaviours): on validation
+   videos (``videos``), on inner out-of-fold predictions of the training videos followed
+   by a refit on all of them (``inner_folds``), or on contiguous blocks of the training
+   videos (``blocks``); see :mod:`.fit`;
+3. the trial with the best validation PR-AUC is kept (under ``train.models: auto``, over
+   the trials of every kind searched); thresholds and post-processing are chosen on the
+   same validation probabilities;
 4. only then are the fold's test videos predicted, once, and their probabilities saved.
 
 A test video never influences training, early stopping, thresholds or hyperparameters.
@@ -32,11 +36,11 @@ from .. import devices
 from ..config import Config
 from ..dataset import load_dataset
 from ..errors import ConfigError, RunError
-from ..folds import Fold, check_no_leakage, check_positives, make_folds
+from ..folds import Fold, check_no_leakage, check_positives, make_folds, plan_validation
 from ..runs import RunFolder, check_behavior_names
-from .models import check_window
+from .models import MODEL_KINDS, check_window
 from .scheduler import schedule
-from .search import search_trials, trial_config
+from .search import trial_config, unit_trials
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +66,24 @@ def _comparable(d: dict) -> dict:
     return d
 
 
-def _final_fold(ids: list[str], cfg: Config) -> Fold:
-    """All labelled videos: the last n_val (in seeded order) validate, the rest train."""
+def _final_fold(ids: list[str], cfg: Config, n_frames: dict[str, int]) -> Fold:
+    """All labelled videos: with ``videos`` validation the last n_val (in seeded order)
+    validate and the rest train; otherwise all train, validated by inner folds or blocks."""
     rng = np.random.default_rng(cfg.train.seed)
     order = list(rng.permutation(ids))
-    n_val = min(cfg.train.folds.n_val, len(ids) - 1)
+    n_val = min(cfg.train.folds.n_val, len(ids) - 1) if cfg.train.validation == "videos" else 0
     val = tuple(sorted(order[:n_val]))
     train = tuple(sorted(v for v in ids if v not in val))
-    return Fold(index=-1, train=train, val=val, test=())
+    return _validated([Fold(index=-1, train=train, val=val, test=())], cfg, n_frames)[0]
 
 
-def _make_folds(cfg: Config, run: RunFolder) -> tuple[list[str], list[Fold]]:
+def _validated(folds: list[Fold], cfg: Config, n_frames: dict[str, int]) -> list[Fold]:
+    t = cfg.train
+    return plan_validation(folds, t.validation, n_frames, inner_k=t.inner_folds.k, blocks_k=t.blocks.k,
+                           seed=t.seed)
+
+
+def _make_folds(cfg: Config, run: RunFolder) -> tuple[list[str], list[Fold], dict[str, int]]:
     """The labelled videos (the same for every backbone, recorded in the run) and the folds."""
     datasets = {b: load_dataset(cfg, b) for b in cfg.extract.backbones}
     ids = [v.video_id for v in next(iter(datasets.values()))]
@@ -81,25 +92,29 @@ def _make_folds(cfg: Config, run: RunFolder) -> tuple[list[str], list[Fold]]:
             raise RunError(f"{cfg.extract.cache}/{b}: cached videos differ from those of "
                            f"{cfg.extract.backbones[0]}; extract every backbone for every video")
     f = cfg.train.folds
-    folds = make_folds(ids, f.scheme, k=f.k, n_val=f.n_val, fixed_train=f.train,
-                       fixed_test=f.test, seed=cfg.train.seed)
-    check_no_leakage(folds)
     first = next(iter(datasets.values()))
+    n_frames = {v.video_id: v.n_frames for v in first}
+    n_val = f.n_val if cfg.train.validation == "videos" else 0  # the other modes validate on training videos
+    folds = _validated(make_folds(ids, f.scheme, k=f.k, n_val=n_val, fixed_train=f.train,
+                                  fixed_test=f.test, seed=cfg.train.seed), cfg, n_frames)
+    check_no_leakage(folds)
     _check_window_fits(cfg, max(v.n_frames for v in first))
     check_positives(folds, {v.video_id: v.labels for v in first})
     run.record_videos({v.video_id: {"video": str(Path(v.video_file).resolve()),
-                                    "labels": str(Path(v.label_file).resolve()), "fps": v.fps}
+                                    "labels": str(Path(v.label_file).resolve()), "fps": v.fps,
+                                    "n_frames": v.n_frames}
                        for v in first})
     for vids in datasets.values():
         for v in vids:
             v.features.close()
-    return ids, folds
+    return ids, folds, n_frames
 
 
 def _check_window_fits(cfg: Config, longest: int) -> None:
     """Refuse a window longer than every labelled video: its windows would be mostly padding
     (one such run took 15 times as long as it needed to, without a word)."""
-    lengths = {trial_config(cfg, params).window.length for params in search_trials(cfg)}
+    lengths = {trial_config(cfg, t.params).window.length for m in cfg.train.models
+               for t in unit_trials(cfg, m, MODEL_KINDS)}
     if max(lengths) > longest:
         key = "train.window.length" + (" (or a search candidate)" if len(lengths) > 1 else "")
         raise ConfigError(f"{cfg.source}: {key} is {max(lengths)} frames, longer than every labelled "
@@ -113,19 +128,19 @@ def train(cfg: Config, run_dir: str | Path | None = None, final: bool = False,
     if run_dir is not None:
         cfg = cfg.replace(**{"train.run": str(run.path)})
     check_behavior_names(cfg.data.behaviors, cfg.source)
-    for kind in cfg.train.models:
-        for params in search_trials(cfg):
-            check_window(kind, trial_config(cfg, params))
+    for model in cfg.train.models:
+        for t in unit_trials(cfg, model, MODEL_KINDS):
+            check_window(t.kind, trial_config(cfg, t.params))
     tf.config.experimental.enable_op_determinism()
     log.info("stage 2 runs %s", devices.describe())
     with run.lock():
         try:
             _prepare_run(cfg, run, overwrite)
-            ids, folds = _make_folds(cfg, run)
+            ids, folds, n_frames = _make_folds(cfg, run)
             run.write_folds(folds)
             jobs = [(b, m, fold) for b in cfg.extract.backbones for m in cfg.train.models for fold in folds]
             if final:
-                final_fold = _final_fold(ids, cfg)
+                final_fold = _final_fold(ids, cfg, n_frames)
                 jobs += [(b, m, final_fold) for b in cfg.extract.backbones for m in cfg.train.models]
             schedule(cfg, run, jobs, len(folds), progress)
         except BaseException:

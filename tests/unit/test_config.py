@@ -92,7 +92,7 @@ def test_overrides_are_parsed_as_yaml_and_validated(tmp_path):
     ("extract.batch_size=many", r"key 'extract\.batch_size': expected an integer, got str 'many'"),
     ("extract.jit_compile=1", r"key 'extract\.jit_compile': expected true or false, got int 1"),
     ("extract.dtype=float64", r"key 'extract\.dtype': expected one of 'float32', 'float16', got str 'float64'"),
-    ("train.models=[lstm, gru]", r"key 'train\.models\[1\]': expected one of 'lstm', 'tcn', 'linear', 'mlp', 'transformer', got str 'gru'"),
+    ("train.models=[lstm, gru]", r"key 'train\.models\[1\]': expected one of 'lstm', 'tcn', 'linear', 'mlp', 'transformer', 'auto', got str 'gru'"),
     ("train.transformer.layers=5", r"c\.yaml: key 'train\.transformer\.layers': value out of range: expected an integer between 1 and 4, got 5$"),
     ("train.transformer.width=30", r"c\.yaml: key 'train\.transformer\.width': expected a multiple of train\.transformer\.heads \(4\), so every head gets width / heads dimensions, got 30$"),
     ("train.transformer.positions=absolute", r"key 'train\.transformer\.positions': expected one of 'sinusoidal', 'relative', got str 'absolute'$"),
