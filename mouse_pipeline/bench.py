@@ -24,7 +24,9 @@ on the same machine, so ratios compare like with like:
 - stage 2 (:mod:`.bench_stage2`): training frames/s through the project's window loader
   vs. a bare Keras ``fit`` on the same windows held in memory, and through the loader
   reading every window from files; sequence-model inference frames/s; peak memory of
-  ``predict`` and ``train`` on videos ten times longer.
+  ``predict`` and ``train`` on videos ten times longer;
+- cluster (:mod:`.bench_cluster`): extraction and training trials on a local Ray with 1
+  and N workers, against a plain local run (skipped, and said so, without Ray).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from .bench_cluster import cluster_figures, format_cluster
 from .bench_pose import format_pose, pose_figures
 from .bench_stage2 import format_stage2, memory_figures, stage2_figures
 from .config import load_config
@@ -72,6 +75,8 @@ class BenchSettings:
         ``extract.frame_threads`` of every extraction.
     startup_repeats
         Timed runs of each start-up command (the median is reported).
+    cluster
+        Whether to measure extraction and training on a local Ray (:mod:`.bench_cluster`).
     """
 
     video: Path | None = None
@@ -86,6 +91,7 @@ class BenchSettings:
     parallel_videos: int = 1
     frame_threads: int = 1
     startup_repeats: int = 5
+    cluster: bool = True
 
 def accelerators() -> tuple[str, list[str]]:
     """Keras's backend and the GPUs it sees (names as the backend reports them)."""
@@ -229,6 +235,8 @@ def _measure(work: Path, s: BenchSettings) -> dict:
         res["stage2"] = stage2_figures(dim=bb.dim, work=work / "stage2")
         if s.memory:
             res.update(memory_figures(work / "stage2_memory", peak_rss_mb))
+    if s.cluster:
+        res["cluster"] = cluster_figures(work / "cluster", video, s.backbone, size, s.batch)
     return res
 
 
@@ -389,6 +397,7 @@ def format_bench(res: dict) -> str:
                   row("  growth (MB)", res["peak_rss_growth_mb"], "target <= 150")]
     lines += format_pose(res, row)
     lines += format_stage2(res, row)
+    lines += format_cluster(res, row)
     return "\n".join(lines)
 
 

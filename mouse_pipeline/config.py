@@ -277,11 +277,31 @@ class PostprocessConfig:
 
 
 @dataclass(frozen=True)
+class RayConfig:
+    """Where and how ``extract``/``train``/``predict`` run on Ray (mouse_pipeline.cluster)."""
+
+    enabled: bool = False
+    address: str = "local"
+    cpus: int = _f(0, min=0, max=100_000)
+    cpus_per_worker: int = _f(1, min=1, max=1024)
+    gpus_per_worker: float = _f(1.0, min=0.0, max=64.0)
+    intra_op_threads: int = _f(0, min=0, max=1024)
+    object_store_mb: int = _f(0, min=0, max=10_000_000)
+    max_retries: int = _f(3, min=0, max=100)
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    ray: RayConfig = _f(factory=RayConfig)
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = _f(factory=DataConfig)
     extract: ExtractConfig = _f(factory=ExtractConfig)
     train: TrainConfig = _f(factory=TrainConfig)
     postprocess: PostprocessConfig = _f(factory=PostprocessConfig)
+    cluster: ClusterConfig = _f(factory=ClusterConfig)
     source: str = field(default="<defaults>", compare=False)
 
     def to_dict(self) -> dict[str, Any]:

@@ -243,7 +243,7 @@ def predict_videos(run_dir: str | Path, videos: list[Path], out: str | Path,
                    model_name: str | None = None, progress: bool = True,
                    pose_dir: str | Path | None = None, resample: bool = False,
                    allow_fps_mismatch: bool = False, cache: str | Path | None = None,
-                   formats: tuple[str, ...] = ()) -> list[Path]:
+                   formats: tuple[str, ...] = (), ray: str | None = None) -> list[Path]:
     """Predict every video and write the per-video files, ``bouts.csv``, ``summary.csv`` and
     ``predictions.json`` (last); return the per-video predictions CSVs.
 
@@ -254,11 +254,14 @@ def predict_videos(run_dir: str | Path, videos: list[Path], out: str | Path,
     ``data.crop.pose``, or ``extract.pose_features.pose``). ``cache`` is the feature
     cache of these videos (default: the run's ``extract.cache``): where their embeddings
     are extracted to, and where their imported features (``cache import``) must be.
+    ``ray``: extract the new videos on Ray at this address (``""``: ``cluster.ray.address``;
+    ``None``: here, also when the run was trained on Ray).
     """
+    from .cluster import with_ray
     from .devices import describe
 
     run, out = RunFolder(run_dir), Path(out)
-    cfg = run.read_config()
+    cfg = with_ray(run.read_config().replace(**{"cluster.ray.enabled": False}), ray)
     train_cache = cfg.extract.cache
     if pose_dir is not None:  # the pose stream's own folder too, when the run names one
         cfg = cfg.replace(**{"data.crop.pose": str(pose_dir), **(

@@ -75,6 +75,26 @@ def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+def ray_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--ray [ADDRESS]``: run on Ray (``local``, ``auto`` or ``HOST:PORT``; alone: the config's)."""
+    return click.option(
+        "--ray", "ray_address", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
+        help="Run on Ray (pip install 'mouse-pipeline[cluster]'): local (a Ray on this machine), "
+             "auto (the running cluster) or HOST:PORT; alone: cluster.ray.address. docs/CLUSTER.md.",
+    )(func)
+
+
+def with_ray(cfg: Config, address: str | None) -> Config:
+    """``cfg`` with ``--ray`` applied; Ray must be installed (else one ConfigError line)."""
+    if address is None:
+        return cfg
+    from mouse_pipeline.cluster import with_ray as apply
+    from mouse_pipeline.cluster.ray_runtime import require_ray
+
+    require_ray()
+    return apply(cfg, address)
+
+
 def get_config(config_path: Path | None, overrides: tuple[str, ...]) -> Config:
     """Load the config named on the command line (errors surface as PipelineError)."""
     return load_config(config_path, list(overrides))

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from mouse_pipeline.annotations import FORMATS
-from stages.common import common_options, handle_errors
+from stages.common import common_options, handle_errors, ray_option
 
 
 @click.command("predict")
@@ -38,10 +38,11 @@ from stages.common import common_options, handle_errors
 @click.option("--format", "formats", type=click.Choice(["boris"]), multiple=True,
               help="Also write each video's labels in another format (repeatable): boris: "
                    "<video>_boris.tsv, a BORIS events table.")
+@ray_option
 @common_options
 @handle_errors
 def predict_command(run_dir, videos, out, model_name, pose_dir, cache_dir, resample, allow_fps_mismatch,
-                    formats,
+                    formats, ray_address,
                     debug, quiet):
     """Label new videos with a run's final model: per-frame CSV, bouts CSV, ethogram, summary.
 
@@ -59,6 +60,7 @@ def predict_command(run_dir, videos, out, model_name, pose_dir, cache_dir, resam
       mouse-pipeline predict --run runs/thesis --videos camera30fps/ --resample --out predictions/
       mouse-pipeline predict --run runs/simba --videos new/ --cache new_cache/ --out predictions/
       mouse-pipeline predict --run demo_out/run --videos new_videos/ --format boris --out predictions/
+      mouse-pipeline predict --run runs/thesis --videos month_of_videos/ --ray auto --out predictions/
     """
     from mouse_pipeline.paths import check_output_folder
     from mouse_pipeline.predict import predict_videos
@@ -67,11 +69,15 @@ def predict_command(run_dir, videos, out, model_name, pose_dir, cache_dir, resam
     if resample and allow_fps_mismatch:
         raise click.UsageError("--resample and --allow-fps-mismatch exclude each other; choose one")
     check_output_folder(out, "--out")
+    if ray_address is not None:  # the new videos are extracted on Ray
+        from mouse_pipeline.cluster.ray_runtime import require_ray
+
+        require_ray()
     with run_log(run_dir, "predict"):
         written = predict_videos(run_dir, list(videos), out, model_name=model_name,
                                  progress=not quiet, pose_dir=pose_dir, resample=resample,
                                  allow_fps_mismatch=allow_fps_mismatch, cache=cache_dir,
-                                 formats=tuple(formats))
+                                 formats=tuple(formats), ray=ray_address)
     click.echo(f"predictions for {len(written)} video(s) in {out} (summary: {out / 'summary.csv'})")
 
 

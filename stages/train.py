@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from stages.common import common_options, config_options, get_config, handle_errors
+from stages.common import (
+    common_options,
+    config_options,
+    get_config,
+    handle_errors,
+    ray_option,
+    with_ray,
+)
 
 
 @click.command("train")
@@ -16,21 +23,23 @@ from stages.common import common_options, config_options, get_config, handle_err
 @click.option("--final", is_flag=True,
               help="Also train one model per backbone x model on all labelled videos, for predict.")
 @click.option("--overwrite", is_flag=True, help="Delete the run folder's results and start again.")
+@ray_option
 @common_options
 @handle_errors
-def train_command(config_path, overrides, run_dir, final, overwrite, debug, quiet):
+def train_command(config_path, overrides, run_dir, final, overwrite, ray_address, debug, quiet):
     """Train LSTM/TCN models on cached embeddings, fold by fold, and save out-of-fold predictions.
 
     A killed or interrupted run resumes where it stopped when run again with the same config
-    (train.workers may differ: it runs trials in parallel processes without changing results).
+    (train.workers and --ray may differ: they run trials in parallel without changing results).
 
     \b
     Examples:
       mouse-pipeline train --config configs/demo.yaml --final
       mouse-pipeline train --config configs/thesis.yaml --run runs/thesis --set train.models=[tcn]
       mouse-pipeline train --config configs/thesis.yaml --set train.workers=4
+      mouse-pipeline train --config configs/thesis.yaml --ray auto
     """
-    cfg = get_config(config_path, overrides)  # a config error needs no engine
+    cfg = with_ray(get_config(config_path, overrides), ray_address)  # a config error needs no engine
     from mouse_pipeline.paths import check_output_folder
 
     if run_dir is not None:

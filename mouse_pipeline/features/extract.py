@@ -12,7 +12,9 @@ Order of work in :func:`extract`
    all problems are reported together (:func:`.planning.validate_all`).
 4. Per backbone with work to do: hold the lock on ``<cache>/<backbone>``, remove temporary
    files of killed runs, build the backbone once, and stream the videos through it
-   (:class:`.streaming.VideoStream`).
+   (:class:`.streaming.VideoStream`). With ``cluster.ray.enabled`` (``--ray``), the locks of
+   every backbone are held at once and each (backbone, video) is a Ray task
+   (:mod:`mouse_pipeline.cluster.extract_ray`).
    ``pose`` in ``extract.backbones`` is the pose-feature stream: planned and validated
    with the others, computed from the pose files without a backbone
    (:mod:`.pose_stream`).
@@ -177,11 +179,15 @@ def extract(cfg: Config, overwrite: bool = False, progress: bool = True,
                    position=0, dynamic_ncols=True)
     run = _Run(cfg, wid, jobs, checked, overwrite, keep_going, progress, ExtractSummary(), overall)
     try:
+        if cfg.cluster.ray.enabled:  # every (backbone, video) a Ray task (mouse_pipeline.cluster)
+            from ..cluster.extract_ray import extract_on_ray
+
+            extract_on_ray(run, [n for n in names if n != POSE_STREAM], sizes, todo)
         for name in names:
             if name == POSE_STREAM:  # pose features: no backbone, no decoding (features/pose_stream.py)
                 pose.run(run.summary.results, keep_going)
-                continue
-            _extract_backbone(run, name, sizes[name], dict(todo[name]))
+            elif not cfg.cluster.ray.enabled:
+                _extract_backbone(run, name, sizes[name], dict(todo[name]))
     finally:
         overall.close()
     run.summary.seconds = time.perf_counter() - t0

@@ -14,7 +14,8 @@ that refit is the fold's model (``k`` fits per trial and head, plus one refit pe
 
 Runners: :class:`InlineRunner` fits trials in this process one after another, when the
 scheduler asks for the next result (``train.workers: 1``); :class:`PoolRunner` fits them
-in ``train.workers`` spawned processes (:mod:`.workers`). Both give the same results bit
+in ``train.workers`` spawned processes (:mod:`.workers`); with ``cluster.ray.enabled``
+(``--ray``), ``mouse_pipeline.cluster.train_ray.RayRunner`` fits them as Ray tasks. All give the same results bit
 for bit: seeds depend only on (seed, fold, trial, head), and the intra-op thread count is
 TensorFlow's default in every process (oneDNN splits its sums by it).
 """
@@ -231,9 +232,14 @@ def schedule(cfg: Config, run: RunFolder, jobs: list[tuple[str, str, Fold]], n_f
     n_tasks = sum(len(trials[u.kind]) for u in units)
     videos = VideoStore(cfg)
     n_proc = min(cfg.train.workers, n_tasks)
-    if n_proc > 1:
+    if n_proc > 1 and not cfg.cluster.ray.enabled:
         log.info("training %d trial(s) of %d fold(s) in %d worker processes", n_tasks, len(units), n_proc)
-    runner = PoolRunner(cfg, n_proc, progress) if n_proc > 1 else InlineRunner(cfg, videos, progress)
+    if cfg.cluster.ray.enabled:  # every trial a Ray task (mouse_pipeline.cluster.train_ray)
+        from ..cluster.train_ray import RayRunner
+
+        runner: Any = RayRunner(cfg, progress)
+    else:
+        runner = PoolRunner(cfg, n_proc, progress) if n_proc > 1 else InlineRunner(cfg, videos, progress)
     state = [_Progress() for _ in units]
     records: dict[int, list[dict[str, Any]]] = {}
     refits: dict[int, tuple[int, TrialResult]] = {}

@@ -63,6 +63,7 @@ def _comparable(d: dict) -> dict:
     d = json.loads(json.dumps(d))
     d["train"].pop("workers", None)
     d["train"].pop("memory_gb", None)
+    d.pop("cluster", None)  # where it ran (--ray) is not what it computed
     return d
 
 

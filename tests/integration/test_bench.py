@@ -24,7 +24,8 @@ def test_bench_prints_and_writes_every_figure_and_leaves_no_temporary_files(tmp_
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(main, ["bench", "--backbone", "mobilenet_v3_small", "--input-size", "32",
                                        "--batch-size", "16", "--frames", "64", "--parallel-videos", "2",
-                                       "--startup-repeats", "3", "--no-memory", "--no-stage2", "--quiet",
+                                       "--startup-repeats", "3", "--no-memory", "--no-stage2", "--no-cluster",
+                                       "--quiet",
                                        "--out", str(out)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     res = json.loads(out.read_text())
@@ -135,3 +136,36 @@ def test_model_fps_feeds_the_extract_path_and_times_steady_state():
         model_fps(fake, frames.astype(np.float32), 16)
     with pytest.raises(ValueError, match="need at least 16 frames, got 10"):
         model_fps(fake, frames[:10], 16)
+
+
+def test_cluster_figures_on_a_local_ray(tmp_path):
+    """The cluster section's extraction figures once, on a tiny video (the bench test above
+    skips the section; its training part costs six training runs, minutes here, and is not
+    timed in the tests: tests/integration/test_ray.py trains on Ray)."""
+    pytest.importorskip("ray", reason="Ray is the cluster extra; make setup installs it")
+    from mouse_pipeline.bench_cluster import cluster_figures, format_cluster
+    from mouse_pipeline.synthetic import generate_dataset
+
+    generate_dataset(tmp_path / "v", n_videos=1, n_frames=64, size=64, fps=10, seed=0, prefix="b")
+    res = cluster_figures(tmp_path / "work", tmp_path / "v" / "videos" / "b_000.mp4", "mobilenet_v3_small",
+                          32, 16, n=2, parts=("extract",))
+    assert res["workers"] == 2 and res["extract"]["videos"] == 4 and "train" not in res
+    v = res["extract"]
+    rates = [v[f"{k}_frames_per_s"] for k in ("local", "ray_1", "ray_n")]
+    assert all(math.isfinite(r) and r > 0 for r in rates), v
+    assert v["ray_n_vs_ray_1"] == rates[2] / rates[1] and v["ray_n_vs_local"] == rates[2] / rates[0]
+    lines = format_cluster({"cluster": res}, lambda name, value, target="": f"{name} {value} {target}")
+    assert any(line.startswith("extract on Ray, 2 workers (frames/s)") for line in lines)
+    assert len(list((tmp_path / "work" / "extract" / "cache" / "mobilenet_v3_small").glob("*.h5"))) == 4
+
+
+def test_cluster_section_says_it_was_skipped_without_ray(tmp_path, monkeypatch):
+    import sys
+
+    from mouse_pipeline.bench_cluster import cluster_figures, format_cluster
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    res = cluster_figures(tmp_path, tmp_path / "unused.mp4", "mobilenet_v3_small", 32, 16)
+    assert res == {"skipped": res["skipped"]} and "Ray is not installed" in res["skipped"]
+    lines = format_cluster({"cluster": res}, lambda *a: "")
+    assert lines[-1].startswith("cluster (Ray): skipped: Ray is not installed")

@@ -215,7 +215,8 @@ def test_auto_keeps_the_kind_chosen_on_validation(data, tmp_path):
     from mouse_pipeline.runs import RunFolder
     from mouse_pipeline.sequences.models import load_model
 
-    cfg = data.replace(**{"train.models": ["lstm", "tcn", "auto"], "train.folds.scheme": "fixed",
+    cfg = data.replace(**{"train.models": ["lstm", "tcn", "auto"], "train.auto.models": ["lstm", "tcn"],
+                          "train.folds.scheme": "fixed",
                           "train.folds.train": ["m1", "m2", "m3"], "train.folds.test": ["m0"]})
     run = _train(cfg, tmp_path / "run", final=True)
     out = outputs(run)
