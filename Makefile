@@ -20,7 +20,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 FRESH_SET = --set data.videos=$(FRESH)/data/videos --set data.labels=$(FRESH)/data/labels \
 	--set data.crop.pose=$(FRESH)/data/pose --set extract.cache=$(FRESH)/cache
 
-.PHONY: setup test lint demo demo-fresh extract train report predict bench bench-quality clean
+.PHONY: setup test lint demo demo-fresh demo-loop extract train report predict bench bench-quality clean
 
 setup: $(STAMP)
 
@@ -56,6 +56,12 @@ demo-fresh: setup
 	$(MP) report --run $(FRESH)/run --quiet
 	@sed -n '/^| behaviour | annotated/,/^\*Prevalence/p;/^### PR-AUC at a glance/,/^\*Pooled/p' $(FRESH)/run/report.md
 	@echo "Report: $(CURDIR)/$(FRESH)/run/report.html"
+
+# Active learning simulated on synthetic data: a little annotated, train, suggest, "annotate"
+# the suggestions from the ground truth, retrain; beside as many random minutes. Prints the
+# active-learning curve (test PR-AUC after each round) and writes demo_out/loop/curve.csv/png.
+demo-loop: setup
+	$(BIN)/python -m mouse_pipeline.active_loop --out demo_out/loop $(ARGS)
 
 extract: setup
 	$(MP) extract --config $(CONFIG) $(ARGS)

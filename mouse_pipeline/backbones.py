@@ -104,18 +104,25 @@ REGISTRY: Mapping[str, BackboneSpec] = MappingProxyType({
 
 
 def get_spec(name: str) -> BackboneSpec:
-    """The registry entry of a backbone.
+    """The registry entry of a backbone, or of the backbone a motion stream runs
+    (``resnet50v2+motion``: resnet50v2's; see :mod:`.features.motion`).
 
     Raises
     ------
     ConfigError
         Unknown name; the message lists the registered names.
     """
-    if name not in REGISTRY:
+    from .features.motion import is_motion_stream, stream_backbone
+
+    base = stream_backbone(name)
+    if base not in REGISTRY and is_motion_stream(name):
+        raise ConfigError(f"extract.backbones: unknown backbone {base!r} of the motion stream {name!r}; "
+                          f"a motion stream is <backbone>+motion, the backbone one of {', '.join(REGISTRY)}")
+    if base not in REGISTRY:
         raise ConfigError(f"extract.backbones: unknown backbone {name!r}; choose from "
                           f"{', '.join(REGISTRY)} (features made by another tool are added to the "
                           f"cache with `mouse-pipeline cache import --name {name}`)")
-    return REGISTRY[name]
+    return REGISTRY[base]
 
 
 def resolve_input_size(name: str, input_size: int | None = None) -> int:

@@ -21,6 +21,9 @@ on the same machine, so ratios compare like with like:
 - pose features (:mod:`.bench_pose`): the ``pose`` stream's frames/s on a pose file of
   18,000 frames (read, compute, write), and of the computation alone;
 - peak resident memory of ``extract`` on a short video and on one ten times longer;
+- the motion stream (:mod:`.bench_motion`): extraction of RGB only, motion only and both
+  together (one decoding) in frames/s, the time of both over RGB alone, decode with and
+  without the motion images, and the peak memory of both on a short and a 10x longer video;
 - stage 2 (:mod:`.bench_stage2`): training frames/s through the project's window loader
   vs. a bare Keras ``fit`` on the same windows held in memory, and through the loader
   reading every window from files; sequence-model inference frames/s; peak memory of
@@ -46,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from .bench_cluster import cluster_figures, format_cluster
+from .bench_motion import format_motion, motion_figures, motion_memory_figures
 from .bench_pose import format_pose, pose_figures
 from .bench_stage2 import format_stage2, memory_figures, stage2_figures
 from .config import load_config
@@ -67,8 +71,10 @@ class BenchSettings:
         Backbone name, input side (None: the backbone's default), extract batch size.
     per_frame
         Frames of the per-frame ``model.predict`` baseline.
-    memory, stage2, startup
-        Whether to measure peak memory, stage 2 speed, start-up times.
+    memory, stage2, startup, motion
+        Whether to measure peak memory, stage 2 speed, start-up times, the motion stream.
+    motion_repeats
+        Timed runs of each motion-stream configuration (the fastest is kept).
     parallel_videos
         Also extract this many copies of the video decoding at once (1: not measured).
     frame_threads
@@ -88,6 +94,8 @@ class BenchSettings:
     memory: bool = True
     stage2: bool = True
     startup: bool = True
+    motion: bool = True
+    motion_repeats: int = 2
     parallel_videos: int = 1
     frame_threads: int = 1
     startup_repeats: int = 5
@@ -228,9 +236,15 @@ def _measure(work: Path, s: BenchSettings) -> dict:
     frames = _frames_in_memory(video, s.batch, size, max(s.batch * 4, min(info.n_frames, 256)))
     res.update(_extract_figures(work, s, video, size, bb, frames))
     res.update(_precision_figures(res, s, size, bb, frames))
+    if s.motion:
+        res.update(motion_figures(work, lambda cache, streams: _extract_config(
+            s, size, video, cache, f"extract.backbones={streams}"), video, s.backbone, s.batch, size,
+            s.frame_threads, s.motion_repeats))
     res.update(pose_figures(work))
     if s.memory:
         res.update(_memory_figures(work))
+        if s.motion:
+            res.update(motion_memory_figures(work, peak_rss_mb))
     if s.stage2:
         res["stage2"] = stage2_figures(dim=bb.dim, work=work / "stage2")
         if s.memory:
@@ -395,6 +409,7 @@ def format_bench(res: dict) -> str:
         lines += [row(f"peak RSS extract, {m['short']} frames (MB)", res["peak_rss_mb_short"]),
                   row(f"peak RSS extract, {m['long']} frames (MB)", res["peak_rss_mb_long"]),
                   row("  growth (MB)", res["peak_rss_growth_mb"], "target <= 150")]
+    lines += format_motion(res, row)
     lines += format_pose(res, row)
     lines += format_stage2(res, row)
     lines += format_cluster(res, row)

@@ -89,7 +89,7 @@ __all__ = ["INFERENCE_WINDOWS", "LARGEST_INPUT", "MAX_CANDIDATES", "MAX_CONFIG_B
            "MAX_EMBEDDING_DIM", "MAX_FRAMES", "MAX_PIXELS", "MAX_PROBLEMS_SHOWN", "MAX_SEED",
            "MAX_TRIALS", "MEMORY_LIMIT_GB", "MODEL_KINDS", "AutoConfig", "BlocksConfig", "Config",
            "CropConfig", "DataConfig", "ExtractConfig", "FoldsConfig", "InnerFoldsConfig", "LSTMConfig",
-           "LinearConfig", "MLPConfig", "PoseFeaturesConfig", "PostprocessConfig", "SearchConfig",
+           "LinearConfig", "MLPConfig", "MotionConfig", "PoseFeaturesConfig", "PostprocessConfig", "SearchConfig",
            "TCNConfig", "TrainConfig", "TransformerConfig", "WindowConfig", "config_from_dict",
            "dump_config", "load_config"]
 
@@ -136,6 +136,16 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class MotionConfig:
+    """How motion streams (``<backbone>+motion`` in ``extract.backbones``) make their images."""
+
+    method: Literal["dis", "farneback", "diff"] = "dis"
+    dis_preset: Literal["ultrafast", "fast", "medium"] = "fast"
+    flow_scale: float = _f(8.0, min=0.01, max=255.0)
+    diff_gain: float = _f(4.0, min=0.01, max=255.0)
+
+
+@dataclass(frozen=True)
 class PoseFeaturesConfig:
     pose: str | None = None
     bodyparts: tuple[str, ...] | None = None
@@ -158,6 +168,7 @@ class ExtractConfig:
     queue_batches: int = _f(4, min=1, max=64)
     decode_workers: int = _f(1, min=1, max=32)
     frame_threads: int = _f(1, min=1, max=32)
+    motion: MotionConfig = _f(factory=MotionConfig)
     pose_features: PoseFeaturesConfig = _f(factory=PoseFeaturesConfig)
 
 

@@ -33,9 +33,10 @@ log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".mpg", ".mpeg", ".m4v", ".wmv")
 # Cache attributes that must agree across all videos of one backbone in a run.
-# (``pose_features``, ``feature_names``: only the ``pose`` stream's files have them.)
+# (``pose_features``, ``feature_names``: only the ``pose`` stream's files have them; ``motion``:
+# only motion streams'.)
 SETTINGS_KEYS = ("backbone", "weights", "input_size", "crop", "precision", "dim", "pose_features",
-                 "feature_names")
+                 "feature_names", "motion")
 
 
 class CachedFeatures:

@@ -9,6 +9,8 @@ trained with ``train --final`` (``--model``: one, the ensemble, or the best per 
 post-process with the thresholds and bout parameters chosen on validation videos, and
 write into the output folder, with times from the video's own frame rate:
 
+``formats`` chooses the per-video files: ``csv`` (the default) writes the first three.
+
 ``<stem>_predictions.csv``
     ``video, frame, time_s``, then ``p_<behaviour>`` probabilities, then ``<behaviour>``
     0/1 after post-processing.
@@ -24,6 +26,12 @@ write into the output folder, with times from the video's own frame rate:
 ``summary.csv``
     Per video and behaviour: bout count, total seconds, percent of time, latency to the
     first bout and mean bout seconds (empty where there is no bout).
+``<stem>.nwb`` (``--format nwb``)
+    Bouts as time intervals, probabilities and labels as time series, and the pose used
+    for cropping (:mod:`.exports.nwb`).
+``<stem>_overlay.mp4`` (``--overlay``)
+    The video with the ethogram strip, current labels and probabilities drawn on it
+    (:mod:`.overlay`).
 ``predictions.json``
     Provenance, written last: the run folder, the model (:meth:`.Predictor.record`: its
     members and each behaviour's model, threshold, ``max_gap`` and ``min_len``), the
@@ -49,6 +57,7 @@ import numpy as np
 
 from .config import Config
 from .dataset import VideoFile, open_features, video_files
+from .errors import InputError
 from .exports.boris import write_boris_events
 from .features.store import cache_path, is_imported, read_attrs
 from .fileio import atomic_open, write_bytes
@@ -65,6 +74,8 @@ BOUT_COLUMNS = ["video", "behavior", "start_frame", "end_frame", "start_s", "end
 SUMMARY_COLUMNS = ["video", "behavior", "bout_count", "total_s", "percent_time", "latency_s",
                    "mean_bout_s"]
 SIDECAR = "predictions.json"
+#: ``--format`` choices: the per-video files written.
+FORMATS = ("csv", "nwb", "boris")
 
 
 @dataclass(frozen=True)
@@ -202,6 +213,39 @@ def write_video_outputs(out: Path, video: str, probs: np.ndarray, binary: np.nda
     return files, bouts
 
 
+def write_video_files(out: Path, video: NewVideo, cfg: Config, predictor: Predictor, probs: np.ndarray,
+                      binary: np.ndarray, formats: tuple[str, ...],
+                      overlay: bool) -> tuple[list[Path], list[dict]]:
+    """The per-video files of ``formats`` (and the labelled video); the files and bout rows."""
+    vid, fps, behaviors = video.file.video_id, video.fps, predictor.members[0].behaviors
+    files: list[Path] = []
+    if "csv" in formats:
+        files, bouts = write_video_outputs(out, vid, probs, binary, behaviors, predictor.name, fps)
+    else:
+        bouts = bouts_table(binary, behaviors, fps, vid)
+    if "nwb" in formats:
+        from .exports.nwb import SUFFIX, write_nwb
+
+        pose = None
+        if cfg.data.crop.mode == "pose":
+            from .pose import find_pose_file
+
+            pose = (find_pose_file(cfg.data.crop.pose, vid), cfg.data.crop.bodypart)
+        files.append(write_nwb(out / f"{vid}{SUFFIX}", vid, probs, binary, behaviors, fps,
+                               video.file.path, predictor.name, pose))
+    if "boris" in formats:
+        files.append(out / f"{vid}_boris.tsv")
+        write_boris_events(files[-1], binary, behaviors, fps, observation=vid, media_file=video.file.path.name,
+                           description=f"mouse-pipeline predict ({predictor.name})")
+    if overlay:
+        from .overlay import SUFFIX as OVERLAY
+        from .overlay import write_overlay
+
+        files.append(write_overlay(video.file.path, out / f"{vid}{OVERLAY}", probs, binary, behaviors,
+                                   fps, predictor.thresholds))
+    return files, bouts
+
+
 def sidecar(run: Path, model: dict, videos: list[dict]) -> dict:
     """What ``predictions.json`` holds (see the module docstring); ``model`` is
     :meth:`.Predictor.record`."""
@@ -230,12 +274,15 @@ def write_folder_outputs(out: Path, run: Path, model: dict, bouts: list[dict], s
 
 
 def _extract_record(cache: str | Path, predictor: Predictor, videos: list[NewVideo]) -> dict[str, dict]:
-    """Per backbone, what made the embeddings: weights identity, input size, crop, precision."""
+    """Per backbone, what made the embeddings: weights identity, input size, crop, precision
+    (and a motion stream's ``motion`` settings)."""
     keys = ("weights", "input_size", "crop", "precision", "dtype")
     out = {}
     for backbone in predictor.backbones:
         attrs = read_attrs(cache_path(cache, backbone, videos[0].file.video_id)) if videos else {}
         out[backbone] = {k: attrs.get(k) for k in keys + (("origin", "tool") if is_imported(attrs) else ())}
+        if "motion" in attrs:
+            out[backbone]["motion"] = attrs["motion"]
     return out
 
 
@@ -243,11 +290,11 @@ def predict_videos(run_dir: str | Path, videos: list[Path], out: str | Path,
                    model_name: str | None = None, progress: bool = True,
                    pose_dir: str | Path | None = None, resample: bool = False,
                    allow_fps_mismatch: bool = False, cache: str | Path | None = None,
-                   formats: tuple[str, ...] = (), ray: str | None = None) -> list[Path]:
+                   formats: tuple[str, ...] = ("csv",), overlay: bool = False,
+                   ray: str | None = None) -> list[Path]:
     """Predict every video and write the per-video files, ``bouts.csv``, ``summary.csv`` and
-    ``predictions.json`` (last); return the per-video predictions CSVs.
-
-    ``formats`` adds per-video files in other formats: ``"boris"`` (``<stem>_boris.tsv``).
+    ``predictions.json`` (last); return each video's first file (its predictions CSV with
+    ``csv``).
 
     ``pose_dir`` is the folder of DeepLabCut files for these videos when the run crops
     around a body part or trained on the ``pose`` stream (default: the run's
@@ -256,7 +303,13 @@ def predict_videos(run_dir: str | Path, videos: list[Path], out: str | Path,
     are extracted to, and where their imported features (``cache import``) must be.
     ``ray``: extract the new videos on Ray at this address (``""``: ``cluster.ray.address``;
     ``None``: here, also when the run was trained on Ray).
+    ``formats``: per-video files among :data:`FORMATS` (``csv``: predictions and bouts CSVs
+    and the ethogram; ``nwb``: ``<stem>.nwb``; ``boris``: ``<stem>_boris.tsv``, BORIS events);
+    ``overlay``: also a labelled video of each.
     """
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise InputError(f"--format {', '.join(unknown) or '(none)'}: choose from {', '.join(FORMATS)}")
     from .cluster import with_ray
     from .devices import describe
 
@@ -279,12 +332,7 @@ def predict_videos(run_dir: str | Path, videos: list[Path], out: str | Path,
         vid, fps = video.file.video_id, video.fps
         try:
             probs, binary = video_probabilities(predictor, heads, cfg.extract.cache, video)
-            files, bouts = write_video_outputs(out, vid, probs, binary, behaviors, predictor.name, fps)
-            if "boris" in formats:
-                files.append(out / f"{vid}_boris.tsv")
-                write_boris_events(files[-1], binary, behaviors, fps, observation=vid,
-                                   media_file=video.file.path.name,
-                                   description=f"mouse-pipeline predict ({predictor.name})")
+            files, bouts = write_video_files(out, video, cfg, predictor, probs, binary, formats, overlay)
         except BaseException:
             if done:
                 log.warning("predict stopped at video %s; finished before it (their files are whole; no "

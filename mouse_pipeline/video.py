@@ -2,7 +2,9 @@
 
 Container metadata (``CAP_PROP_FRAME_COUNT``) is often wrong, so :func:`probe_video`
 decodes the whole file to count frames. :func:`iter_batches` streams RGB ``uint8``
-batches, cropped and resized, never holding more than one batch of a video in memory.
+batches, cropped and resized, never holding more than one batch of a video in memory;
+:func:`iter_motion_batches` streams, from the same one decoding, each frame's motion image
+beside it (the image itself is :mod:`mouse_pipeline.features.motion`'s business).
 Every problem with a file is an :class:`~mouse_pipeline.errors.InputError` naming it.
 
 When decoding stops early
@@ -24,8 +26,9 @@ import logging
 import math
 import os
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +42,8 @@ log = logging.getLogger(__name__)
 _HASH_BYTES = 1 << 20  # fingerprint: first and last MiB
 _SEEK_PROBES = 4  # later frames tried when decoding stops before the claimed count
 _CROP_MODES = ("none", "box", "pose")
+#: ``motion(prev, cur, dst)``: writes the motion image of ``cur`` after ``prev`` into ``dst``.
+MotionFn = Callable[[np.ndarray, np.ndarray, np.ndarray], object]
 
 
 @dataclass(frozen=True)
@@ -346,9 +351,78 @@ def iter_batches(path: str | Path, batch_size: int, crop: Crop | None = None,
         The file cannot be opened, a frame fails to decode before the end, or the video
         has more frames than the crop has centres.
     """
+    with closing(_stream(Path(path), batch_size, crop, out_size, threads, True, None)) as batches:
+        for rgb, _ in batches:
+            yield rgb
+
+
+def iter_motion_batches(path: str | Path, batch_size: int, crop: Crop | None, out_size: int | None,
+                        motion: MotionFn, rgb: bool = True,
+                        threads: int = 1) -> Iterator[tuple[np.ndarray | None, np.ndarray]]:
+    """Stream ``(rgb, motion)`` batches from one decoding: frames and their motion images.
+
+    Like :func:`iter_batches`, plus, per frame ``t``, ``motion(prev, cur, dst)`` where
+    ``cur`` is frame ``t`` as :func:`iter_batches` yields it and ``prev`` is frame ``t - 1``
+    cut at frame t's crop window and resized the same way (so a crop window that moves
+    adds no motion of its own); for frame 0, ``prev`` is ``cur`` itself (no previous
+    frame: no motion). ``dst`` is that frame's row of the motion batch.
+
+    Parameters
+    ----------
+    path, batch_size, crop, out_size, threads
+        As for :func:`iter_batches`.
+    motion
+        Writes the motion image of ``cur`` after ``prev`` into ``dst`` (e.g.
+        :func:`mouse_pipeline.features.motion.motion_image` with its settings bound).
+    rgb
+        Also yield the RGB batches (False: ``None`` in their place, decoded once either way).
+
+    Yields
+    ------
+    tuple of (np.ndarray or None, np.ndarray)
+        The RGB batch (or None) and the motion batch ``(B, H, W, 3)`` ``uint8`` of the
+        same frames.
+
+    Raises
+    ------
+    InputError
+        As :func:`iter_batches`.
+    """
+    yield from _stream(Path(path), batch_size, crop, out_size, threads, rgb, motion)
+
+
+def _convert(frame: np.ndarray, prev: np.ndarray | None, prev_img: np.ndarray | None, crop: Crop | None,
+             index: int, out_size: int | None, rgb_dst: np.ndarray | None, motion: MotionFn | None,
+             motion_dst: np.ndarray | None) -> np.ndarray | None:
+    """One frame's RGB image (into ``rgb_dst``) and motion image (into ``motion_dst``).
+
+    ``prev`` is the previous decoded frame (None for frame 0), ``prev_img`` that frame
+    already cut and converted at *this* frame's window when the caller has it (a crop
+    window that does not move: the previous frame's own image), else None. Returns this
+    frame's RGB image when a motion image was made (None otherwise).
+    """
+    if motion is None:
+        _to_rgb(frame, crop, index, out_size, rgb_dst)
+        return None
+    cur = rgb_dst if rgb_dst is not None else np.empty_like(motion_dst)
+    _to_rgb(frame, crop, index, out_size, cur)
+    before = cur
+    if prev_img is not None:
+        before = prev_img
+    elif prev is not None:  # the previous frame, cut at this frame's window
+        before = np.empty_like(cur)
+        _to_rgb(prev, crop, index, out_size, before)
+    motion(before, cur, motion_dst)
+    return cur
+
+
+def _stream(path: Path, batch_size: int, crop: Crop | None, out_size: int | None, threads: int,
+            rgb: bool, motion: MotionFn | None) -> Iterator[tuple[np.ndarray | None, np.ndarray | None]]:
+    """The one decoding loop of :func:`iter_batches` and :func:`iter_motion_batches`."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    path = Path(path)
+    if not rgb and motion is None:
+        raise ValueError("nothing to stream: neither RGB nor motion batches asked for")
     cap = _open(path)
     n_centres = len(crop.centres) if crop is not None and crop.centres is not None else None
     pool = ThreadPoolExecutor(threads, thread_name_prefix="frames") if threads > 1 else None
@@ -359,6 +433,10 @@ def iter_batches(path: str | Path, batch_size: int, crop: Crop | None = None,
             inflight.popleft().result()
 
     batch: np.ndarray | None = None
+    moving: np.ndarray | None = None
+    prev: np.ndarray | None = None
+    prev_img: np.ndarray | None = None  # the previous frame's image, reused when the window is fixed
+    reuse = motion is not None and pool is None and (crop is None or crop.mode != "pose")
     filled = index = 0
     try:
         claimed = _claimed_frames(cap)
@@ -372,26 +450,33 @@ def iter_batches(path: str | Path, batch_size: int, crop: Crop | None = None,
                     total += 1
                 raise InputError(f"{path}: has {total} frames but its pose file has {n_centres} "
                                  "rows; use the pose file made from this video")
-            if batch is None:
-                batch = np.empty((batch_size, *_out_shape(frame, crop, out_size)), np.uint8)
+            if filled == 0:
+                shape = (batch_size, *_out_shape(frame, crop, out_size))
+                batch = np.empty(shape, np.uint8) if rgb else None
+                moving = np.empty(shape, np.uint8) if motion is not None else None
+            args = (frame, prev, prev_img, crop, index, out_size, None if batch is None else batch[filled],
+                    motion, None if moving is None else moving[filled])
             if pool is None:
-                _to_rgb(frame, crop, index, out_size, batch[filled])
+                cur = _convert(*args)
+                prev_img = cur if reuse else None
             else:
-                inflight.append(pool.submit(_to_rgb, frame, crop, index, out_size, batch[filled]))
+                inflight.append(pool.submit(_convert, *args))
                 settle(2 * threads)  # at most this many decoded frames wait in memory
+            if motion is not None:
+                prev = frame  # a new array per retrieve(): safe to keep while converting
             index += 1
             filled += 1
             if filled == batch_size:
                 settle(0)
-                yield batch
-                batch, filled = None, 0
+                yield batch, moving
+                batch, moving, filled = None, None, 0
         if index == 0:
             raise InputError(f"{path}: no frame could be decoded (empty, corrupt or not a "
                              "video); re-copy or re-encode it")
         _check_stopped_early(cap, path, index, claimed)
         if filled:
             settle(0)
-            yield batch[:filled]
+            yield (None if batch is None else batch[:filled]), (None if moving is None else moving[:filled])
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)

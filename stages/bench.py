@@ -27,6 +27,7 @@ from stages.common import common_options, handle_errors
 @click.option("--no-stage2", is_flag=True, help="Skip the stage 2 measurements.")
 @click.option("--no-cluster", is_flag=True, help="Skip extraction and training on a local Ray.")
 @click.option("--no-startup", is_flag=True, help="Skip the start-up times of commands that need no model.")
+@click.option("--no-motion", is_flag=True, help="Skip the motion-stream measurements.")
 @click.option("--startup-repeats", type=click.IntRange(1, 100), default=5, show_default=True,
               help="Timed runs of each start-up command (the median is reported).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("bench_out/bench.json"),
@@ -34,8 +35,9 @@ from stages.common import common_options, handle_errors
 @common_options
 @handle_errors
 def bench_command(video, backbone, input_size, batch_size, frames, parallel_videos, frame_threads, no_memory,
-                  no_stage2, no_cluster, no_startup, startup_repeats, out, debug, quiet):
-    """Measure start-up times, decode, model, full-extract and per-frame speeds, memory, stage 2, Ray.
+                  no_stage2, no_cluster, no_startup, no_motion, startup_repeats, out, debug, quiet):
+    """Measure start-up times, decode, model, full-extract and per-frame speeds, the motion stream,
+    memory, stage 2, Ray.
 
     \b
     Examples:
@@ -46,7 +48,7 @@ def bench_command(video, backbone, input_size, batch_size, frames, parallel_vide
 
     settings = BenchSettings(video=video, backbone=backbone, input_size=input_size, batch=batch_size,
                              frames=frames, memory=not no_memory, stage2=not no_stage2,
-                             startup=not no_startup, parallel_videos=parallel_videos,
+                             startup=not no_startup, motion=not no_motion, parallel_videos=parallel_videos,
                              frame_threads=frame_threads, startup_repeats=startup_repeats,
                              cluster=not no_cluster)
     res = run_bench(settings, out=out)

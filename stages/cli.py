@@ -12,9 +12,11 @@ from stages.cache_import import cache_import_command
 from stages.common import common_options, config_options, get_config, handle_errors
 from stages.extract import extract_command
 from stages.init import init_command
+from stages.overlay import overlay_command
 from stages.predict import predict_command, score_command
 from stages.report import report_command
 from stages.review import review_command
+from stages.suggest import suggest_command
 from stages.train import train_command
 
 
@@ -108,6 +110,8 @@ main.add_command(bench_command)
 main.add_command(bench_quality_command)
 main.add_command(init_command)
 main.add_command(review_command)
+main.add_command(suggest_command)
+main.add_command(overlay_command)
 
 
 if __name__ == "__main__":

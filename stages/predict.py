@@ -35,15 +35,20 @@ from stages.common import common_options, handle_errors, ray_option
 @click.option("--allow-fps-mismatch", is_flag=True,
               help="Predict a video at another frame rate as it is (windows, gap closing and "
                    "minimum bouts then span another time than in training).")
-@click.option("--format", "formats", type=click.Choice(["boris"]), multiple=True,
-              help="Also write each video's labels in another format (repeatable): boris: "
-                   "<video>_boris.tsv, a BORIS events table.")
+# mouse_pipeline.predict.FORMATS (not imported here: --help must stay light)
+@click.option("--format", "formats", type=click.Choice(["csv", "nwb", "boris"]), multiple=True,
+              default=("csv",), show_default=True,
+              help="Per-video files (repeatable): csv (predictions and bouts CSVs, ethogram PNG), "
+                   "nwb (an NWB file: bouts as time intervals, probabilities, the pose used), "
+                   "boris (<video>_boris.tsv, a BORIS events table).")
+@click.option("--overlay", is_flag=True,
+              help="Also write <video>_overlay.mp4: the video with the ethogram strip, current "
+                   "labels and probabilities drawn on it.")
 @ray_option
 @common_options
 @handle_errors
 def predict_command(run_dir, videos, out, model_name, pose_dir, cache_dir, resample, allow_fps_mismatch,
-                    formats, ray_address,
-                    debug, quiet):
+                    formats, overlay, ray_address, debug, quiet):
     """Label new videos with a run's final model: per-frame CSV, bouts CSV, ethogram, summary.
 
     Checks every video and extracts its embeddings first (reusing the run's cache when up
@@ -59,7 +64,8 @@ def predict_command(run_dir, videos, out, model_name, pose_dir, cache_dir, resam
       mouse-pipeline predict --run runs/thesis --videos new/ --model ensemble --out predictions/
       mouse-pipeline predict --run runs/thesis --videos camera30fps/ --resample --out predictions/
       mouse-pipeline predict --run runs/simba --videos new/ --cache new_cache/ --out predictions/
-      mouse-pipeline predict --run demo_out/run --videos new_videos/ --format boris --out predictions/
+      mouse-pipeline predict --run demo_out/run --videos new_videos/ --format csv --format boris --out p/
+      mouse-pipeline predict --run runs/thesis --videos new/ --format csv --format nwb --overlay --out p/
       mouse-pipeline predict --run runs/thesis --videos month_of_videos/ --ray auto --out predictions/
     """
     from mouse_pipeline.paths import check_output_folder
@@ -77,7 +83,7 @@ def predict_command(run_dir, videos, out, model_name, pose_dir, cache_dir, resam
         written = predict_videos(run_dir, list(videos), out, model_name=model_name,
                                  progress=not quiet, pose_dir=pose_dir, resample=resample,
                                  allow_fps_mismatch=allow_fps_mismatch, cache=cache_dir,
-                                 formats=tuple(formats), ray=ray_address)
+                                 formats=tuple(dict.fromkeys(formats)), overlay=overlay, ray=ray_address)
     click.echo(f"predictions for {len(written)} video(s) in {out} (summary: {out / 'summary.csv'})")
 
 

@@ -134,7 +134,7 @@ def _extract_task(cfg: Config, name: str, size: int, job: VideoJob, reason: str,
     backbone = _worker_backbone(cfg, name, size)
     reporter = _Reporter(board, key, kill)
     stream = VideoStream(backbone, cfg, 1, reporter, progress=False)
-    (result,) = list(stream.run([(job, reason)], keep_going))
+    (result,) = list(stream.run([(job, {name: reason})], keep_going))  # the stream of one backbone
     reporter.flush()
     spread = _spread(backbone, result.path) if check_spread and result.status == "extracted" \
         and result.frames > 1 else None
@@ -163,11 +163,10 @@ def extract_on_ray(run: Any, names: list[str], sizes: dict[str, int], todo: dict
                 continue
             stack.enter_context(acquire_lock(folder))
             remove_stale_temps(folder, any_host=True)  # we hold the lock: no writer of it is alive
-            w = _still_to_do(run, name, sizes[name], dict(todo[name]))
+            w = [(run.checked[i], reason) for i, reason in
+                 _still_to_do(run, name, sizes[name], dict(todo[name])).items()]  # logs when none is left
             if w:
                 work[name] = w
-            else:
-                log.info("%s: all %d videos up to date in %s", name, len(run.jobs), folder)
         if not work:
             return
         ray_mod = stack.enter_context(ray_runtime.connect(cfg.cluster.ray, log_to_driver=True))

@@ -10,7 +10,8 @@ Order of work in :func:`extract`
 3. Validate every video that must be extracted (true frame count by decoding, pose track
    length) *before* touching the cache: bad input leaves the cache exactly as it was, and
    all problems are reported together (:func:`.planning.validate_all`).
-4. Per backbone with work to do: hold the lock on ``<cache>/<backbone>``, remove temporary
+4. Per backbone with work to do: hold the lock on ``<cache>/<backbone>`` (and on
+   ``<cache>/<backbone>+motion`` when its motion stream has work too), remove temporary
    files of killed runs, build the backbone once, and stream the videos through it
    (:class:`.streaming.VideoStream`). With ``cluster.ray.enabled`` (``--ray``), the locks of
    every backbone are held at once and each (backbone, video) is a Ray task
@@ -18,6 +19,14 @@ Order of work in :func:`extract`
    ``pose`` in ``extract.backbones`` is the pose-feature stream: planned and validated
    with the others, computed from the pose files without a backbone
    (:mod:`.pose_stream`).
+
+Streams
+-------
+Each entry of ``extract.backbones`` is a stream: a backbone, or ``<backbone>+motion``,
+that backbone on motion images (:mod:`.motion`). The streams of one backbone share it:
+it is built once, and a video whose files of both streams need work is decoded once for
+both. Each stream's file is judged fresh on its own, so a video whose frames are cached
+but whose motion file is stale is decoded for the motion stream only.
 
 Names in ``extract.backbones`` that are imported streams (``cache import``:
 :func:`.importing.imported_names`) are not extracted: nothing computes them here.
@@ -34,6 +43,7 @@ video) with status ``extracted``, ``up_to_date`` or ``failed`` (only with
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -44,9 +54,10 @@ from tqdm import tqdm
 
 from ..config import Config
 from ..devices import resolve_precision
-from ..errors import PipelineError
+from ..errors import ConfigError, PipelineError
 from ..locks import acquire_lock
 from .importing import imported_names
+from .motion import is_motion_stream, stream_backbone
 from .planning import (
     STATUSES,
     VideoJob,
@@ -59,7 +70,7 @@ from .planning import (
     validate_all,
 )
 from .pose_stream import POSE_STREAM, PosePlan
-from .store import cache_path, is_fresh, read_attrs
+from .store import cache_path, is_fresh, read_attrs, sanitize_stream
 from .streaming import VideoStream
 from .writer import remove_stale_temps
 
@@ -75,6 +86,9 @@ class ExtractSummary:
     #: wall time spent streaming videos through backbones (no probing, model building or
     #: compilation): the denominator of the aggregate rate when several videos decode at once
     stream_seconds: float = 0.0
+    #: CPU time of this process (every thread) over the same streaming: what the work cost,
+    #: less disturbed than wall time by other processes on a shared machine
+    stream_cpu_seconds: float = 0.0
 
     def count(self, status: str) -> int:
         """Number of results with this status."""
@@ -166,6 +180,10 @@ def extract(cfg: Config, overwrite: bool = False, progress: bool = True,
     if imported:
         log.info("%s: imported features (`cache import`), not extracted", ", ".join(imported))
         names = [n for n in names if n not in imported]
+    motion = [n for n in names if is_motion_stream(n)]
+    if motion and cfg.cluster.ray.enabled:
+        raise ConfigError(f"extract.backbones: {', '.join(motion)}: motion streams are extracted locally "
+                          "only (not on Ray yet); run extract for them without --ray (cluster.ray.enabled: false)")
     sizes = {name: resolve_input_size(name, cfg.extract.input_size) for name in names if name != POSE_STREAM}
     wid = weights_id(cfg.extract.weights)
     jobs = describe_videos(cfg, videos)
@@ -178,37 +196,54 @@ def extract(cfg: Config, overwrite: bool = False, progress: bool = True,
     overall = tqdm(total=total, desc="extract", unit="frame", disable=not progress or total == 0,
                    position=0, dynamic_ncols=True)
     run = _Run(cfg, wid, jobs, checked, overwrite, keep_going, progress, ExtractSummary(), overall)
+    groups: dict[str, list[str]] = {}  # backbone -> its streams, in config order
+    for name in names:
+        groups.setdefault(stream_backbone(name), []).append(name)
     try:
         if cfg.cluster.ray.enabled:  # every (backbone, video) a Ray task (mouse_pipeline.cluster)
             from ..cluster.extract_ray import extract_on_ray
 
             extract_on_ray(run, [n for n in names if n != POSE_STREAM], sizes, todo)
-        for name in names:
-            if name == POSE_STREAM:  # pose features: no backbone, no decoding (features/pose_stream.py)
+        for base, streams in groups.items():
+            if base == POSE_STREAM:  # pose features: no backbone, no decoding (features/pose_stream.py)
                 pose.run(run.summary.results, keep_going)
             elif not cfg.cluster.ray.enabled:
-                _extract_backbone(run, name, sizes[name], dict(todo[name]))
+                _extract_backbone(run, base, streams, sizes[streams[0]], {s: dict(todo[s]) for s in streams})
     finally:
         overall.close()
     run.summary.seconds = time.perf_counter() - t0
     return run.summary
 
 
-def _extract_backbone(run: _Run, name: str, size: int, todo: dict[int, str]) -> None:
-    """All videos for one backbone (``todo``: reason by job index), under its folder's lock."""
-    folder = Path(run.cfg.extract.cache) / name
-    if not todo:  # nothing to write: no lock, no model, no decoding
-        for job in run.jobs:
-            _up_to_date(run, name, job)
-        log.info("%s: all %d videos up to date in %s", name, len(run.jobs), folder)
+def _extract_backbone(run: _Run, base: str, streams: list[str], size: int,
+                      todo: dict[str, dict[int, str]]) -> None:
+    """All videos for one backbone's streams (``todo``: per stream, reason by job index),
+    under the lock of each stream folder that has work."""
+    busy = [s for s in streams if todo[s]]
+    for name in streams:
+        if not todo[name]:  # nothing to write: no lock, no model, no decoding
+            for job in run.jobs:
+                _up_to_date(run, name, job)
+            log.info("%s: all %d videos up to date in %s", name, len(run.jobs), _folder(run, name))
+    if not busy:
         return
-    with acquire_lock(folder):
-        remove_stale_temps(folder, any_host=True)  # we hold the lock: no writer of it is alive
-        work = _still_to_do(run, name, size, todo)
-        if not work:
-            log.info("%s: all %d videos up to date in %s", name, len(run.jobs), folder)
+    with contextlib.ExitStack() as locks:
+        for name in sorted(busy):  # one order for every process: no deadlock between two
+            folder = _folder(run, name)
+            locks.enter_context(acquire_lock(folder))
+            remove_stale_temps(folder, any_host=True)  # we hold the lock: no writer of it is alive
+        per_video: dict[int, dict[str, str]] = {}
+        for name in busy:
+            for i, reason in _still_to_do(run, name, size, todo[name]).items():
+                per_video.setdefault(i, {})[name] = reason
+        if not per_video:
             return
-        _stream_videos(run, name, size, work)
+        _stream_videos(run, base, size, [(run.checked[i], per_video[i]) for i in sorted(per_video)])
+
+
+def _folder(run: _Run, name: str) -> Path:
+    """A stream's cache folder."""
+    return Path(run.cfg.extract.cache) / sanitize_stream(name)
 
 
 def _up_to_date(run: _Run, name: str, job: VideoJob) -> None:
@@ -217,9 +252,10 @@ def _up_to_date(run: _Run, name: str, job: VideoJob) -> None:
                                            path=target))
 
 
-def _still_to_do(run: _Run, name: str, size: int, todo: dict[int, str]) -> list[tuple[VideoJob, str]]:
-    """The planned work, looked at again under the lock: another process may have done some."""
-    work: list[tuple[VideoJob, str]] = []
+def _still_to_do(run: _Run, name: str, size: int, todo: dict[int, str]) -> dict[int, str]:
+    """The planned work of one stream (reason by job index), looked at again under the
+    lock: another process may have done some."""
+    work: dict[int, str] = {}
     for i, job in enumerate(run.jobs):
         target = cache_path(run.cfg.extract.cache, name, job.video_id)
         reason = todo.get(i)
@@ -230,47 +266,51 @@ def _still_to_do(run: _Run, name: str, size: int, todo: dict[int, str]) -> list[
         if reason is None:
             _up_to_date(run, name, job)
         else:
-            work.append((run.checked[i], reason))
+            work[i] = reason
+    if not work:
+        log.info("%s: all %d videos up to date in %s", name, len(run.jobs), _folder(run, name))
     return work
 
 
-def _stream_videos(run: _Run, name: str, size: int, work: list[tuple[VideoJob, str]]) -> None:
-    """Build the backbone once and stream ``work`` through it; results into the summary."""
+def _stream_videos(run: _Run, name: str, size: int, work: list[tuple[VideoJob, dict[str, str]]]) -> None:
+    """Build the backbone once and stream ``work`` (each video with its streams and
+    reasons) through it; results into the summary."""
     from ..backbones import build_backbone
 
     cfg = run.cfg
     precision = resolve_precision(cfg.extract.precision, warn=True)
     backbone = build_backbone(name, cfg.extract.weights, size, precision, cfg.extract.jit_compile)
     backbone.warm_up(cfg.extract.batch_size)
-    spread_checked = False
+    spread_checked: set[str] = set()
     stream = VideoStream(backbone, cfg, cfg.extract.decode_workers, run.overall, run.progress)
-    t_stream = time.perf_counter()
+    t_stream, t_cpu = time.perf_counter(), time.process_time()
     for result in stream.run(work, run.keep_going):
         run.summary.stream_seconds += time.perf_counter() - t_stream
+        run.summary.stream_cpu_seconds += time.process_time() - t_cpu
         run.summary.results.append(result)
         if result.status == "extracted":
-            log.info("%s/%s: %d frames in %.1f s (%.1f frames/s)", name, result.video_id, result.frames,
-                     result.seconds, result.frames_per_s)
-            if not spread_checked and result.frames > 1:
+            log.info("%s/%s: %d frames in %.1f s (%.1f frames/s)", result.backbone, result.video_id,
+                     result.frames, result.seconds, result.frames_per_s)
+            if result.backbone not in spread_checked and result.frames > 1:
                 _check_spread(backbone, result)
-                spread_checked = True
-        t_stream = time.perf_counter()  # the spread check is not streaming time
+                spread_checked.add(result.backbone)
+        t_stream, t_cpu = time.perf_counter(), time.process_time()  # the spread check is not streaming time
 
 
 def _check_spread(backbone: Any, result: VideoResult) -> None:
     from ..backbones import embedding_spread, is_nearly_constant
     from ..dataset import open_features
 
-    features = open_features(result.path, backbone.name)  # read a chunk at a time
+    features = open_features(result.path, result.backbone)  # read a chunk at a time
     try:
         spread = embedding_spread(features)
     finally:
         features.close()
-    log.info("%s (weights %s): embedding spread across the frames of %s: %.3g", backbone.name,
+    log.info("%s (weights %s): embedding spread across the frames of %s: %.3g", result.backbone,
              backbone.weights_id, result.video_id, spread)
     if is_nearly_constant(spread):
         log.warning("%s: embeddings are nearly constant across frames (spread %.2g): nothing to learn "
-                    "from; use imagenet weights or resnet50v2", backbone.name, spread)
+                    "from; use imagenet weights or resnet50v2", result.backbone, spread)
 
 
 def _cached_frames(path: Path) -> int:

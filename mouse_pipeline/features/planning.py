@@ -31,6 +31,7 @@ from ..errors import InputError, PipelineError
 from ..fileio import sha256_file
 from ..pose import check_inside, find_pose_file, read_dlc
 from ..video import Crop, VideoInfo, probe_video, video_fingerprint
+from .motion import MotionSettings, is_motion_stream
 from .store import (
     CacheEntry,
     cache_path,
@@ -162,12 +163,18 @@ def _raise_all(problems: list[str]) -> None:
 
 
 def expected_for(cfg: Config, backbone: str, weights: str, size: int, job: VideoJob) -> dict[str, Any]:
-    """The attributes a cache file of ``job`` made now would carry (:func:`.store.expected_attrs`)."""
+    """The attributes a cache file of ``job`` made now would carry (:func:`.store.expected_attrs`).
+
+    ``backbone`` is a stream name; a motion stream's files also record ``extract.motion``.
+    """
     fps = job.info.fps if job.info is not None else None
+    motion = (MotionSettings.from_config(cfg.extract.motion).to_json() if is_motion_stream(backbone)
+              else None)
     return expected_attrs(backbone=backbone, weights=weights, input_size=size, crop=job.crop_settings,
                           dtype=cfg.extract.dtype, precision=resolve_precision(cfg.extract.precision), video_path=job.path,
                           fingerprint=job.fingerprint, fps=fps,
-                          pose_file=job.pose_file.name if job.pose_file else "", pose_sha256=job.pose_sha256)
+                          pose_file=job.pose_file.name if job.pose_file else "", pose_sha256=job.pose_sha256,
+                          motion=motion)
 
 
 def validate(cfg: Config, job: VideoJob) -> VideoJob:
@@ -246,7 +253,7 @@ def cache_table(cache_root: str | Path, cfg: Config | None = None) -> list[dict[
         The cache folder.
     cfg
         When given, files are also judged against its settings (weights, input size,
-        crop, pose files, dtype, precision); otherwise only against their video and the
+        crop, pose files, dtype, precision, a motion stream's ``extract.motion``); otherwise only against their video and the
         backbone folder they are in (a file made by another backbone is stale).
 
     Returns

@@ -4,7 +4,9 @@ Layout
 ------
 ``<cache>/<backbone>/<video_id>.h5``, where ``video_id`` is the video's file stem passed
 through :func:`sanitize_id` (only ``A-Z a-z 0-9 . _ -``; anything else becomes ``_``), so
-no id can name a file outside its backbone folder.
+no id can name a file outside its backbone folder. ``<backbone>`` is a stream name: a
+backbone, or a backbone's motion stream ``<backbone>+motion`` (:mod:`.motion`; the folder
+name keeps its ``+``).
 
 Content
 -------
@@ -23,6 +25,8 @@ pose_file           name of the DeepLabCut file the crop centres came from ("" i
 pose_sha256         sha256 of that whole file ("" if none)
 dtype               storage dtype of ``embeddings``
 precision           compute precision of the backbone (float32, bfloat16, float16)
+motion              motion streams only: JSON (sorted keys) of the motion method and its
+                    parameters, e.g. ``{"flow_scale":8.0,"method":"dis","preset":"fast"}``
 video_path          absolute path of the video when it was extracted
 video_size          the video's size in bytes           } the video's fingerprint
 video_mtime_ns      its modification time, ns           } (``video.video_fingerprint``)
@@ -60,9 +64,11 @@ An imported file records ``weights`` ``imported``, ``input_size`` 0 and empty ``
 Freshness
 ---------
 A file is *fresh* for a video and settings when every key of :data:`PROVENANCE_KEYS`
-equals what they would record now (:func:`expected_attrs`, :func:`is_fresh`): same
+(and of :data:`STREAM_KEYS` that a file made now would record) equals what they would
+record now (:func:`expected_attrs`, :func:`is_fresh`): same
 backbone, weights, input size, crop settings, pose file content, storage dtype and
-precision, and the same video size, mtime and content hash. Anything else is stale.
+precision, motion settings (motion streams), and the same video size, mtime and content
+hash. Anything else is stale.
 For a file made from a source file, the keys of :data:`SOURCE_FRESHNESS_KEYS` are
 compared too when the expected attributes hold them (the source's content, and the HDF5
 dataset read from it).
@@ -102,12 +108,16 @@ FINGERPRINT_KEYS = ("video_size", "video_mtime_ns", "video_sha256")
 # Attributes that must equal the current settings and video for a file to be fresh.
 PROVENANCE_KEYS = ("backbone", "weights", "input_size", "crop", "pose_sha256", "dtype",
                    "precision") + FINGERPRINT_KEYS
+# Provenance that only some streams record (motion streams: ``motion``); compared like
+# PROVENANCE_KEYS when a file made now would record it, never required of a writer.
+STREAM_KEYS = ("motion",)
 # Compared too when expected (features made from a source file: cache import).
 SOURCE_FRESHNESS_KEYS = ("source_sha256", "source_dataset")
 ORIGIN_IMPORT = "import"
 # Attributes a writer must be given (it adds n_frames, dim, dtype, package_version, created).
 REQUIRED_ATTRS = tuple(k for k in PROVENANCE_KEYS if k != "dtype") + ("pose_file", "video_path", "fps")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_UNSAFE_STREAM = re.compile(r"[^A-Za-z0-9._+-]")  # a stream name may hold '+' (resnet50v2+motion)
 # what moved to the writer module and is still importable from here
 _WRITER_NAMES = ("CacheWriter", "remove_stale_temps")
 
@@ -136,9 +146,17 @@ def sanitize_id(stem: str) -> str:
     return vid
 
 
+def sanitize_stream(name: str) -> str:
+    """A stream (backbone) name that is safe as a folder name: :func:`sanitize_id`, keeping ``+``."""
+    folder = _UNSAFE_STREAM.sub("_", str(name))
+    if folder in ("", ".", ".."):
+        raise InputError(f"{name!r} cannot be a backbone or stream name (empty, '.' or '..')")
+    return folder
+
+
 def cache_path(cache_root: str | Path, backbone: str, video_id: str) -> Path:
-    """``<cache_root>/<backbone>/<video_id>.h5`` (backbone and id sanitised)."""
-    return Path(cache_root) / sanitize_id(backbone) / f"{sanitize_id(video_id)}.h5"
+    """``<cache_root>/<backbone>/<video_id>.h5`` (stream name and id sanitised)."""
+    return Path(cache_root) / sanitize_stream(backbone) / f"{sanitize_id(video_id)}.h5"
 
 
 def crop_json(settings: dict[str, Any]) -> str:
@@ -148,7 +166,8 @@ def crop_json(settings: dict[str, Any]) -> str:
 
 def expected_attrs(*, backbone: str, weights: str, input_size: int, crop: str | dict[str, Any],
                    dtype: str, precision: str, video_path: str | Path, fingerprint: dict[str, Any],
-                   fps: float | None = None, pose_file: str = "", pose_sha256: str = "") -> dict[str, Any]:
+                   fps: float | None = None, pose_file: str = "", pose_sha256: str = "",
+                   motion: str | None = None) -> dict[str, Any]:
     """The attributes a cache file made now would carry (provenance and identity).
 
     Parameters
@@ -165,11 +184,15 @@ def expected_attrs(*, backbone: str, weights: str, input_size: int, crop: str | 
         The video's frame rate (not part of freshness; None when not probed yet).
     pose_file, pose_sha256
         Name and full-content sha256 of the pose file of a pose crop ("" otherwise).
+    motion
+        A motion stream's settings (:meth:`.motion.MotionSettings.to_json`); None for
+        other streams, whose files record no ``motion``.
 
     Returns
     -------
     dict
-        Keys of :data:`PROVENANCE_KEYS` plus ``video_path``, ``pose_file`` and ``fps``.
+        Keys of :data:`PROVENANCE_KEYS` (and ``motion`` when given) plus ``video_path``,
+        ``pose_file`` and ``fps``.
     """
     attrs: dict[str, Any] = {
         "backbone": str(backbone), "weights": str(weights), "input_size": int(input_size),
@@ -181,6 +204,8 @@ def expected_attrs(*, backbone: str, weights: str, input_size: int, crop: str | 
     }
     if fps is not None:
         attrs["fps"] = float(fps)
+    if motion is not None:
+        attrs["motion"] = str(motion)
     return attrs
 
 
@@ -283,7 +308,8 @@ def is_fresh(path: str | Path, expected: dict[str, Any]) -> tuple[bool, str]:
         Cache file.
     expected
         What a file made now would record (:func:`expected_attrs`); keys of
-        :data:`PROVENANCE_KEYS` and :data:`SOURCE_FRESHNESS_KEYS` present here are compared.
+        :data:`PROVENANCE_KEYS`, :data:`STREAM_KEYS` and :data:`SOURCE_FRESHNESS_KEYS` present here
+        are compared.
 
     Returns
     -------
@@ -302,7 +328,7 @@ def is_fresh(path: str | Path, expected: dict[str, Any]) -> tuple[bool, str]:
         return False, f"unreadable: {first_line(exc)}"
     if rows is None or rows != attrs.get("n_frames"):
         return False, f"incomplete ({rows} rows, n_frames {attrs.get('n_frames')})"
-    for key in PROVENANCE_KEYS + SOURCE_FRESHNESS_KEYS:
+    for key in PROVENANCE_KEYS + STREAM_KEYS + SOURCE_FRESHNESS_KEYS:
         if key in expected and attrs.get(key) != expected[key]:
             what = f"video changed ({key[6:]} " if key in FINGERPRINT_KEYS else f"{key} changed ("
             return False, f"{what}{_short(attrs.get(key))} -> {_short(expected[key])})"

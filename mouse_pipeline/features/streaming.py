@@ -1,5 +1,10 @@
 """Stage 1 streaming: videos decoded in background threads, fed to one backbone in order.
 
+One backbone serves its streams: the frames (stream ``<backbone>``) and their motion
+images (stream ``<backbone>+motion``, :mod:`.motion`). A video whose files of both streams
+need work is decoded once; each batch then goes through the backbone twice, once as
+frames and once as motion images, into one :class:`~.writer.CacheWriter` per stream.
+
 Frames are decoded, cropped and resized in background threads, one per video (plus
 ``extract.frame_threads`` that crop and resize its frames while it decodes), with up to
 ``extract.decode_workers`` videos decoded at the same time, each into its own bounded
@@ -28,7 +33,8 @@ from tqdm import tqdm
 
 from ..config import Config
 from ..errors import CacheError, InputError
-from ..video import iter_batches, video_fingerprint
+from ..video import iter_batches, iter_motion_batches, video_fingerprint
+from .motion import MotionSettings, is_motion_stream, motion_image
 from .planning import VideoJob, VideoResult, expected_for
 from .store import cache_path
 from .writer import CacheWriter
@@ -51,12 +57,22 @@ def _put(q: queue.Queue, item: Any, ready: threading.Semaphore, stop: threading.
 
 
 def _decode(job: VideoJob, batch_size: int, out_size: int, q: queue.Queue, ready: threading.Semaphore,
-            stop: threading.Event, frame_threads: int = 1) -> None:
-    """Decoder thread: every batch of one video into its queue, then _DONE (or the exception)."""
-    batches = iter_batches(job.path, batch_size, job.crop, out_size, threads=frame_threads)
+            stop: threading.Event, frame_threads: int = 1, rgb: bool = True,
+            motion: MotionSettings | None = None) -> None:
+    """Decoder thread: every ``(rgb, motion)`` batch pair of one video into its queue (None
+    for a stream not asked for), then _DONE (or the exception)."""
+    if motion is None:
+        batches = iter_batches(job.path, batch_size, job.crop, out_size, threads=frame_threads)
+        pairs = ((batch, None) for batch in batches)
+    else:
+        def make(prev: np.ndarray, cur: np.ndarray, dst: np.ndarray) -> None:
+            motion_image(prev, cur, motion, dst)
+
+        batches = pairs = iter_motion_batches(job.path, batch_size, job.crop, out_size, make, rgb=rgb,
+                                              threads=frame_threads)
     try:
-        for batch in batches:
-            if not _put(q, batch, ready, stop):
+        for pair in pairs:
+            if not _put(q, pair, ready, stop):
                 return
         _put(q, _DONE, ready, stop)
     except BaseException as exc:  # handed to the main thread, never lost
@@ -68,8 +84,8 @@ def _decode(job: VideoJob, batch_size: int, out_size: int, q: queue.Queue, ready
 @dataclass
 class _Active:
     job: VideoJob
-    reason: str
-    writer: CacheWriter
+    reasons: dict[str, str]  # stream -> why it is extracted
+    writers: dict[str, CacheWriter]  # stream -> its file, in the order of reasons
     queue: queue.Queue
     thread: threading.Thread
     started: float
@@ -81,7 +97,8 @@ class VideoStream:
 
     The main thread always takes the next batch of the *oldest* video that has one ready,
     so videos complete in order, as early as their decoder allows (what a killed run keeps),
-    while spare model time goes to the videos decoded behind it.
+    while spare model time goes to the videos decoded behind it. ``backbone`` is built
+    once; each video's streams (its own, its motion stream, or both) come from it.
     """
 
     def __init__(self, backbone: Any, cfg: Config, workers: int, overall: tqdm, progress: bool):
@@ -92,24 +109,35 @@ class VideoStream:
         self.stop = threading.Event()
         self.active: dict[int, _Active] = {}  # in start order
 
-    def _start(self, slot: int, job: VideoJob, reason: str) -> None:
-        attrs = expected_for(self.cfg, self.backbone.name, self.backbone.weights_id, self.backbone.input_size, job)
-        path = cache_path(self.cfg.extract.cache, self.backbone.name, job.video_id)
-        writer = CacheWriter(path, job.info.n_frames, self.backbone.dim, self.cfg.extract.dtype, attrs)
+    def _start(self, slot: int, job: VideoJob, reasons: dict[str, str]) -> None:
+        writers = {}
+        for stream in reasons:
+            attrs = expected_for(self.cfg, stream, self.backbone.weights_id, self.backbone.input_size, job)
+            path = cache_path(self.cfg.extract.cache, stream, job.video_id)
+            writers[stream] = CacheWriter(path, job.info.n_frames, self.backbone.dim, self.cfg.extract.dtype, attrs)
+        motion = (MotionSettings.from_config(self.cfg.extract.motion)
+                  if any(is_motion_stream(s) for s in reasons) else None)
+        rgb = any(not is_motion_stream(s) for s in reasons)
         q: queue.Queue = queue.Queue(maxsize=self.depth)
         thread = threading.Thread(target=_decode, name=f"decode-{job.video_id}", daemon=True,
                                   args=(job, self.cfg.extract.batch_size, self.backbone.input_size, q,
-                                        self.ready, self.stop, self.cfg.extract.frame_threads))
-        bar = tqdm(total=job.info.n_frames, desc=f"{self.backbone.name} {job.video_id}", unit="frame",
+                                        self.ready, self.stop, self.cfg.extract.frame_threads, rgb, motion))
+        names = " + ".join(reasons)
+        bar = tqdm(total=job.info.n_frames, desc=f"{names} {job.video_id}", unit="frame",
                    leave=False, disable=not self.progress, position=1 + slot, dynamic_ncols=True)
+        entered: list[CacheWriter] = []
         try:
-            writer.__enter__()
-        except BaseException:
+            for writer in writers.values():
+                writer.__enter__()
+                entered.append(writer)
+        except BaseException as exc:
+            for writer in entered:
+                writer.__exit__(type(exc), exc, exc.__traceback__)
             bar.close()
             raise
-        self.active[slot] = _Active(job, reason, writer, q, thread, time.perf_counter(), bar)
-        log.info("%s/%s: extracting %d frames (%s)", self.backbone.name, job.video_id,
-                 job.info.n_frames, reason)
+        self.active[slot] = _Active(job, dict(reasons), writers, q, thread, time.perf_counter(), bar)
+        for stream, reason in reasons.items():
+            log.info("%s/%s: extracting %d frames (%s)", stream, job.video_id, job.info.n_frames, reason)
         thread.start()
 
     def _next_item(self) -> tuple[int, Any]:
@@ -140,42 +168,55 @@ class VideoStream:
             except InputError as exc:
                 error = exc
         if error is not None:
-            act.writer.__exit__(type(error), error, error.__traceback__)
+            for writer in act.writers.values():
+                writer.__exit__(type(error), error, error.__traceback__)
             raise error
-        act.writer.attrs["extract_frames_per_s"] = act.job.info.n_frames / max(seconds, 1e-9)
-        act.writer.__exit__(None, None, None)
+        left = list(act.writers.values())
+        try:
+            while left:
+                writer = left.pop(0)  # a writer whose completion fails deletes its own file
+                writer.attrs["extract_frames_per_s"] = act.job.info.n_frames / max(seconds, 1e-9)
+                writer.__exit__(None, None, None)
+        except BaseException as exc:  # the video's other files are not left unfinished either
+            for writer in left:
+                writer.__exit__(type(exc), exc, exc.__traceback__)
+            raise
         return seconds
 
-    def run(self, todo: list[tuple[VideoJob, str]], keep_going: bool) -> Iterator[VideoResult]:
-        """Yield a :class:`VideoResult` per video as it completes (or fails, with keep_going)."""
+    def run(self, todo: list[tuple[VideoJob, dict[str, str]]], keep_going: bool) -> Iterator[VideoResult]:
+        """Yield a :class:`VideoResult` per (stream, video) as the video completes (or fails,
+        with keep_going); ``todo`` holds each video with its streams to extract and why."""
         pending = list(todo)
         free = list(range(self.workers))[::-1]
         try:
             while pending or self.active:
                 while pending and free:
-                    job, reason = pending.pop(0)
-                    self._start(free.pop(), job, reason)
+                    job, reasons = pending.pop(0)
+                    self._start(free.pop(), job, reasons)
                 slot, item = self._next_item()
                 act = self.active[slot]
-                if isinstance(item, np.ndarray):
-                    act.writer.write(self.backbone.embed(item))
-                    act.bar.update(len(item))
-                    self.overall.update(len(item))
+                if isinstance(item, tuple):
+                    rgb, moving = item
+                    for stream, writer in act.writers.items():
+                        writer.write(self.backbone.embed(moving if is_motion_stream(stream) else rgb))
+                        self.overall.update(len(rgb if rgb is not None else moving))
+                    act.bar.update(len(rgb if rgb is not None else moving))
                     continue
-                job, reason = act.job, act.reason
-                path = cache_path(self.cfg.extract.cache, self.backbone.name, job.video_id)
+                job, reasons = act.job, act.reasons
                 free.append(slot)
                 try:
                     seconds = self._finish(slot, item if isinstance(item, BaseException) else None)
                 except (InputError, CacheError) as exc:
                     if not keep_going:
                         raise
-                    log.error("%s/%s: failed: %s", self.backbone.name, job.video_id, exc)
-                    yield VideoResult(job.video_id, self.backbone.name, "failed", job.info.n_frames,
-                                      reason=str(exc), path=path)
+                    for stream in reasons:
+                        log.error("%s/%s: failed: %s", stream, job.video_id, exc)
+                        yield VideoResult(job.video_id, stream, "failed", job.info.n_frames, reason=str(exc),
+                                          path=cache_path(self.cfg.extract.cache, stream, job.video_id))
                     continue
-                yield VideoResult(job.video_id, self.backbone.name, "extracted", job.info.n_frames,
-                                  seconds, reason=reason, path=path)
+                for stream, reason in reasons.items():
+                    yield VideoResult(job.video_id, stream, "extracted", job.info.n_frames, seconds,
+                                      reason=reason, path=cache_path(self.cfg.extract.cache, stream, job.video_id))
         finally:
             self._shutdown()
 
@@ -189,5 +230,6 @@ class VideoStream:
                 except queue.Empty:
                     act.thread.join(timeout=0.05)
             act.bar.close()
-            act.writer.__exit__(RuntimeError, RuntimeError("extraction stopped"), None)
+            for writer in act.writers.values():
+                writer.__exit__(RuntimeError, RuntimeError("extraction stopped"), None)
         self.active.clear()

@@ -213,11 +213,20 @@ class RunFolder:
 
     def read_final(self, cfg: Config, backbone: str, kind: str) -> FinalModel:
         """The final model of ``backbone/kind`` with its post-processing and window."""
-        folder = self.unit(backbone, kind, -1)
+        return self.read_model(cfg, backbone, kind, -1)
+
+    def read_model(self, cfg: Config, backbone: str, kind: str, index: int) -> FinalModel:
+        """The model of fold ``index`` of ``backbone/kind`` (-1: the final model) with its
+        post-processing and window, as a :class:`FinalModel` record."""
+        folder = self.unit(backbone, kind, index)
+        what = "this final model" if index < 0 else f"fold {index} of {backbone}/{kind}"
         if folder.is_dir() and not self.is_complete(folder):
-            raise RunError(f"{folder / FOLD_FILE}: missing, so this final model is not complete; "
+            raise RunError(f"{folder / FOLD_FILE}: missing, so {what} is not complete; "
                            f"{_retrain(folder)}")
         if not self.is_complete(folder):
+            if index >= 0:
+                raise RunError(f"{self.path}: fold {index} of {backbone}/{kind} was not trained; run "
+                               f"`mouse-pipeline train --config {self.config_file} --run {self.path}`")
             raise RunError(f"{self.path}: no final model for {backbone}/{kind}; train it with "
                            f"`mouse-pipeline train --config {self.config_file} --run {self.path} --final` "
                            "(finished folds are kept)")
@@ -231,7 +240,7 @@ class RunFolder:
             if not path.is_file():
                 raise RunError(f"{path}: model file missing; {_retrain(folder)}")
         try:
-            fold = Fold.from_dict({"index": -1, "test": [], **meta})
+            fold = Fold.from_dict({"index": index, "test": [], **meta})
         except RunError as err:
             raise RunError(f"{folder / FOLD_FILE}: {err}; {_retrain(folder)}") from None
         return FinalModel(backbone, kind, folder, behaviors,

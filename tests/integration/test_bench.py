@@ -53,6 +53,43 @@ def test_bench_prints_and_writes_every_figure_and_leaves_no_temporary_files(tmp_
         assert row in result.output
     assert not list((tmp_path / "tmp").glob("mp-bench-*"))  # synthetic video and caches deleted
     check_startup(res["startup"])
+    check_motion(res["motion"], result.output)
+
+
+def check_motion(m, output):
+    rates = ("rgb_frames_per_s", "motion_frames_per_s", "both_frames_per_s", "decode_frames_per_s",
+             "decode_motion_frames_per_s")
+    assert all(math.isfinite(m[k]) and m[k] > 0 for k in rates)
+    assert m["method"] == {"method": "dis", "preset": "fast", "flow_scale": 8.0}  # the default
+    assert {k: len(v) for k, v in m["runs"].items()} == {"rgb": 2, "motion": 2, "both": 2}
+    assert all(m[f"{k}_frames_per_s"] == max(m["runs"][k]) for k in ("rgb", "motion", "both"))
+    assert m["both_vs_rgb"] == pytest.approx(m["rgb_frames_per_s"] / m["both_frames_per_s"])
+    cpu = m["cpu_ms_per_frame"]
+    assert all(math.isfinite(cpu[k]) and cpu[k] > 0 for k in ("rgb", "motion", "both"))
+    assert m["both_vs_rgb_cpu"] == pytest.approx(cpu["both"] / cpu["rgb"])
+    assert cpu["both"] > cpu["rgb"] and cpu["both"] > cpu["motion"]  # CPU time: both do more work
+    assert m["target_both_vs_rgb"] == 2.2
+    # both streams do what either does and more; motion images are made on top of decoding
+    assert m["both_frames_per_s"] <= TOLERANCE * min(m["rgb_frames_per_s"], m["motion_frames_per_s"])
+    assert m["decode_motion_frames_per_s"] <= TOLERANCE * m["decode_frames_per_s"]
+    for row in ("extract RGB + motion, one decoding", "time of RGB + motion / RGB only", "target <= 2.2",
+                "CPU time of RGB + motion / RGB only",
+                "decode + motion images, no model"):
+        assert row in output
+
+
+def test_motion_memory_figures_run_extract_of_both_streams_in_children(tmp_path):
+    from mouse_pipeline.bench import peak_rss_mb
+    from mouse_pipeline.bench_motion import format_motion, motion_memory_figures
+
+    res = motion_memory_figures(tmp_path, peak_rss_mb, frames=(60, 120), backbone=("mobilenet_v3_small", 32))
+    assert res["memory_motion_frames"] == {"short": 60, "long": 120}
+    assert all(100 < res[k] < 8000 for k in ("peak_rss_mb_motion_short", "peak_rss_mb_motion_long"))
+    assert res["peak_rss_growth_mb_motion"] == res["peak_rss_mb_motion_long"] - res["peak_rss_mb_motion_short"]
+    for stream in ("mobilenet_v3_small", "mobilenet_v3_small+motion"):  # the children extracted both
+        assert (tmp_path / "motion_mem_cache_long" / stream / "long_000.h5").is_file()
+    lines = format_motion(res, lambda name, value, target="": f"{name} {value} {target}")
+    assert any("peak RSS extract RGB + motion, 120 frames" in line for line in lines)
 
 
 def check_startup(startup):
