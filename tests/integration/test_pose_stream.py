@@ -198,9 +198,19 @@ def test_extract_survives_kills_bit_for_bit(tmp_path):
     subprocess.run(run(ref), cwd=REPO, check=True, capture_output=True, timeout=300)
     rng = np.random.default_rng(3)
     kills = 0
+
+    def written() -> list[str]:  # final files and temporary ones (a write under way)
+        folder = cache / "pose"
+        return sorted(p.name for p in folder.iterdir() if p.name != ".lock") if folder.is_dir() else []
+
     for _ in range(6):
+        before = written()
         proc = subprocess.Popen(run(cache), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(float(rng.uniform(1.0, 3.0)))
+        # kill once the run is writing (a new file or temporary file appeared), not during its
+        # start-up: a fixed delay landed after the end on a quiet machine and before it on a busy one
+        while proc.poll() is None and written() == before:
+            time.sleep(0.005)
+        time.sleep(float(rng.uniform(0.0, 0.05)))
         if proc.poll() is not None:
             break
         os.kill(proc.pid, signal.SIGKILL)
