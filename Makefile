@@ -20,7 +20,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 FRESH_SET = --set data.videos=$(FRESH)/data/videos --set data.labels=$(FRESH)/data/labels \
 	--set data.crop.pose=$(FRESH)/data/pose --set extract.cache=$(FRESH)/cache
 
-.PHONY: setup test lint demo demo-fresh demo-loop extract train report predict bench clean
+.PHONY: setup test lint demo demo-fresh demo-loop extract train report predict bench bench-quality clean
 
 setup: $(STAMP)
 
@@ -77,6 +77,12 @@ predict: setup
 
 bench: setup
 	$(MP) bench $(ARGS)
+
+# Out-of-fold PR-AUC of every head, auto and a per-frame logistic regression on synthetic
+# regimes made hard on purpose (docs/BENCHMARKS.md). PT_PYTHON=<venv>/bin/python adds the
+# pretrained-features regime (../shared/tools/pretrained_features.py's own environment).
+bench-quality: setup
+	$(MP) bench-quality $(ARGS)
 
 clean:
 	rm -rf demo_out bench_out .pytest_cache

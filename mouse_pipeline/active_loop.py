@@ -82,7 +82,7 @@ def base_config(s: LoopSettings) -> Config:
             "extract.precision": "float32", "train.models": "[lstm]", "train.input_dropout": 0.8,
             "train.epochs": s.epochs, "train.patience": 5, "train.batch_size": 16,
             "train.window.length": s.train_window, "train.window.stride": s.train_window // 2, "train.folds.scheme": "group_kfold",
-            "train.folds.k": 2, "train.folds.n_val": 1, "train.lstm.units": 32,
+            "train.folds.k": 2, "train.folds.n_val": 1, "train.validation": "videos", "train.lstm.units": 32,
             "train.lstm.bidirectional": "true", "train.lstm.dropout": 0.5,
             "postprocess.max_gap": "[0, 3]", "postprocess.min_len": "[0, 3]", "train.seed": 0}
     return load_config(None, [f"{k}={v}" for k, v in sets.items()])

@@ -282,7 +282,7 @@ class TrainConfig:
     mlp: MLPConfig = _f(factory=MLPConfig)
     transformer: TransformerConfig = _f(factory=TransformerConfig)
     search: SearchConfig = _f(factory=SearchConfig)
-    validation: Literal["videos", "inner_folds", "blocks"] = "videos"
+    validation: Literal["videos", "inner_folds", "blocks"] = "blocks"
     inner_folds: InnerFoldsConfig = _f(factory=InnerFoldsConfig)
     blocks: BlocksConfig = _f(factory=BlocksConfig)
     auto: AutoConfig = _f(factory=AutoConfig)

@@ -121,15 +121,17 @@ class _Planner:
     """Semi-Markov behaviour sequence and the animal's per-frame posture."""
 
     def __init__(self, rng: np.random.Generator, scene: _Scene, fps: float, n: int,
-                 detail: np.random.Generator, grooming_cue: str = "static"):
+                 detail: np.random.Generator, grooming_cue: str = "static",
+                 targets: dict[str, float] | None = None):
         self.rng, self.s, self.fps, self.n = rng, scene, fps, n
         self.grooming_cue = grooming_cue
+        self.target = {**_TARGET, **(targets or {})}
         # the grooming sequence (face washing / body licking) draws from its own stream, so
         # which behaviour happens when depends on ``rng`` alone
         self.detail = detail
         self.states: list[str] = []
         self.rows: list[tuple[float, ...]] = []
-        self.counts = dict.fromkeys(_TARGET, 0)
+        self.counts = dict.fromkeys(self.target, 0)
         L = scene.length
         self.x, self.y = rng.uniform(scene.lo + L, scene.hi - L, 2)
         self.theta = rng.uniform(-math.pi, math.pi)
@@ -166,16 +168,17 @@ class _Planner:
         t0 = 20 * self.fps  # pseudo-frames at target share: damps early corrections
         while not self.done:
             t = len(self.states)
-            unseen = [k for k in _TARGET if self.counts[k] == 0]
+            unseen = [k for k in self.target if self.counts[k] == 0]
             if unseen and self.rng.random() < 0.6:  # short videos still show every behaviour
                 last = unseen[self.rng.integers(len(unseen))]
                 getattr(self, f"do_{last}")()
                 continue
             w = {}
             for k, base in _WEIGHT.items():
-                if k in _TARGET:
-                    share = (self.counts[k] + _TARGET[k] * t0) / (t + t0)
-                    base *= math.exp(float(np.clip(_GAIN * (_TARGET[k] - share) / _TARGET[k], -4, 3)))
+                if k in self.target:
+                    goal = self.target[k]
+                    share = (self.counts[k] + goal * t0) / (t + t0)
+                    base *= math.exp(float(np.clip(_GAIN * (goal - share) / goal, -4, 3)))
                 w[k] = 0.0 if k == last and k != "wall_rear" else base
             p = np.array(list(w.values()))
             last = list(w)[self.rng.choice(len(w), p=p / p.sum())]
@@ -379,7 +382,8 @@ def _more_pose(rng: np.random.Generator, parts: np.ndarray, rows: np.ndarray,
 
 def _make_video(path: Path, n_frames: int, size: int, fps: float, margin: int,
                 seq: np.random.SeedSequence,
-                grooming_cue: str = "static") -> tuple[np.ndarray, dict[str, np.ndarray]]:
+                grooming_cue: str = "static",
+                targets: dict[str, float] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Write one video; return its (n_frames, 3) int8 labels and its pose tracks."""
     # spawn(6) begins with the same four children as spawn(4): adding the grooming detail
     # stream, then the stream of the later body parts, left every other stream, and so the
@@ -392,7 +396,7 @@ def _make_video(path: Path, n_frames: int, size: int, fps: float, margin: int,
     scene = _Scene(size, margin + wall, size - margin - wall, length,
                    look_rng.uniform(1.6, 2.4) * length, fur)
     bg = background(look_rng, size, margin, wall)
-    states, rows = _Planner(plan_rng, scene, fps, n_frames, detail_rng, grooming_cue).run()
+    states, rows = _Planner(plan_rng, scene, fps, n_frames, detail_rng, grooming_cue, targets).run()
     parts = np.empty((n_frames, len(BODY_PARTS), 2))
     with atomic_path(path) as tmp:
         writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size, size))
@@ -418,7 +422,7 @@ def _make_video(path: Path, n_frames: int, size: int, fps: float, margin: int,
 
 def generate_dataset(out: str | Path, n_videos: int = 6, n_frames: int = 600, size: int = 128,
                      fps: float = 10.0, seed: int = 0, prefix: str = "mouse",
-                     grooming_cue: str = "static") -> list[str]:
+                     grooming_cue: str = "static", targets: dict[str, float] | None = None) -> list[str]:
     """Write ``videos/<id>.mp4``, ``labels/<id>.csv`` and ``pose/<id>.csv`` for each video.
 
     Parameters
@@ -442,6 +446,11 @@ def generate_dataset(out: str | Path, n_videos: int = 6, n_frames: int = 600, si
         ``static`` (grooming is seen in a single frame: sitting posture, forepaws at the
         face) or ``motion`` (grooming looks like rest in any one frame; only its rhythmic
         movement shows it). The labels are the same either way.
+    targets
+        Share of frames to aim at per behaviour (``groom``, ``mid_rear``, ``wall_rear``),
+        replacing the defaults (0.12, 0.10, 0.12) for those named, e.g. ``{"mid_rear": 0.02}``
+        for a rare behaviour. Every behaviour still appears at least once per video when
+        the video is long enough.
 
     Returns
     -------
@@ -453,6 +462,9 @@ def generate_dataset(out: str | Path, n_videos: int = 6, n_frames: int = 600, si
                          f"{n_videos}, {n_frames}, {fps}, {size}")
     if grooming_cue not in GROOMING_CUES:
         raise ValueError(f"grooming_cue must be one of {', '.join(GROOMING_CUES)}, got {grooming_cue!r}")
+    bad = {k: v for k, v in (targets or {}).items() if k not in _TARGET or not 0 < v < 1}
+    if bad:
+        raise ValueError(f"targets {bad}: expected shares in (0, 1) of {sorted(_TARGET)}")
     if size % 2:
         log.warning("frame size %d is odd; mp4v needs even sides, using %d", size, size - 1)
         size -= 1
@@ -466,7 +478,7 @@ def generate_dataset(out: str | Path, n_videos: int = 6, n_frames: int = 600, si
     for i in range(n_videos):
         vid = f"{prefix}_{i:03d}"
         labels, pose = _make_video(out / "videos" / f"{vid}.mp4", n_frames, size, fps, margin,
-                                   np.random.SeedSequence([seed % 2**63, i]), grooming_cue)
+                                   np.random.SeedSequence([seed % 2**63, i]), grooming_cue, targets)
         write_labels_csv(out / "labels" / f"{vid}.csv", Labels(BEHAVIORS, labels))
         with atomic_path(out / "pose" / f"{vid}.csv") as tmp:
             write_dlc_csv(tmp, pose)

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from stages.bench import bench_command
+from stages.bench_quality import bench_quality_command
 from stages.cache_import import cache_import_command
 from stages.common import common_options, config_options, get_config, handle_errors
 from stages.extract import extract_command
@@ -106,6 +107,7 @@ main.add_command(report_command)
 main.add_command(predict_command)
 main.add_command(score_command)
 main.add_command(bench_command)
+main.add_command(bench_quality_command)
 main.add_command(init_command)
 main.add_command(review_command)
 main.add_command(suggest_command)

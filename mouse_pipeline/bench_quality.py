@@ -1,0 +1,383 @@
+"""``make bench-quality``: out-of-fold PR-AUC of every head on synthetic regimes made hard on purpose.
+
+On the demo's synthetic videos the sequence models are near perfect, so those videos no
+longer tell good settings from bad. This fixed protocol makes the task hard in the ways
+real lab data is hard, and prints, per regime and behaviour, the pooled out-of-fold
+PR-AUC of
+
+- every head of the model zoo (``linear``, ``mlp``, ``lstm``, ``tcn``, ``transformer``),
+- ``auto``: the head chosen per fold on validation alone (what a lab gets when it does not
+  know which head to take),
+- a per-frame logistic regression (scikit-learn, standardised embeddings, balanced class
+  weights, fitted on each fold's non-test videos; no choice is made on any video), the
+  baseline a temporal model must beat,
+
+beside each behaviour's prevalence. Regimes (:data:`REGIMES`), each 3 videos and
+leave-one-video-out:
+
+``few_videos``
+    3 videos, nothing else hard. Also trained with every ``train.validation`` mode, to
+    show what each costs and gains with so few videos.
+``edge_noise``
+    the same videos with the training labels' bout edges moved at random by up to 10 % of
+    each bout's length (about 10 % of positive frames wrong); scored against the clean labels.
+``rare``
+    mid rearing made rare: about 2 % of frames.
+``no_cue``
+    grooming drawn without its most visible static cue (only rhythmic movement), when the
+    synthetic generator offers it.
+``pretrained``
+    the ``few_videos`` videos through ImageNet-pretrained EfficientNet-Lite0
+    (``../shared/tools/pretrained_features.py``, run with the Python of its own virtual
+    environment: ``PT_PYTHON``), imported with ``cache import``; skipped when that Python
+    is not given.
+
+The seeds (:data:`SEED`) are fresh: no setting of ``configs/demo.yaml`` or
+``configs/default.yaml`` was chosen on these videos. Random-weight regimes train with the
+demo's settings (made for random 2048-d features); the pretrained regime with
+``configs/default.yaml``'s (made for pretrained features).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .annotations import Labels, read_labels, write_labels_csv
+from .config import Config, load_config
+from .fileio import write_json
+from .metrics import binary_metrics
+
+log = logging.getLogger(__name__)
+
+SEED = 2026  # fresh: settings were chosen on other seeds (docs/BENCHMARKS.md)
+N_VIDEOS = 3
+FPS = 10.0
+SIZE = 256  # frame side; crops of 64 px around the midbody are ~1.5 body lengths
+CROP = 64
+PRETRAINED_NAME = "efficientnet_lite0_imagenet"
+BEHAVIORS = ("grooming", "mid_rearing", "wall_rearing")
+HEADS = ("linear", "mlp", "lstm", "tcn", "transformer")
+VALIDATION_MODES = ("videos", "inner_folds", "blocks")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Synthetic videos shared by the regimes that name them."""
+
+    seed_offset: int
+    frames: int
+    synth: dict[str, Any] = field(default_factory=dict)
+
+
+DATASETS = {
+    "base": Dataset(0, 1500),
+    "rare": Dataset(1, 2400, {"targets": {"mid_rear": 0.012}}),  # ~2 %: one bout per video at least
+    "no_cue": Dataset(2, 1500, {"grooming_cue": "motion"}),
+}
+
+
+@dataclass(frozen=True)
+class Regime:
+    """One way of making the task hard: a dataset, its training labels and its features."""
+
+    name: str
+    what: str
+    dataset: str = "base"
+    edge_noise: float = 0.0
+    pretrained: bool = False
+
+
+REGIMES = (
+    Regime("few_videos", "3 videos"),
+    Regime("edge_noise", "3 videos; training labels' bout edges moved by up to 10 % of the bout",
+           edge_noise=0.10),
+    Regime("rare", "3 videos; mid rearing on about 2 % of frames", dataset="rare"),
+    Regime("no_cue", "3 videos; grooming without its static cue (movement only)", dataset="no_cue"),
+    Regime("pretrained", "the few_videos videos; ImageNet-pretrained EfficientNet-Lite0 features",
+           pretrained=True),
+)
+
+
+def jitter_edges(labels: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Move each bout's start and end by up to ``fraction`` of its length (uniform, integer).
+
+    Each behaviour column is treated on its own; bouts never merge into their neighbours
+    (an edge moves at most halfway into the gap beside it). Returns a new array.
+    """
+    out = labels.copy()
+    n = len(labels)
+    for j in range(labels.shape[1]):
+        col = labels[:, j] == 1
+        edges = np.flatnonzero(np.diff(np.r_[0, col.astype(np.int8), 0]))
+        bouts = list(zip(edges[::2], edges[1::2], strict=True))
+        new = np.zeros(n, bool)
+        for k, (s, e) in enumerate(bouts):
+            d = int(round(fraction * (e - s)))
+            prev_end = bouts[k - 1][1] if k else 0
+            next_start = bouts[k + 1][0] if k + 1 < len(bouts) else n
+            lo_s, hi_e = (s + prev_end) // 2 if k else 0, (e + next_start + 1) // 2 if k + 1 < len(bouts) else n
+            s2 = int(np.clip(s + rng.integers(-d, d + 1), lo_s, e - 1)) if d else s
+            e2 = int(np.clip(e + rng.integers(-d, d + 1), s2 + 1, hi_e)) if d else e
+            new[s2:e2] = True
+        out[:, j] = np.where(labels[:, j] < 0, labels[:, j], new.astype(labels.dtype))
+    return out
+
+
+# --------------------------------------------------------------------------- data
+
+
+def prepare_dataset(name: str, work: Path) -> Path:
+    """The dataset's videos, pose and clean labels under ``work/<name>/data`` (made once)."""
+    from .synthetic import generate_dataset
+
+    spec, data = DATASETS[name], work / name / "data"
+    done = data / ".complete"
+    if not done.is_file():
+        generate_dataset(data, n_videos=N_VIDEOS, n_frames=spec.frames, size=SIZE, fps=FPS,
+                         seed=SEED + spec.seed_offset, **spec.synth)
+        done.write_text("made by mouse-pipeline bench-quality\n")
+    return data
+
+
+def training_labels(regime: Regime, data: Path, work: Path) -> Path:
+    """The label folder training sees: the clean labels, or copies with moved bout edges."""
+    if not regime.edge_noise:
+        return data / "labels"
+    out = work / regime.dataset / f"labels_{regime.name}"
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(SEED + 99)
+    for path in sorted((data / "labels").glob("*.csv")):
+        clean = read_labels(path, "thesis", BEHAVIORS)
+        write_labels_csv(out / path.name, Labels(BEHAVIORS, jitter_edges(clean.matrix, regime.edge_noise, rng)))
+    return out
+
+
+def label_noise(regime: Regime, data: Path, labels: Path) -> float:
+    """Fraction of clean positive frames whose training label differs."""
+    wrong = pos = 0
+    for path in sorted((data / "labels").glob("*.csv")):
+        clean = read_labels(path, "thesis", BEHAVIORS).matrix
+        seen = read_labels(labels / path.name, "thesis", BEHAVIORS).matrix
+        wrong += int(((clean == 1) != (seen == 1)).sum())
+        pos += int((clean == 1).sum())
+    return wrong / max(pos, 1)
+
+
+def regime_config(regime: Regime, work: Path, labels: Path, run: Path, models: list[str],
+                  extra: dict[str, Any] | None = None) -> Config:
+    """One training run's config: the demo's settings on random features, the defaults on
+    pretrained ones (see the module docstring); paths into the bench's work folder."""
+    data = work / regime.dataset / "data"
+    base = None if regime.pretrained else Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
+    backbone = PRETRAINED_NAME if regime.pretrained else "resnet50v2"
+    values: dict[str, Any] = {
+        "data.videos": str(data / "videos"), "data.labels": str(labels), "data.label_format": "thesis",
+        "data.behaviors": list(BEHAVIORS), "data.crop.mode": "pose", "data.crop.pose": str(data / "pose"),
+        "data.crop.bodypart": "midbody", "data.crop.size": CROP,
+        "extract.cache": str(work / regime.dataset / "cache"), "extract.backbones": [backbone],
+        "extract.weights": "random", "extract.input_size": 64, "extract.precision": "float32",
+        "train.run": str(run), "train.models": models, "train.folds.scheme": "leave_one_video_out",
+        **(extra or {})}
+    return load_config(base, [f"{k}={json.dumps(v)}" for k, v in values.items()])
+
+
+# --------------------------------------------------------------------------- features
+
+
+def random_features(cfg: Config) -> None:
+    """Random-weight ResNet50V2 embeddings of the regime's videos (fresh files are kept)."""
+    from .features.extract import extract
+
+    extract(cfg, progress=False)
+
+
+def pretrained_features(cfg: Config, data: Path, work: Path, pt_python: str) -> None:
+    """EfficientNet-Lite0 features from the development tool, imported into the cache."""
+    from .features.importing import import_features
+
+    tool = Path(__file__).resolve().parent.parent.parent / "shared" / "tools" / "pretrained_features.py"
+    out = work / "base" / "pretrained_npy"
+    if not (out / ".complete").is_file():
+        if not tool.is_file():
+            raise FileNotFoundError(f"{tool}: the pretrained-features tool is not there")
+        subprocess.run([pt_python, str(tool), str(data / "videos"), str(out), "--pose", str(data / "pose"),
+                        "--bodypart", "midbody", "--crop", str(CROP)], check=True)
+        (out / ".complete").write_text("ok\n")
+    import_features(cfg, PRETRAINED_NAME, out, tool="shared/tools/pretrained_features.py "
+                    "(EfficientNet-Lite0, ImageNet)", progress=False)
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def _pooled_pr_auc(labels: list[np.ndarray], probs: list[np.ndarray]) -> list[float]:
+    y, p = np.concatenate(labels), np.concatenate(probs)
+    return [binary_metrics(y[:, j], p[:, j], 0.5)["pr_auc"] for j in range(y.shape[1])]
+
+
+def clean_labels(data: Path, vid: str) -> np.ndarray:
+    return read_labels(data / "labels" / f"{vid}.csv", "thesis", BEHAVIORS).matrix
+
+
+def score_run(run_dir: Path, data: Path) -> dict[str, list[float]]:
+    """Pooled out-of-fold PR-AUC per behaviour of every model of a run, on the clean labels."""
+    from .runs import RunFolder
+
+    run = RunFolder(run_dir)
+    folds = run.read_folds()
+    scores = {}
+    for name in sorted(run.find_models()):
+        ys, ps = [], []
+        for fold in folds:
+            result = run.read_fold(name, fold, BEHAVIORS)
+            for vid, p in result.test.items():
+                ys.append(clean_labels(data, vid))
+                ps.append(p)
+        scores[name.split("/", 1)[1]] = _pooled_pr_auc(ys, ps)
+    return scores
+
+
+def logistic_baseline(cfg: Config, run_dir: Path, data: Path) -> list[float]:
+    """Per-frame logistic regression per behaviour, fitted on each fold's non-test videos."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from .dataset import load_dataset
+    from .runs import RunFolder
+
+    videos = {v.video_id: v for v in load_dataset(cfg, cfg.extract.backbones[0])}
+    feats = {k: np.asarray(v.features[:]) for k, v in videos.items()}
+    for v in videos.values():
+        v.features.close()
+    ys, ps = [], []
+    for fold in RunFolder(run_dir).read_folds():
+        fit = [*fold.train, *fold.val]
+        x = np.concatenate([feats[v] for v in fit])
+        y = np.concatenate([videos[v].labels.matrix for v in fit])
+        scaler = StandardScaler().fit(x)
+        models = []
+        for j in range(len(BEHAVIORS)):
+            keep = y[:, j] >= 0
+            models.append(LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000)
+                          .fit(scaler.transform(x[keep]), y[keep, j]))
+        for vid in fold.test:
+            z = scaler.transform(feats[vid])
+            ps.append(np.column_stack([m.predict_proba(z)[:, 1] for m in models]))
+            ys.append(clean_labels(data, vid))
+    return _pooled_pr_auc(ys, ps)
+
+
+def prevalence(data: Path) -> list[float]:
+    y = np.concatenate([read_labels(p, "thesis", BEHAVIORS).matrix for p in sorted((data / "labels").glob("*.csv"))])
+    return [float((y[:, j] == 1).mean()) for j in range(y.shape[1])]
+
+
+# --------------------------------------------------------------------------- protocol
+
+
+def run_regime(regime: Regime, work: Path, models: list[str], validations: list[str],
+               pt_python: str | None) -> dict[str, Any] | None:
+    """Train every model of one regime under each validation mode; its scores and timings."""
+    from .sequences.training import train
+
+    if regime.pretrained and not pt_python:
+        log.info("%s: skipped (PT_PYTHON not given: the pretrained-features tool needs its own venv)",
+                 regime.name)
+        return None
+    data = prepare_dataset(regime.dataset, work)
+    labels = training_labels(regime, data, work)
+    probe = regime_config(regime, work, labels, work / "runs" / "probe", models)
+    if regime.pretrained:
+        pretrained_features(probe, data, work, pt_python)
+    else:
+        random_features(probe)
+    result: dict[str, Any] = {"regime": regime.name, "what": regime.what, "behaviors": list(BEHAVIORS),
+                              "prevalence": prevalence(data), "label_noise": label_noise(regime, data, labels),
+                              "runs": {}}
+    for mode in validations:
+        run_dir = work / "runs" / f"{regime.name}-{mode}"
+        cfg = regime_config(regime, work, labels, run_dir, models, {"train.validation": mode})
+        t0 = time.perf_counter()
+        train(cfg, progress=False, overwrite=True)
+        scores = score_run(run_dir, data)
+        result["runs"][mode] = {"scores": scores, "seconds": time.perf_counter() - t0}
+        log.info("%s / %s: %s (%.0f s)", regime.name, mode,
+                 {m: round(float(np.mean(s)), 3) for m, s in scores.items()}, time.perf_counter() - t0)
+    result["logistic"] = logistic_baseline(probe, run_dir, data)
+    return result
+
+
+def run_quality(work: Path, regimes: list[str], models: list[str], validations: list[str],
+                pt_python: str | None = None) -> dict[str, Any]:
+    """Every asked regime; the results as written to ``work/bench_quality.json``."""
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    results: list[dict[str, Any]] = []
+    out = {"date": time.strftime("%Y-%m-%d"), "seed": SEED, "videos": N_VIDEOS, "models": models,
+           "validations": validations, "seconds": 0.0, "regimes": results, "machine": _machine()}
+    by_name = {r.name: r for r in REGIMES}
+    for name in regimes:  # in the order asked; the figures are saved after each regime
+        modes = validations if name == "few_videos" else validations[:1]
+        res = run_regime(by_name[name], work, models, modes, pt_python)
+        if res is not None:
+            results.append(res)
+        out["seconds"] = time.perf_counter() - t0
+        write_json(work / "bench_quality.json", out)
+    write_json(work / "bench_quality.json", out)
+    return out
+
+
+def _machine() -> str:
+    import os
+    import platform
+
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"
+
+
+def checks(res: dict[str, Any], mode: str) -> list[str]:
+    """The acceptance of one regime's run: auto >= logistic regression, auto within 0.03 of the best head."""
+    run = res["runs"][mode]["scores"]
+    lines = []
+    if "auto" not in run:
+        return ["no auto model in this run"]
+    heads = {m: s for m, s in run.items() if m != "auto"}
+    for j, b in enumerate(res["behaviors"]):
+        best = max(heads, key=lambda m: heads[m][j])
+        auto, lr = run["auto"][j], res["logistic"][j]
+        ok_lr, ok_best = auto >= lr, auto >= heads[best][j] - 0.03
+        lines.append(f"{b}: auto {auto:.3f} {'>=' if ok_lr else '<'} logistic {lr:.3f}; best head "
+                     f"{best} {heads[best][j]:.3f} ({'within' if ok_best else 'NOT within'} 0.03)")
+    return lines
+
+
+def format_quality(out: dict[str, Any]) -> str:
+    """Markdown tables: per regime and validation mode, PR-AUC per behaviour and model."""
+    lines = [f"bench-quality {out['date']}, seed {out['seed']}, {out['videos']} videos per regime, "
+             f"leave-one-video-out, pooled out-of-fold PR-AUC on clean labels; {out['machine']}; "
+             f"{out['seconds'] / 60:.0f} min", ""]
+    for res in out["regimes"]:
+        lines.append(f"### {res['regime']}: {res['what']}")
+        if res["label_noise"]:
+            lines.append(f"(training labels: {res['label_noise']:.1%} of positive frames wrong)")
+        for mode, run in res["runs"].items():
+            names = list(run["scores"])
+            lines += ["", f"validation: {mode} ({run['seconds'] / 60:.1f} min)", "",
+                      "| behaviour | prevalence | logistic | " + " | ".join(names) + " |",
+                      "| --- | ---: | ---: | " + " | ".join("---:" for _ in names) + " |"]
+            for j, b in enumerate(res["behaviors"]):
+                lines.append(f"| {b} | {res['prevalence'][j]:.3f} | {res['logistic'][j]:.3f} | "
+                             + " | ".join(f"{run['scores'][m][j]:.3f}" for m in names) + " |")
+            means = {m: float(np.mean(run["scores"][m])) for m in names}
+            lines.append(f"| mean | | {float(np.mean(res['logistic'])):.3f} | "
+                         + " | ".join(f"{means[m]:.3f}" for m in names) + " |")
+            lines += ["", *(f"- {c}" for c in checks(res, mode))]
+        lines.append("")
+    return "\n".join(lines)

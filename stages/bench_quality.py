@@ -1,0 +1,46 @@
+"""``mouse-pipeline bench-quality``: out-of-fold PR-AUC of every head on hard synthetic regimes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from stages.common import common_options, handle_errors
+
+
+@click.command("bench-quality")
+@click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=Path("bench_out/quality"),
+              show_default=True, help="Folder for the regimes' videos, caches and runs (reused when rerun).")
+@click.option("--regime", "regimes", multiple=True,
+              help="Regime to run (repeatable; default: all): few_videos, edge_noise, rare, no_cue, pretrained.")
+@click.option("--model", "models", multiple=True,
+              help="Model to train (repeatable; default: every head and auto).")
+@click.option("--validation", "validations", multiple=True,
+              help="train.validation modes compared on few_videos (repeatable; default: all; "
+                   "the first is used on the other regimes).")
+@click.option("--pt-python", type=click.Path(exists=True, dir_okay=False), envvar="PT_PYTHON", default=None,
+              help="Python of a virtual environment with the pretrained-features tool's packages "
+                   "(../shared/tools/pretrained_features.py); without it the pretrained regime is skipped.")
+@common_options
+@handle_errors
+def bench_quality_command(work, regimes, models, validations, pt_python, debug, quiet):
+    """Train every head, auto and a per-frame logistic regression on hard synthetic regimes.
+
+    \b
+    Examples:
+      mouse-pipeline bench-quality
+      PT_PYTHON=pt-venv/bin/python mouse-pipeline bench-quality --regime pretrained
+    """
+    from mouse_pipeline import bench_quality as bq
+
+    names = [r.name for r in bq.REGIMES]
+    unknown = [r for r in regimes if r not in names]
+    if unknown:
+        raise click.BadParameter(f"unknown regime(s) {unknown}; expected some of {names}", param_hint="--regime")
+    out = bq.run_quality(work, list(regimes) or names, list(models) or [*bq.HEADS, "auto"],
+                         list(validations) or list(bq.VALIDATION_MODES), pt_python)
+    text = bq.format_quality(out)
+    (work / "bench_quality.md").write_text(text + "\n")
+    click.echo(text)
+    click.echo(f"\nfigures written to {work / 'bench_quality.json'} and {work / 'bench_quality.md'}")

@@ -1,0 +1,49 @@
+"""The pure parts of `make bench-quality`: moved bout edges and a rare behaviour on demand."""
+
+import numpy as np
+import pytest
+
+from mouse_pipeline.annotations import read_labels
+from mouse_pipeline.bench_quality import jitter_edges
+from mouse_pipeline.synthetic import generate_dataset
+
+
+def _bouts(col):
+    e = np.flatnonzero(np.diff(np.r_[0, col, 0]))
+    return list(zip(e[::2], e[1::2], strict=True))
+
+
+def test_jitter_moves_edges_by_at_most_the_fraction_and_keeps_every_bout():
+    y = np.zeros((1000, 2), np.int8)
+    for s, e in [(100, 200), (260, 300), (500, 800)]:
+        y[s:e, 0] = 1
+    y[900:950, 1] = 1
+    y[990:, 1] = -1  # not annotated stays not annotated
+    out = jitter_edges(y, 0.10, np.random.default_rng(0))
+    before, after = _bouts(y[:, 0]), _bouts(out[:, 0])
+    assert len(after) == len(before)
+    for (s, e), (s2, e2) in zip(before, after, strict=True):
+        d = round(0.1 * (e - s))
+        assert abs(s2 - s) <= d and abs(e2 - e) <= d
+    assert (out[990:, 1] == -1).all()
+    assert (out != y).any(), "with 10 % of a bout as the limit, some edge must move"
+    # about 10 % of positive frames change, not much more
+    wrong = ((out == 1) != (y == 1)).sum() / (y == 1).sum()
+    assert 0.01 < wrong < 0.2
+
+
+def test_jitter_with_zero_fraction_is_the_identity():
+    y = (np.random.default_rng(1).random((300, 3)) > 0.7).astype(np.int8)
+    assert np.array_equal(jitter_edges(y, 0.0, np.random.default_rng(0)), y)
+
+
+def test_a_rare_behaviour_on_demand_leaves_the_default_videos_alone(tmp_path):
+    generate_dataset(tmp_path / "a", n_videos=1, n_frames=900, size=32, seed=5)
+    generate_dataset(tmp_path / "b", n_videos=1, n_frames=900, size=32, seed=5, targets=None)
+    generate_dataset(tmp_path / "c", n_videos=1, n_frames=900, size=32, seed=5, targets={"mid_rear": 0.01})
+    names = ["grooming", "mid_rearing", "wall_rearing"]
+    a, b, c = (read_labels(tmp_path / d / "labels" / "mouse_000.csv", "thesis", names).matrix for d in "abc")
+    assert np.array_equal(a, b)
+    assert c[:, 1].mean() < a[:, 1].mean()
+    with pytest.raises(ValueError, match="targets"):
+        generate_dataset(tmp_path / "d", n_videos=1, n_frames=10, size=32, targets={"fly": 0.5})
