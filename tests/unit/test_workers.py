@@ -179,6 +179,8 @@ def make_data(root: Path, n_videos: int = 4, seed: int = 0) -> Config:
         "data.videos": str(root / "videos"), "data.labels": str(root / "labels"),
         "data.behaviors": ["a", "b"], "extract.cache": str(root / "cache"),
         "extract.backbones": ["resnet50v2"], "train.models": ["lstm", "tcn"],
+        # one validation video per fold (the other modes' workers are in test_validation.py)
+        "train.validation": "videos",
         "train.folds.scheme": "group_kfold", "train.folds.k": 2, "train.epochs": 2,
         "train.patience": 2, "train.batch_size": 8, "train.window.length": 16,
         "train.window.stride": 8, "train.lstm.units": 4, "train.tcn.filters": 4,
