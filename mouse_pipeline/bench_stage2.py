@@ -113,7 +113,7 @@ def memory_figures(work: Path, peak_rss_mb: Callable[[list[str]], float],
 
     short, long_ = frames
     base = ["data.crop.mode=none", f"extract.backbones=[{backbone[0]}]", "extract.weights=random",
-            f"extract.input_size={backbone[1]}", "train.models=[lstm]", "train.epochs=1",
+            f"extract.input_size={backbone[1]}", "train.models=[lstm]", "train.epochs=1", "train.validation=videos",
             "train.lstm.units=16", "train.window.length=64", "train.window.stride=64",
             "train.folds.scheme=fixed", "train.folds.train=[set_000, set_001]", "train.folds.test=[set_002]"]
     sets = {}
