@@ -30,7 +30,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-_TRAIN_SETS = {"train.epochs": 2, "train.models": "[tcn]", "train.window.length": 32, "train.window.stride": 16,
+_TRAIN_SETS = {"train.epochs": 2, "train.validation": "videos", "train.models": "[tcn]", "train.window.length": 32, "train.window.stride": 16,
                "train.tcn.filters": 8, "train.tcn.dilations": "[1, 2]", "train.folds.scheme": "group_kfold",
                "train.folds.k": 2, "train.search.space": "{tcn.filters: [4, 8], tcn.kernel_size: [2, 3]}"}
 TRAIN_FITS = 8  # 4 trials x 2 folds
