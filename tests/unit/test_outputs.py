@@ -119,6 +119,7 @@ def test_folder_outputs_combine_the_videos_and_the_sidecar_comes_last(tmp_path):
     assert meta == {
         "version": 1, "package_version": __version__, "run": str((tmp_path / "run").resolve()),
         "model": "per-behavior", "members": ["resnet50v2/lstm", "resnet50v2/tcn"],
+        "streams": {"resnet50v2/lstm": ["resnet50v2"], "resnet50v2/tcn": ["resnet50v2"]},
         "behaviors": {"a": {"model": "resnet50v2/lstm", "threshold": 0.4, "max_gap": 2, "min_len": 3},
                       "b": {"model": "ensemble", "threshold": 0.55, "max_gap": 0, "min_len": 1}},
         "files": ["bouts.csv", "summary.csv"], "videos": videos}
