@@ -61,7 +61,7 @@ demo-fresh: setup
 # the suggestions from the ground truth, retrain; beside as many random minutes. Prints the
 # active-learning curve (test PR-AUC after each round) and writes demo_out/loop/curve.csv/png.
 demo-loop: setup
-	$(BIN)/python -m mouse_pipeline.active_loop --out demo_out/loop $(ARGS)
+	$(BIN)/python -m stages.demo_loop --out demo_out/loop $(ARGS)
 
 extract: setup
 	$(MP) extract --config $(CONFIG) $(ARGS)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,9 +37,7 @@ import numpy as np
 from .annotations import Labels, read_labels, write_labels_csv
 from .config import Config, load_config
 from .dataset import open_features
-from .errors import PipelineError
 from .features.store import cache_path
-from .fileio import first_line
 from .metrics import binary_metrics
 from .scoring import write_rows_csv
 
@@ -299,40 +296,3 @@ def write_plot(rows: list[dict], path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     save_png(fig, path)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m mouse_pipeline.active_loop --out DIR [--rounds N ...]`` (``make demo-loop``);
-    every field of :class:`LoopSettings` is an option, with its default."""
-    import argparse
-    import dataclasses
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True)
-    for f in dataclasses.fields(LoopSettings):
-        if f.name == "out":
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in (bool, "bool"):
-            parser.add_argument(flag, type=lambda v: v.lower() in ("1", "true", "yes"), default=f.default,
-                                help=f"true or false (default: {f.default})")
-        else:
-            kind = int if f.type in (int, "int") else float
-            parser.add_argument(flag, type=kind, default=f.default, help=f"default: {f.default}")
-    a = vars(parser.parse_args(argv))
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("tensorflow", "absl", "h5py", "matplotlib", "PIL"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
-    s = LoopSettings(**a)
-    try:
-        rows = run_loop(s)
-    except PipelineError as err:  # e.g. a fold's training videos without a positive frame
-        print(f"error: {first_line(err)}", file=sys.stderr)
-        raise SystemExit(2) from None
-    print(format_table(rows))
-    print(target_summary(rows))
-    print(f"curve: {s.out / 'curve.csv'}, {s.out / 'curve.png'}")
-
-
-if __name__ == "__main__":
-    main()
