@@ -30,7 +30,7 @@ $(STAMP): setup.cfg setup.py
 	touch $(STAMP)
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=20
 
 lint: setup
 	$(BIN)/ruff check .

@@ -218,7 +218,7 @@ def pretrained_features(cfg: Config, data: Path, work: Path, pt_python: str) -> 
 # --------------------------------------------------------------------------- scoring
 
 
-def _pooled_pr_auc(labels: list[np.ndarray], probs: list[np.ndarray]) -> list[float]:
+def pooled_pr_auc(labels: list[np.ndarray], probs: list[np.ndarray]) -> list[float]:
     y, p = np.concatenate(labels), np.concatenate(probs)
     return [binary_metrics(y[:, j], p[:, j], 0.5)["pr_auc"] for j in range(y.shape[1])]
 
@@ -241,19 +241,20 @@ def score_run(run_dir: Path, data: Path) -> dict[str, list[float]]:
             for vid, p in result.test.items():
                 ys.append(clean_labels(data, vid))
                 ps.append(p)
-        scores[name.split("/", 1)[1]] = _pooled_pr_auc(ys, ps)
+        scores[name.split("/", 1)[1]] = pooled_pr_auc(ys, ps)
     return scores
 
 
-def logistic_baseline(cfg: Config, run_dir: Path, data: Path) -> list[float]:
-    """Per-frame logistic regression per behaviour, fitted on each fold's non-test videos."""
+def logistic_baseline(cfg: Config, run_dir: Path, data: Path, name: str | None = None) -> list[float]:
+    """Per-frame logistic regression per behaviour, fitted on each fold's non-test videos,
+    on the features of backbone or input set ``name`` (default: the first backbone)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
     from .dataset import load_dataset
     from .runs import RunFolder
 
-    videos = {v.video_id: v for v in load_dataset(cfg, cfg.extract.backbones[0])}
+    videos = {v.video_id: v for v in load_dataset(cfg, name or cfg.extract.backbones[0])}
     feats = {k: np.asarray(v.features[:]) for k, v in videos.items()}
     for v in videos.values():
         v.features.close()
@@ -272,7 +273,7 @@ def logistic_baseline(cfg: Config, run_dir: Path, data: Path) -> list[float]:
             z = scaler.transform(feats[vid])
             ps.append(np.column_stack([m.predict_proba(z)[:, 1] for m in models]))
             ys.append(clean_labels(data, vid))
-    return _pooled_pr_auc(ys, ps)
+    return pooled_pr_auc(ys, ps)
 
 
 def prevalence(data: Path) -> list[float]:
@@ -316,8 +317,15 @@ def run_regime(regime: Regime, work: Path, models: list[str], validations: list[
 
 
 def run_quality(work: Path, regimes: list[str], models: list[str], validations: list[str],
-                pt_python: str | None = None) -> dict[str, Any]:
-    """Every asked regime; the results as written to ``work/bench_quality.json``."""
+                pt_python: str | None = None, streams_on: tuple[str, ...] = ("no_cue",),
+                stream_models: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Every asked regime; the results as written to ``work/bench_quality.json``.
+
+    Regimes in ``streams_on`` also compare the input sets of :mod:`.bench_streams`
+    (RGB, RGB + motion, pose, all three), training ``stream_models`` on each.
+    """
+    from .bench_streams import MODELS, run_streams
+
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     results: list[dict[str, Any]] = []
@@ -328,6 +336,8 @@ def run_quality(work: Path, regimes: list[str], models: list[str], validations: 
         modes = validations if name == "few_videos" else validations[:1]
         res = run_regime(by_name[name], work, models, modes, pt_python)
         if res is not None:
+            if name in streams_on:
+                res["streams"] = run_streams(by_name[name], work, list(stream_models or MODELS), modes[0])
             results.append(res)
         out["seconds"] = time.perf_counter() - t0
         write_json(work / "bench_quality.json", out)
@@ -379,5 +389,9 @@ def format_quality(out: dict[str, Any]) -> str:
             lines.append(f"| mean | | {float(np.mean(res['logistic'])):.3f} | "
                          + " | ".join(f"{means[m]:.3f}" for m in names) + " |")
             lines += ["", *(f"- {c}" for c in checks(res, mode))]
+        if "streams" in res:
+            from .bench_streams import format_streams
+
+            lines += format_streams(res["streams"])
         lines.append("")
     return "\n".join(lines)

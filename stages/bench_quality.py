@@ -22,9 +22,15 @@ from stages.common import common_options, handle_errors
 @click.option("--pt-python", type=click.Path(exists=True, dir_okay=False), envvar="PT_PYTHON", default=None,
               help="Python of a virtual environment with the pretrained-features tool's packages "
                    "(../shared/tools/pretrained_features.py); without it the pretrained regime is skipped.")
+@click.option("--streams-on", "streams_on", multiple=True, default=("no_cue",), show_default=True,
+              help="Regime whose videos also train RGB, RGB + motion, pose and all three streams "
+                   "(repeatable; 'none' for no stream comparison).")
+@click.option("--stream-model", "stream_models", multiple=True,
+              help="Model trained on each stream set (repeatable; default: lstm and tcn).")
 @common_options
 @handle_errors
-def bench_quality_command(work, regimes, models, validations, pt_python, debug, quiet):
+def bench_quality_command(work, regimes, models, validations, pt_python, streams_on, stream_models,
+                          debug, quiet):
     """Train every head, auto and a per-frame logistic regression on hard synthetic regimes.
 
     \b
@@ -39,7 +45,8 @@ def bench_quality_command(work, regimes, models, validations, pt_python, debug, 
     if unknown:
         raise click.BadParameter(f"unknown regime(s) {unknown}; expected some of {names}", param_hint="--regime")
     out = bq.run_quality(work, list(regimes) or names, list(models) or [*bq.HEADS, "auto"],
-                         list(validations) or list(bq.VALIDATION_MODES), pt_python)
+                         list(validations) or list(bq.VALIDATION_MODES), pt_python,
+                         tuple(r for r in streams_on if r != "none"), tuple(stream_models) or None)
     text = bq.format_quality(out)
     (work / "bench_quality.md").write_text(text + "\n")
     click.echo(text)

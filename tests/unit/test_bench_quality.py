@@ -47,3 +47,29 @@ def test_a_rare_behaviour_on_demand_leaves_the_default_videos_alone(tmp_path):
     assert c[:, 1].mean() < a[:, 1].mean()
     with pytest.raises(ValueError, match="targets"):
         generate_dataset(tmp_path / "d", n_videos=1, n_frames=10, size=32, targets={"fly": 0.5})
+
+
+def _stream_result(grooming_rgb, grooming_motion, pose):
+    from mouse_pipeline.bench_streams import SETS
+
+    scores = {label: {"lstm": [0.5, 0.5, 0.5]} for label in SETS}
+    scores["rgb"]["lstm"][0] = grooming_rgb
+    scores["rgb+motion"]["lstm"][0] = grooming_motion
+    scores["pose"]["lstm"] = list(pose)
+    return {"regime": "no_cue", "validation": "blocks", "behaviors": ["grooming", "mid_rearing", "wall_rearing"],
+            "prevalence": [0.15, 0.10, 0.13], "sets": {k: list(v) for k, v in SETS.items()},
+            "scores": scores, "extract_seconds": 60.0, "seconds": 600.0}
+
+
+def test_stream_checks_pass_and_fail_on_the_figures():
+    from mouse_pipeline.bench_streams import format_streams, stream_checks
+
+    good = stream_checks(_stream_result(0.40, 0.60, [0.46, 0.31, 0.40]))
+    assert "(+0.200; at least +0.15)" in good[0]
+    assert good[1].endswith("for every behaviour")
+    bad = stream_checks(_stream_result(0.40, 0.50, [0.46, 0.30, 0.40]))  # 0.30 is not above 3 x 0.10
+    assert "NOT at least +0.15" in bad[0]
+    assert bad[1].endswith("all but mid_rearing")
+    text = "\n".join(format_streams(_stream_result(0.40, 0.60, [0.46, 0.31, 0.40])))
+    assert "| grooming | 0.150 | 0.400 | 0.600 | 0.460 | 0.500 |" in text
+    assert "rgb+motion = resnet50v2 & resnet50v2+motion" in text
