@@ -56,7 +56,7 @@ from typing import Any, Literal
 import yaml
 
 from .config_checks import _cross_checks, _Problems
-from .config_convert import _build, _to_plain
+from .config_convert import _build, _renamed, _to_plain
 from .config_limits import (
     INFERENCE_WINDOWS,
     LARGEST_INPUT,
@@ -254,8 +254,9 @@ class AutoConfig:
 
 @dataclass(frozen=True)
 class SearchConfig:
-    method: Literal["grid", "random"] = "grid"
+    algorithm: Literal["grid", "random", "tpe"] = "grid"
     n_trials: int = _f(4, min=1, max=MAX_TRIALS)
+    startup_trials: int = _f(4, min=1, max=MAX_TRIALS)
     space: dict[str, tuple[Any, ...]] = _f(factory=dict)
 
 
@@ -394,7 +395,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Config:
 def _validate(raw: Any, source: str) -> tuple[Config, _Problems]:
     """The config built from ``raw`` (defaults where a value is wrong) and its problems."""
     problems = _Problems(source)
-    cfg = _build(Config, raw, "", problems, skip=frozenset({"source"}))
+    cfg = _build(Config, _renamed(raw, problems), "", problems, skip=frozenset({"source"}))
     cfg = dataclasses.replace(cfg, source=source)
     for key in PATH_KEYS:
         value = _get_dotted(cfg, key)

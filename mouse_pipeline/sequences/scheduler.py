@@ -1,9 +1,11 @@
 """One scheduler for stage 2: every trial of every unfinished fold, inline or in workers.
 
 A *unit* is one (backbone or input set, model, fold); its *trials* are those of
-:func:`.search.unit_trials` (the hyperparameter candidates; under ``auto``, those of every
-kind it searches). The scheduler submits every trial of every unfinished unit to a
-runner, in the order a sequential run takes them, and as results come in keeps each
+:class:`.tuning.UnitSearch` (the hyperparameter candidates of :func:`.search.unit_trials`;
+under ``auto``, those of every kind it searches). The scheduler submits every trial of
+every unfinished unit to a runner, in the order a sequential run takes them (with
+``train.search.algorithm: tpe`` the first trial of each unit's chains, and each chain's
+next trial once its previous one has scored), and as results come in keeps each
 unit's best trial (ties to the earlier trial) and, once a unit's last trial is in, writes
 its fold folder: thresholds and post-processing chosen on the fold's validation
 probabilities (validation videos, inner out-of-fold predictions or validation blocks),
@@ -41,7 +43,8 @@ from ..runs import RunFolder
 from .fit import FitResult, PackedHead, TrialResult, fit_trial, format_seconds, refit_trial
 from .inference import predict_heads
 from .models import MODEL_KINDS, save_model
-from .search import Trial, trial_config, unit_trials
+from .search import Trial, trial_config
+from .tuning import UnitSearch
 from .windows import inference_stride
 from .workers import WorkerPool, cpu_count
 
@@ -113,12 +116,13 @@ class VideoStore:
 
 
 class InlineRunner:
-    """Tasks fitted in this process, in submission order (a refit first), as results are
-    asked for."""
+    """Tasks fitted in this process, in submission order (a task submitted while results
+    flow first), as results are asked for."""
 
     def __init__(self, cfg: Config, videos: VideoStore, progress: bool) -> None:
         self.cfg, self.videos, self.progress = cfg, videos, progress
         self.queue: list[tuple[Any, Task]] = []
+        self.running = False
 
     def __enter__(self) -> InlineRunner:
         return self
@@ -127,10 +131,12 @@ class InlineRunner:
         self.queue.clear()
 
     def submit(self, key: Any, task: Task) -> None:
-        # a refit finishes its unit: it goes first, so the fold folder is written at once
-        self.queue.insert(0, (key, task)) if task.refit_epochs is not None else self.queue.append((key, task))
+        # a task submitted once results flow (a refit, an adaptive search's next trial)
+        # continues its unit: it goes first, so units finish one after another
+        self.queue.insert(0, (key, task)) if self.running else self.queue.append((key, task))
 
     def results(self) -> Iterator[tuple[Any, Any]]:
+        self.running = True
         while self.queue:
             key, task = self.queue.pop(0)
             yield key, run_task(self.cfg, self.videos.get(task.unit.backbone), task, self.progress)
@@ -220,6 +226,27 @@ class _Progress:
             self.best = (score, t, result)
 
 
+def _runner(cfg: Config, n_tasks: int, at_once: int, n_units: int, videos: VideoStore, progress: bool) -> Any:
+    """The runner of a run: Ray tasks (``--ray``), worker processes, or this process."""
+    if cfg.cluster.ray.enabled:  # every trial a Ray task (mouse_pipeline.cluster.train_ray)
+        from ..cluster.train_ray import RayRunner
+
+        return RayRunner(cfg, progress)
+    n_proc = min(cfg.train.workers, at_once)
+    if n_proc > 1:
+        log.info("training %d trial(s) of %d fold(s) in %d worker processes", n_tasks, n_units, n_proc)
+        return PoolRunner(cfg, n_proc, progress)
+    return InlineRunner(cfg, videos, progress)
+
+
+def _trial_records(unit: Unit, search: UnitSearch, state: _Progress) -> list[dict[str, Any]]:
+    """Every trial of a unit: its kind (under ``auto``), settings, validation score and record."""
+    return [{"trial": k, **({"kind": search.trials[k].kind} if unit.kind == "auto" else {}),
+             "params": search.trials[k].params, "val_pr_auc": state.scores[k],
+             **({"validation": state.records[k]} if state.records[k] else {})}
+            for k in range(search.n)]
+
+
 def schedule(cfg: Config, run: RunFolder, jobs: list[tuple[str, str, Fold]], n_folds: int,
              progress: bool) -> None:
     """Train every unfinished unit of ``jobs`` and write its fold folder."""
@@ -232,68 +259,61 @@ def schedule(cfg: Config, run: RunFolder, jobs: list[tuple[str, str, Fold]], n_f
             units.append(unit)
     if not units:
         return
-    trials = {m: unit_trials(cfg, m, MODEL_KINDS) for m in {u.kind for u in units}}
-    n_tasks = sum(len(trials[u.kind]) for u in units)
+    searches = [UnitSearch(cfg, u.kind, u.fold.index, MODEL_KINDS) for u in units]
     videos = VideoStore(cfg)
-    n_proc = min(cfg.train.workers, n_tasks)
-    if n_proc > 1 and not cfg.cluster.ray.enabled:
-        log.info("training %d trial(s) of %d fold(s) in %d worker processes", n_tasks, len(units), n_proc)
-    if cfg.cluster.ray.enabled:  # every trial a Ray task (mouse_pipeline.cluster.train_ray)
-        from ..cluster.train_ray import RayRunner
-
-        runner: Any = RayRunner(cfg, progress)
-    else:
-        runner = PoolRunner(cfg, n_proc, progress) if n_proc > 1 else InlineRunner(cfg, videos, progress)
+    runner = _runner(cfg, sum(s.n for s in searches), sum(s.width for s in searches), len(units), videos, progress)
     state = [_Progress() for _ in units]
-    records: dict[int, list[dict[str, Any]]] = {}
     refits: dict[int, tuple[int, TrialResult]] = {}
     t_start, done = time.perf_counter(), 0
 
-    def finish(unit: Unit, best: TrialResult, trial: Trial, trial_records: list[dict[str, Any]], done: int) -> int:
-        write_unit(cfg, run, unit, best, trial, trial_records, videos.get(unit.backbone))
+    def finish(i: int, best: TrialResult, bt: int, done: int) -> int:
+        unit = units[i]
+        write_unit(cfg, run, unit, best, searches[i].trials[bt], _trial_records(unit, searches[i], state[i]),
+                   videos.get(unit.backbone), searches[i].record())
         done += 1
         log.info("%s done (%d/%d); run ETA %s", unit.label, done, len(units),
                  format_seconds((time.perf_counter() - t_start) / done * (len(units) - done)))
         return done
 
+    def submit(i: int, trials: list[Trial]) -> None:
+        for trial in trials:
+            runner.submit((i, trial.index), Task(units[i], trial, searches[i].n))
+
     try:
         with runner:
-            for i, unit in enumerate(units):
-                for trial in trials[unit.kind]:
-                    runner.submit((i, trial.index), Task(unit, trial, len(trials[unit.kind])))
+            for i in range(len(units)):
+                submit(i, searches[i].start())
             for (i, t), result in runner.results():
-                unit, ts = units[i], trials[units[i].kind]
+                unit, search = units[i], searches[i]
                 if t == REFIT:  # the kept trial's heads, refitted on every training video
                     bt, best = refits.pop(i)
                     heads = [h.unpack() if isinstance(h, PackedHead) else h for h in result]
-                    done = finish(unit, replace(best, heads=heads), ts[bt], records.pop(i), done)
+                    done = finish(i, replace(best, heads=heads), bt, done)
                     continue
-                what = (f"{ts[t].kind} " if unit.kind == "auto" else "") + str(ts[t].params or "(defaults)")
-                log.info("%s trial %d/%d %s: validation PR-AUC %.3f", unit.label, t + 1, len(ts), what,
+                trial = search.trials[t]
+                what = (f"{trial.kind} " if unit.kind == "auto" else "") + str(trial.params or "(defaults)")
+                log.info("%s trial %d/%d %s: validation PR-AUC %.3f", unit.label, t + 1, search.n, what,
                          result.score)
+                submit(i, search.done(t, result.score))  # an adaptive search's next trial
                 state[i].add(t, result)
                 del result
-                if len(state[i].scores) < len(ts):
+                if len(state[i].scores) < search.n:
                     continue
                 _, bt, best = state[i].best
                 state[i].best = None
-                records[i] = [{"trial": k, **({"kind": ts[k].kind} if unit.kind == "auto" else {}),
-                               "params": ts[k].params, "val_pr_auc": state[i].scores[k],
-                               **({"validation": state[i].records[k]} if state[i].records[k] else {})}
-                              for k in range(len(ts))]
                 if best.refit_epochs is None:
-                    done = finish(unit, best.unpack(), ts[bt], records.pop(i), done)
+                    done = finish(i, best.unpack(), bt, done)
                     continue
                 log.info("%s: trial %d/%d kept; refit on every training video for %s epoch(s)",
-                         unit.label, bt + 1, len(ts), "/".join(map(str, best.refit_epochs)))
+                         unit.label, bt + 1, search.n, "/".join(map(str, best.refit_epochs)))
                 refits[i] = (bt, best)
-                runner.submit((i, REFIT), Task(unit, ts[bt], len(ts), tuple(best.refit_epochs)))
+                runner.submit((i, REFIT), Task(unit, search.trials[bt], search.n, tuple(best.refit_epochs)))
     finally:
         videos.close()
 
 
 def write_unit(cfg: Config, run: RunFolder, unit: Unit, result: TrialResult, trial: Trial,
-               trials: list[dict[str, Any]], by_id: dict[str, VideoData]) -> None:
+               trials: list[dict[str, Any]], by_id: dict[str, VideoData], search: dict[str, Any]) -> None:
     """Choose post-processing on validation, predict test videos, commit the fold folder."""
     behaviors, fold, heads, params = list(cfg.data.behaviors), unit.fold, result.heads, trial.params
     tcfg: TrainConfig = trial_config(cfg, params)
@@ -324,7 +344,7 @@ def write_unit(cfg: Config, run: RunFolder, unit: Unit, result: TrialResult, tri
             "heads": [{"outputs": [behaviors[i] for i in h.outputs], "best_epoch": h.best_epoch,
                        "val_pr_auc": result.head_scores[j] if result.head_scores else h.val_score,
                        **h.history} for j, h in enumerate(heads)],
-            "trials": trials, "params": params,
+            "search": search, "trials": trials, "params": params,
             **({"kind": trial.kind} if unit.kind == "auto" else {}),
             **({"validation": result.record} if result.record else {})}, {
             "fit_seconds": float(sum(h.fit_seconds for h in heads) + result.validation_seconds),

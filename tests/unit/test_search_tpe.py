@@ -1,0 +1,160 @@
+"""``train.search.algorithm: tpe``: Optuna's TPE proposing each fold's trials from that fold's
+earlier validation scores, seeded per (seed, fold, kind).
+
+- the keys: ``algorithm`` (``method`` read as its old name), ``startup_trials``;
+- :class:`UnitSearch`: one trial in flight per chain, the next proposed once the previous
+  scored, the same proposals for the same scores, other proposals for other scores (TPE
+  does use them), one chain per kind under ``auto``;
+- training: a run (inline) with its folds removed or killed half-written, resumed by two
+  workers, writes the same folds bit for bit; without Optuna, ``tpe`` is one line and
+  exit 2, before the run's config is written.
+"""
+
+import json
+import shutil
+import sys
+
+import pytest
+
+from mouse_pipeline.config import Config, dump_config, load_config
+from mouse_pipeline.errors import ConfigError
+from mouse_pipeline.runs import HISTORY_FILE, PROBS_FILE
+from mouse_pipeline.sequences.models import MODEL_KINDS
+from mouse_pipeline.sequences.tuning import UnitSearch, sampler_seed
+from tests.integration.runs import cli, error_line
+from tests.unit.test_workers import assert_same, make_data, outputs
+
+pytest.importorskip("optuna", reason="Optuna is the search extra; make setup installs it")
+
+SPACE = {"learning_rate": [0.03, 0.01, 0.003], "tcn.filters": [4, 8]}
+TPE = {"train.search.algorithm": "tpe", "train.search.n_trials": 3, "train.search.startup_trials": 2}
+
+
+# --------------------------------------------------------------------------- config
+
+
+def test_algorithm_key_and_its_old_name():
+    assert Config().train.search.algorithm == "grid"
+    assert load_config(None, ["train.search.algorithm=tpe"]).train.search.algorithm == "tpe"
+    # the old key still reads (configs and run folders written before the rename)
+    assert load_config(None, ["train.search.method=random"]).train.search.algorithm == "random"
+    assert load_config("configs/thesis.yaml").train.search.algorithm == "random"
+    assert "method" not in Config().to_dict()["train"]["search"]
+    with pytest.raises(ConfigError, match=r"^<defaults>: key 'train\.search\.method': 'train\.search\.method' is "
+                                          r"the old name of 'train\.search\.algorithm', and both are given"):
+        load_config(None, ["train.search.method=random", "train.search.algorithm=tpe"])
+    with pytest.raises(ConfigError, match=r"key 'train\.search\.algorithm': expected one of 'grid', 'random', "
+                                          r"'tpe', got str 'bayes'"):
+        load_config(None, ["train.search.algorithm=bayes"])
+    with pytest.raises(ConfigError, match=r"key 'train\.search\.startup_trials': value out of range"):
+        load_config(None, ["train.search.startup_trials=0"])
+
+
+# --------------------------------------------------------------------------- proposals
+
+
+def tpe_config(**extra) -> Config:
+    return Config().replace(**{"train.search.space": SPACE, **TPE, "train.search.n_trials": 6, **extra})
+
+
+def proposals(search: UnitSearch, score) -> list[dict]:
+    """Every trial of a one-chain unit, each scored by ``score(params)`` as it comes."""
+    (pending,) = search.start()
+    seen = []
+    while True:
+        seen.append(pending.params)
+        nxt = search.done(pending.index, score(pending.params))
+        if not nxt:
+            return seen
+        assert len(nxt) == 1
+        pending = nxt[0]
+
+
+def test_one_trial_at_a_time_and_the_same_proposals_for_the_same_scores():
+    cfg = tpe_config()
+
+    def by_rate(p):
+        return p["learning_rate"] * 10 + p["tcn.filters"] / 100
+
+    first = UnitSearch(cfg, "tcn", 0, MODEL_KINDS)
+    assert first.n == 6 and first.width == 1
+    a = proposals(first, by_rate)
+    assert len(a) == 6 and all(set(p) == set(SPACE) for p in a)
+    assert [t.index for t in sorted(first.trials.values(), key=lambda t: t.index)] == list(range(6))
+    assert [t.seed_index for t in first.trials.values()] == list(range(6))
+    assert proposals(UnitSearch(cfg, "tcn", 0, MODEL_KINDS), by_rate) == a  # a second run
+    # TPE uses the scores: the opposite scores give other proposals after the startup trials
+    other = proposals(UnitSearch(cfg, "tcn", 0, MODEL_KINDS), lambda p: -by_rate(p))
+    assert other[:2] == a[:2] and other != a
+    # each fold (and the final fold) has its own seed
+    assert len({sampler_seed(cfg, f, "tcn") for f in (-1, 0, 1, 2)}) == 4
+    assert first.record() == {"algorithm": "tpe", "n_trials": 6, "sampler": "optuna TPESampler",
+                              "startup_trials": 2, "seeds": {"tcn": sampler_seed(cfg, 0, "tcn")}}
+
+
+def test_auto_runs_a_chain_per_kind_and_grid_is_unchanged():
+    cfg = tpe_config(**{"train.models": ["auto"], "train.auto.models": ["lstm", "tcn"],
+                        "train.search.space": {**SPACE, "lstm.units": [4, 8]}})
+    search = UnitSearch(cfg, "auto", 1, MODEL_KINDS)
+    start = search.start()
+    assert search.n == 12 and [(t.index, t.kind, t.seed_index) for t in start] == [(0, "lstm", 0), (6, "tcn", 0)]
+    assert "tcn.filters" not in start[0].params and "lstm.units" not in start[1].params
+    nxt = search.done(6, 0.5)
+    assert [(t.index, t.kind) for t in nxt] == [(7, "tcn")]
+    assert set(search.record()["seeds"]) == {"lstm", "tcn"}
+    grid = UnitSearch(tpe_config(**{"train.search.algorithm": "grid"}), "tcn", 0, MODEL_KINDS)
+    assert grid.n == grid.width == 6 and len(grid.start()) == 6 and grid.done(0, 0.5) == []
+
+
+# --------------------------------------------------------------------------- training
+
+
+@pytest.fixture(scope="module")
+def tpe_data(tmp_path_factory):
+    cfg = make_data(tmp_path_factory.mktemp("tpe"))
+    return cfg.replace(**{"train.models": ["tcn"], "train.search.space": SPACE, **TPE})
+
+
+@pytest.fixture(scope="module")
+def tpe_run(tpe_data, tmp_path_factory):
+    from mouse_pipeline.sequences.training import train
+
+    return train(tpe_data, run_dir=tmp_path_factory.mktemp("tpe_inline") / "run", progress=False)
+
+
+@pytest.mark.slow
+def test_a_killed_tpe_run_resumed_by_two_workers_gives_the_same_trials(tpe_data, tpe_run, tmp_path):
+    """A copy of the inline run with one fold gone and the other killed half-written,
+    finished by two workers: the same trials, scores, kept trial and probabilities."""
+    from mouse_pipeline.sequences.training import train
+
+    ref = outputs(tpe_run)
+    histories = [v for k, v in ref.items() if k.endswith("/history")]
+    assert len(histories) == 2  # two folds
+    for h in histories:
+        assert h["search"]["algorithm"] == "tpe" and len(h["trials"]) == 3
+        assert all(set(t["params"]) == set(SPACE) for t in h["trials"])
+        assert h["params"] in [t["params"] for t in h["trials"]]
+    assert histories[0]["search"]["seeds"] != histories[1]["search"]["seeds"]
+
+    run = tmp_path / "resumed"
+    shutil.copytree(tpe_run, run)
+    for fold in ("fold_0", "fold_1"):
+        shutil.rmtree(run / "resnet50v2" / "tcn" / fold)
+    (run / "resnet50v2" / "tcn" / "fold_1.partial").mkdir()  # killed while writing the fold
+    (run / "resnet50v2" / "tcn" / "fold_1.partial" / PROBS_FILE).write_bytes(b"half")
+    train(tpe_data.replace(**{"train.workers": 2}), run_dir=run, progress=False)
+    assert_same(ref, outputs(run))
+    assert json.loads((run / "resnet50v2/tcn/fold_1" / HISTORY_FILE).read_text())["trials"] == \
+        json.loads((tpe_run / "resnet50v2/tcn/fold_1" / HISTORY_FILE).read_text())["trials"]
+
+
+def test_tpe_without_optuna_is_one_line(tpe_data, tmp_path, monkeypatch):
+    config = tmp_path / "c.yaml"
+    dump_config(tpe_data.replace(**{"train.run": str(tmp_path / "run")}), config)
+    monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna now raises ImportError
+    line = error_line(cli("train", "--config", config, "--quiet"))
+    assert line.startswith(f"error: {config}: key 'train.search.algorithm': tpe needs Optuna, which is not "
+                           "installed"), line
+    assert line.endswith("install it with: pip install 'mouse-pipeline[search]' (or pip install 'optuna>=4,<6')")
+    assert not (tmp_path / "run" / "config.yaml").exists()  # only the command log was made
