@@ -87,7 +87,7 @@ from .paths import (
 
 __all__ = ["INFERENCE_WINDOWS", "LARGEST_INPUT", "MAX_CANDIDATES", "MAX_CONFIG_BYTES", "MAX_DEPTH",
            "MAX_EMBEDDING_DIM", "MAX_FRAMES", "MAX_PIXELS", "MAX_PROBLEMS_SHOWN", "MAX_SEED",
-           "MAX_TRIALS", "MEMORY_LIMIT_GB", "MODEL_KINDS", "AutoConfig", "BlocksConfig", "Config",
+           "MAX_TRIALS", "MEMORY_LIMIT_GB", "MODEL_KINDS", "AshaConfig", "AutoConfig", "BlocksConfig", "Config",
            "CropConfig", "DataConfig", "ExtractConfig", "FoldsConfig", "InnerFoldsConfig", "LSTMConfig",
            "LinearConfig", "MLPConfig", "MotionConfig", "PoseFeaturesConfig", "PostprocessConfig", "SearchConfig",
            "TCNConfig", "TrainConfig", "TransformerConfig", "WindowConfig", "config_from_dict",
@@ -253,10 +253,18 @@ class AutoConfig:
 
 
 @dataclass(frozen=True)
+class AshaConfig:
+    min_epochs: int = _f(2, min=1, max=100_000)
+    reduction_factor: int = _f(3, min=2, max=100)
+
+
+@dataclass(frozen=True)
 class SearchConfig:
     algorithm: Literal["grid", "random", "tpe"] = "grid"
     n_trials: int = _f(4, min=1, max=MAX_TRIALS)
     startup_trials: int = _f(4, min=1, max=MAX_TRIALS)
+    early_stop: Literal["none", "asha"] = "none"
+    asha: AshaConfig = _f(factory=AshaConfig)
     space: dict[str, tuple[Any, ...]] = _f(factory=dict)
 
 

@@ -37,9 +37,11 @@ import tensorflow as tf
 from .. import devices
 from ..config import Config, TrainConfig
 from ..dataset import VideoData, load_dataset, load_into_memory
+from ..errors import RunError
 from ..folds import Fold
 from ..postprocess import choose_postprocess_per_behavior
 from ..runs import RunFolder
+from .asha import Rungs
 from .fit import FitResult, PackedHead, TrialResult, fit_trial, format_seconds, refit_trial
 from .inference import predict_heads
 from .models import MODEL_KINDS, save_model
@@ -67,19 +69,21 @@ class Unit:
 
 @dataclass(frozen=True)
 class Task:
-    """One trial of a unit to fit, or (``refit_epochs`` set) the refit of its best trial."""
+    """One trial of a unit to fit, or (``refit_epochs`` set) the refit of its best trial;
+    ``rungs``: what ASHA compares the trial with (:mod:`.asha`), None without it."""
 
     unit: Unit
     trial: Trial
     n_trials: int
     refit_epochs: tuple[int, ...] | None = None
+    rungs: Rungs | None = None
 
 
 def run_task(cfg: Config, by_id: dict[str, VideoData], task: Task, progress: bool) -> TrialResult | list[FitResult]:
     """A trial's result, or a refit's heads."""
     u = task.unit
     if task.refit_epochs is None:
-        return fit_trial(cfg, task.trial, task.n_trials, by_id, u.fold, u.label, progress)
+        return fit_trial(cfg, task.trial, task.n_trials, by_id, u.fold, u.label, progress, task.rungs)
     return refit_trial(cfg, task.trial, task.n_trials, by_id, u.fold, list(task.refit_epochs), u.label, progress)
 
 
@@ -213,7 +217,7 @@ class PoolRunner:
 
 @dataclass
 class _Progress:
-    """Each unit's trial scores and best trial so far."""
+    """Each unit's trial scores and best trial so far (a trial ASHA pruned is never the best)."""
 
     scores: dict[int, float] = field(default_factory=dict)
     records: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -222,6 +226,8 @@ class _Progress:
     def add(self, t: int, result: TrialResult) -> None:
         score = result.score
         self.scores[t], self.records[t] = score, result.record
+        if result.pruned:
+            return
         if self.best is None or score > self.best[0] or (score == self.best[0] and t < self.best[1]):
             self.best = (score, t, result)
 
@@ -247,9 +253,8 @@ def _trial_records(unit: Unit, search: UnitSearch, state: _Progress) -> list[dic
             for k in range(search.n)]
 
 
-def schedule(cfg: Config, run: RunFolder, jobs: list[tuple[str, str, Fold]], n_folds: int,
-             progress: bool) -> None:
-    """Train every unfinished unit of ``jobs`` and write its fold folder."""
+def _unfinished(run: RunFolder, jobs: list[tuple[str, str, Fold]], n_folds: int) -> list[Unit]:
+    """The units of ``jobs`` whose fold folder is not complete (a resumed run skips the others)."""
     units = []
     for b, m, fold in jobs:
         unit = Unit(b, m, fold, unit_label(b, m, fold, n_folds))
@@ -257,6 +262,13 @@ def schedule(cfg: Config, run: RunFolder, jobs: list[tuple[str, str, Fold]], n_f
             log.info("%s: already complete, skipped", unit.label)
         else:
             units.append(unit)
+    return units
+
+
+def schedule(cfg: Config, run: RunFolder, jobs: list[tuple[str, str, Fold]], n_folds: int,
+             progress: bool) -> None:
+    """Train every unfinished unit of ``jobs`` and write its fold folder."""
+    units = _unfinished(run, jobs, n_folds)
     if not units:
         return
     searches = [UnitSearch(cfg, u.kind, u.fold.index, MODEL_KINDS) for u in units]
@@ -277,7 +289,7 @@ def schedule(cfg: Config, run: RunFolder, jobs: list[tuple[str, str, Fold]], n_f
 
     def submit(i: int, trials: list[Trial]) -> None:
         for trial in trials:
-            runner.submit((i, trial.index), Task(units[i], trial, searches[i].n))
+            runner.submit((i, trial.index), Task(units[i], trial, searches[i].n, rungs=searches[i].rungs(trial)))
 
     try:
         with runner:
@@ -292,13 +304,16 @@ def schedule(cfg: Config, run: RunFolder, jobs: list[tuple[str, str, Fold]], n_f
                     continue
                 trial = search.trials[t]
                 what = (f"{trial.kind} " if unit.kind == "auto" else "") + str(trial.params or "(defaults)")
-                log.info("%s trial %d/%d %s: validation PR-AUC %.3f", unit.label, t + 1, search.n, what,
-                         result.score)
-                submit(i, search.done(t, result.score))  # an adaptive search's next trial
+                pruned_at = result.record["pruned"]["epoch"] if result.pruned else 0
+                log.info("%s trial %d/%d %s: validation PR-AUC %.3f%s", unit.label, t + 1, search.n, what,
+                         result.score, f" (pruned by ASHA at epoch {pruned_at})" if pruned_at else "")
+                submit(i, search.done(t, result.score, result.rungs, pruned_at))  # a chain's next trial
                 state[i].add(t, result)
                 del result
                 if len(state[i].scores) < search.n:
                     continue
+                if state[i].best is None:  # cannot happen: ASHA never prunes a chain's first trial
+                    raise RunError(f"{unit.label}: every trial was pruned; none can be the fold's model")
                 _, bt, best = state[i].best
                 state[i].best = None
                 if best.refit_epochs is None:

@@ -43,7 +43,7 @@ from ..streams import input_sets
 from .models import MODEL_KINDS, check_window
 from .scheduler import schedule
 from .search import trial_config, unit_trials
-from .tuning import is_adaptive, require_optuna
+from .tuning import needs_optuna, require_optuna
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, final: bool = False,
     if run_dir is not None:
         cfg = cfg.replace(**{"train.run": str(run.path)})
     check_behavior_names(cfg.data.behaviors, cfg.source)
-    if is_adaptive(cfg):
+    if needs_optuna(cfg):
         require_optuna(cfg.source)  # before the run folder is touched
     for model in cfg.train.models:
         for t in unit_trials(cfg, model, MODEL_KINDS):

@@ -1,7 +1,8 @@
 """``train.search.algorithm: tpe``: Optuna's TPE proposing each fold's trials from that fold's
-earlier validation scores, seeded per (seed, fold, kind).
+earlier validation scores, seeded per (seed, fold, kind); ``train.search.early_stop: asha``.
 
-- the keys: ``algorithm`` (``method`` read as its old name), ``startup_trials``;
+- the keys: ``algorithm`` (``method`` read as its old name), ``startup_trials``,
+  ``early_stop`` and ``asha``;
 - :class:`UnitSearch`: one trial in flight per chain, the next proposed once the previous
   scored, the same proposals for the same scores, other proposals for other scores (TPE
   does use them), one chain per kind under ``auto``;
@@ -16,10 +17,10 @@ import sys
 
 import pytest
 
-from mouse_pipeline.config import Config, dump_config, load_config
+from mouse_pipeline.config import MODEL_KINDS, Config, dump_config, load_config
 from mouse_pipeline.errors import ConfigError
 from mouse_pipeline.runs import HISTORY_FILE, PROBS_FILE
-from mouse_pipeline.sequences.models import MODEL_KINDS
+from mouse_pipeline.sequences.asha import FitPruner, Rungs
 from mouse_pipeline.sequences.tuning import UnitSearch, sampler_seed
 from tests.integration.runs import cli, error_line
 from tests.unit.test_workers import assert_same, make_data, outputs
@@ -48,6 +49,13 @@ def test_algorithm_key_and_its_old_name():
         load_config(None, ["train.search.algorithm=bayes"])
     with pytest.raises(ConfigError, match=r"key 'train\.search\.startup_trials': value out of range"):
         load_config(None, ["train.search.startup_trials=0"])
+    assert Config().train.search.early_stop == "none"
+    asha = load_config(None, ["train.search.early_stop=asha", "train.search.asha={min_epochs: 3, reduction_factor: 2}"])
+    assert (asha.train.search.asha.min_epochs, asha.train.search.asha.reduction_factor) == (3, 2)
+    with pytest.raises(ConfigError, match=r"key 'train\.search\.early_stop': expected one of 'none', 'asha'"):
+        load_config(None, ["train.search.early_stop=hyperband"])
+    with pytest.raises(ConfigError, match=r"key 'train\.search\.asha\.reduction_factor': value out of range"):
+        load_config(None, ["train.search.asha.reduction_factor=1"])
 
 
 # --------------------------------------------------------------------------- proposals
@@ -106,6 +114,34 @@ def test_auto_runs_a_chain_per_kind_and_grid_is_unchanged():
     assert grid.n == grid.width == 6 and len(grid.start()) == 6 and grid.done(0, 0.5) == []
 
 
+def test_asha_stops_a_fit_below_the_earlier_trials_at_a_rung():
+    rungs = Rungs(min_epochs=2, reduction_factor=2, earlier={"head 0": [{0: 0.8, 1: 0.9}], "head 1": [{0: 0.1}]})
+    first = FitPruner(Rungs(2, 2), "head 0")  # nothing to compare with: never stopped
+    assert not any(first(e, 0.01) for e in range(1, 9)) and first.reached() == {0: 0.01, 1: 0.01, 2: 0.01}
+    worse = FitPruner(rungs, "head 0")
+    assert not worse(1, 0.1)  # before the first rung (epoch 2)
+    assert worse(2, 0.7) and worse.reached() == {0: 0.7}  # below the earlier trial's 0.8 there
+    better = FitPruner(rungs, "head 0")
+    assert [better(e, 0.85) for e in (1, 2, 3, 4)] == [False, False, False, True]  # 0.85 < 0.9 at epoch 4
+    assert not FitPruner(rungs, "head 1")(2, 0.2)  # each fit is compared with the same fit only
+
+
+def test_asha_runs_a_fold_s_trials_one_after_another_with_the_earlier_rungs():
+    cfg = tpe_config(**{"train.search.algorithm": "grid", "train.search.early_stop": "asha"})
+    search = UnitSearch(cfg, "tcn", 0, MODEL_KINDS)
+    (t0,) = search.start()
+    assert search.n == 6 and search.width == 1 and search.rungs(t0) == Rungs(2, 3)
+    (t1,) = search.done(0, 0.5, {"head 0": {0: 0.5}})
+    assert search.rungs(t1).earlier == {"head 0": [{0: 0.5}]}
+    (t2,) = search.done(1, 0.3, {"head 0": {0: 0.3}}, pruned_at=2)
+    assert search.rungs(t2).earlier == {"head 0": [{0: 0.5}, {0: 0.3}]}
+    assert search.record()["early_stop"] == "asha" and "seeds" not in search.record()
+    tpe = UnitSearch(tpe_config(**{"train.search.early_stop": "asha"}), "tcn", 0, MODEL_KINDS)
+    (first,) = tpe.start()
+    assert len(tpe.done(0, 0.4, {"head 0": {0: 0.4}}, pruned_at=2)) == 1  # TPE told it was pruned
+    assert tpe.chains["tcn"].study.trials[0].state.name == "PRUNED"
+
+
 # --------------------------------------------------------------------------- training
 
 
@@ -149,12 +185,32 @@ def test_a_killed_tpe_run_resumed_by_two_workers_gives_the_same_trials(tpe_data,
         json.loads((tpe_run / "resnet50v2/tcn/fold_1" / HISTORY_FILE).read_text())["trials"]
 
 
+@pytest.mark.slow
+def test_asha_prunes_a_clearly_worse_trial(tpe_data, tmp_path):
+    """A learning rate of 1e-7 after a good one: stopped at the first rung in each fold,
+    recorded with its score there, and never the fold's model."""
+    from mouse_pipeline.sequences.training import train
+
+    cfg = tpe_data.replace(**{"train.search.algorithm": "grid", "train.search.early_stop": "asha",
+                              "train.epochs": 3, "train.patience": 3, "train.search.asha.min_epochs": 1,
+                              "train.search.asha.reduction_factor": 2,
+                              "train.search.space": {"learning_rate": [0.03, 1e-7]}})
+    run = train(cfg, run_dir=tmp_path / "run", progress=False)
+    for fold in ("fold_0", "fold_1"):
+        h = json.loads((run / "resnet50v2/tcn" / fold / HISTORY_FILE).read_text())
+        good, bad = h["trials"]
+        assert "pruned" not in good["validation"] and set(good["validation"]["rungs"]["head 0"]) == {"0", "1"}
+        assert bad["validation"]["pruned"] == {"fit": "head 0", "epoch": 1, "val_pr_auc": bad["val_pr_auc"]}
+        assert bad["val_pr_auc"] < good["validation"]["rungs"]["head 0"]["0"]
+        assert h["params"] == {"learning_rate": 0.03} and h["search"]["early_stop"] == "asha"
+
+
 def test_tpe_without_optuna_is_one_line(tpe_data, tmp_path, monkeypatch):
     config = tmp_path / "c.yaml"
     dump_config(tpe_data.replace(**{"train.run": str(tmp_path / "run")}), config)
     monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna now raises ImportError
     line = error_line(cli("train", "--config", config, "--quiet"))
-    assert line.startswith(f"error: {config}: key 'train.search.algorithm': tpe needs Optuna, which is not "
-                           "installed"), line
+    assert line.startswith(f"error: {config}: key 'train.search': algorithm tpe and early_stop asha need "
+                           "Optuna, which is not installed"), line
     assert line.endswith("install it with: pip install 'mouse-pipeline[search]' (or pip install 'optuna>=4,<6')")
     assert not (tmp_path / "run" / "config.yaml").exists()  # only the command log was made
