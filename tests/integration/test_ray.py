@@ -166,20 +166,23 @@ def test_tpe_with_asha_on_ray_gives_the_local_trials(ray_local, data, tmp_path):
     search = {"train.epochs": 2, "train.search.algorithm": "tpe", "train.search.n_trials": 2,
               "train.search.startup_trials": 1, "train.search.early_stop": "asha",
               "train.search.asha.min_epochs": 1, "train.search.asha.reduction_factor": 2,
-              "train.search.space": "{tcn.filters: [4, 8], learning_rate: [0.01, 0.0001]}"}
+              "train.search.space": "{tcn.filters: [4, 8], learning_rate: [0.01, 1.0e-7]}"}
     sets = [a for k, v in search.items() for a in ("--set", f"{k}={v}")]
     cli_ok(*train_args(root, tmp_path / "local"), *sets)
     cli_ok(*train_args(root, tmp_path / "ray"), *sets, "--ray", "local")
     folds = sorted(p.parent.relative_to(tmp_path / "local") for p in (tmp_path / "local").rglob("probs.h5"))
     assert len(folds) == 2
+    pruned = 0
     for rel in folds:
         hx = json.loads((tmp_path / "local" / rel / "history.json").read_text())
         hy = json.loads((tmp_path / "ray" / rel / "history.json").read_text())
         assert hx["search"]["algorithm"] == "tpe" and hx["search"]["early_stop"] == "asha"
         assert (hx["search"], hx["trials"], hx["params"]) == (hy["search"], hy["trials"], hy["params"])
+        pruned += sum("pruned" in t["validation"] for t in hx["trials"])
         with h5py.File(tmp_path / "local" / rel / "probs.h5") as x, h5py.File(tmp_path / "ray" / rel / "probs.h5") as y:
             for k in [f"{split}/{v}" for split in x for v in x[split]]:
                 assert np.array_equal(x[k][()], y[k][()]), (rel, k)  # bit for bit
+    assert pruned  # ASHA stopped a trial (in the Ray workers as in the sequential run)
 
 
 def test_unreachable_address_is_one_line(data, tmp_path):
