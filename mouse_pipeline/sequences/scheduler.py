@@ -4,8 +4,9 @@ A *unit* is one (backbone or input set, model, fold); its *trials* are those of
 :class:`.tuning.UnitSearch` (the hyperparameter candidates of :func:`.search.unit_trials`;
 under ``auto``, those of every kind it searches). The scheduler submits every trial of
 every unfinished unit to a runner, in the order a sequential run takes them (with
-``train.search.algorithm: tpe`` the first trial of each unit's chains, and each chain's
-next trial once its previous one has scored), and as results come in keeps each
+``train.search.algorithm: tpe`` or ``early_stop: asha``, the first trial of each of a
+unit's chains, one per kind, and a chain's next trial once its previous one has scored),
+and as results come in keeps each
 unit's best trial (ties to the earlier trial) and, once a unit's last trial is in, writes
 its fold folder: thresholds and post-processing chosen on the fold's validation
 probabilities (validation videos, inner out-of-fold predictions or validation blocks),

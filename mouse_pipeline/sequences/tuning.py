@@ -6,7 +6,10 @@ after another with Optuna's TPE sampler (:class:`_TPEChain`): trial ``k`` of a f
 proposed from the validation scores of that fold's trials ``< k`` alone, so a test video
 never reaches the sampler, and each fold searches on its own (search is nested).
 Under ``train.models: auto`` every searched kind is a chain of its own (its own sampler,
-its own ``n_trials``), the chains of one unit running side by side.
+its own ``n_trials``), the chains of one unit running side by side. With
+``train.search.early_stop: asha`` the fixed trials of ``grid`` and ``random`` run as such
+chains too (:class:`_FixedChain`), and each trial is given the rung scores of its chain's
+earlier trials (:meth:`UnitSearch.rungs`, :mod:`.asha`).
 
 Reproducible: a sampler's seed is a function of (``train.seed``, fold, kind) alone
 (:func:`sampler_seed`), and what it is told comes in the order of its own chain,
