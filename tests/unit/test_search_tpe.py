@@ -12,13 +12,14 @@ earlier validation scores, seeded per (seed, fold, kind); ``train.search.early_s
 """
 
 import json
+import logging
 import shutil
 import sys
 
 import pytest
 
 from mouse_pipeline.config import MODEL_KINDS, Config, dump_config, load_config
-from mouse_pipeline.errors import ConfigError
+from mouse_pipeline.errors import ConfigError, RunError
 from mouse_pipeline.runs import HISTORY_FILE, PROBS_FILE
 from mouse_pipeline.sequences.asha import FitPruner, Rungs
 from mouse_pipeline.sequences.tuning import UnitSearch, sampler_seed
@@ -183,6 +184,65 @@ def test_a_killed_tpe_run_resumed_by_two_workers_gives_the_same_trials(tpe_data,
     assert_same(ref, outputs(run))
     assert json.loads((run / "resnet50v2/tcn/fold_1" / HISTORY_FILE).read_text())["trials"] == \
         json.loads((tpe_run / "resnet50v2/tcn/fold_1" / HISTORY_FILE).read_text())["trials"]
+
+
+@pytest.mark.slow
+def test_a_run_killed_in_the_middle_of_a_fold_replays_its_scored_trials(tpe_data, tpe_run, tmp_path, monkeypatch,
+                                                                         caplog):
+    """Killed after two of a fold's three trials: the resumed run replays those two from
+    the fold's trial log (TPE is told them again), fits the third, fits the kept trial
+    again for its models, and writes the uninterrupted run's fold bit for bit."""
+    from mouse_pipeline.sequences import scheduler
+    from mouse_pipeline.sequences.training import train
+
+    run = tmp_path / "run"
+    shutil.copytree(tpe_run, run)
+    shutil.rmtree(run / "resnet50v2" / "tcn" / "fold_0")
+    real = scheduler.write_unit
+
+    def killed(cfg, run_folder, unit, *args):
+        if unit.fold.index == 0:
+            raise RuntimeError("killed before writing fold 1")
+        real(cfg, run_folder, unit, *args)
+
+    monkeypatch.setattr(scheduler, "write_unit", killed)
+    with pytest.raises(RuntimeError, match="killed"):
+        train(tpe_data, run_dir=run, progress=False)
+    monkeypatch.setattr(scheduler, "write_unit", real)
+    trial_log = run / "resnet50v2" / "tcn" / "fold_0.trials.json"
+    logged = json.loads(trial_log.read_text())
+    assert [t["trial"] for t in logged["trials"]] == [0, 1, 2]
+    logged["trials"] = logged["trials"][:2]  # as if killed after the fold's second trial
+    trial_log.write_text(json.dumps(logged))
+
+    caplog.set_level(logging.INFO, logger="mouse_pipeline")
+    train(tpe_data, run_dir=run, progress=False)
+    assert_same(outputs(tpe_run), outputs(run))
+    assert not trial_log.exists()
+    lines = [r.getMessage() for r in caplog.records if "fold 1/2 trial" in r.getMessage()]
+    assert [("replayed from its trial log" in m) for m in lines if "validation PR-AUC" in m] == [True, True, False]
+    # this fold keeps its second trial, a replayed one: fitted again for its models
+    assert "[resnet50v2/tcn] fold 1/2: trial 2/3 kept, from the trial log: fitted again for its models" in caplog.text
+
+
+def test_a_trial_log_of_another_config_is_refused(tmp_path):
+    from mouse_pipeline.runs import RunFolder
+    from mouse_pipeline.runs.trials import TrialLog
+
+    cfg = tpe_config()
+    folder = RunFolder(tmp_path / "run")
+    log = folder.trial_log(cfg, "resnet50v2", "tcn", 0)
+    assert log.path == tmp_path / "run" / "resnet50v2" / "tcn" / "fold_0.trials.json" and log.read() == {}
+    log.write([{"trial": 0, "kind": "tcn", "params": {}, "score": 0.5, "record": {}, "rungs": {}, "pruned": False}])
+    assert list(log.read()) == [0]
+    # the settings that do not change results may differ; the others may not
+    assert folder.trial_log(cfg.replace(**{"train.workers": 4}), "resnet50v2", "tcn", 0).read() == log.read()
+    other = folder.trial_log(cfg.replace(**{"train.epochs": 7}), "resnet50v2", "tcn", 0)
+    with pytest.raises(RunError, match=r"fold_0\.trials\.json: trial log of a run with another config; delete it"):
+        other.read()
+    log.path.write_text("{")
+    with pytest.raises(RunError, match=r"fold_0\.trials\.json: unreadable trial log"):
+        TrialLog(log.path, log.fingerprint).read()
 
 
 @pytest.mark.slow
