@@ -14,9 +14,9 @@ earlier trials (:meth:`UnitSearch.rungs`, :mod:`.asha`).
 Reproducible: a sampler's seed is a function of (``train.seed``, fold, kind) alone
 (:func:`sampler_seed`), and what it is told comes in the order of its own chain,
 whatever the runner (inline, ``train.workers``, ``--ray``) and whichever fold finishes
-first; a trial's fit is a pure function of its inputs, so a run killed in the middle of a
-unit proposes the same trials again when it is resumed (a unit's trials are recorded
-with its fold folder, so a resumed unit starts again from its first trial).
+first. A run killed in the middle of a unit replays the unit's logged trials when it is
+resumed (:mod:`mouse_pipeline.runs.trials`): each chain is told them again in order, so
+it proposes the same remaining trials.
 
 Optuna is optional (``pip install 'mouse-pipeline[search]'``): imported only when
 ``tpe`` is used, and its absence is one :class:`~mouse_pipeline.errors.ConfigError` line.
