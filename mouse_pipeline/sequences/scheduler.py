@@ -329,6 +329,9 @@ class _Schedule:
             self.finish(i, replace(best, heads=heads), bt)
         elif t == AGAIN:  # a replayed kept trial, fitted again for its models
             bt, _ = self.kept.pop(i)
+            if result.pruned:
+                raise RunError(f"{self.logs[i].path}: trial {bt + 1}, fitted again, was pruned this time, "
+                               "unlike in its log (another machine?); delete the file and train again")
             if result.score != self.state[i].scores[bt]:
                 log.warning("%s: trial %d fitted again scored %r, its log says %r (another machine?)",
                             self.units[i].label, bt + 1, result.score, self.state[i].scores[bt])
