@@ -1,6 +1,7 @@
 # mouse-pipeline. `make demo` and `make test` each work as the first command on a fresh
 # machine: every target depends on `setup`, which builds .venv once (re-done when
-# setup.cfg or setup.py change), with the test tools (dev), review's server (review) and Ray (cluster: the --ray tests).
+# setup.cfg or setup.py change), with the test tools (dev), review's server (review), Ray
+# (cluster: the --ray tests) and Optuna (search: train.search.algorithm tpe, early_stop asha).
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -26,7 +27,7 @@ setup: $(STAMP)
 
 $(STAMP): setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev,review,cluster]"
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev,review,cluster,search]"
 	touch $(STAMP)
 
 test: setup

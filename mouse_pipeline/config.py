@@ -56,7 +56,7 @@ from typing import Any, Literal
 import yaml
 
 from .config_checks import _cross_checks, _Problems
-from .config_convert import _build, _to_plain
+from .config_convert import _build, _renamed, _to_plain
 from .config_limits import (
     INFERENCE_WINDOWS,
     LARGEST_INPUT,
@@ -87,7 +87,7 @@ from .paths import (
 
 __all__ = ["INFERENCE_WINDOWS", "LARGEST_INPUT", "MAX_CANDIDATES", "MAX_CONFIG_BYTES", "MAX_DEPTH",
            "MAX_EMBEDDING_DIM", "MAX_FRAMES", "MAX_PIXELS", "MAX_PROBLEMS_SHOWN", "MAX_SEED",
-           "MAX_TRIALS", "MEMORY_LIMIT_GB", "MODEL_KINDS", "AutoConfig", "BlocksConfig", "Config",
+           "MAX_TRIALS", "MEMORY_LIMIT_GB", "MODEL_KINDS", "AshaConfig", "AutoConfig", "BlocksConfig", "Config",
            "CropConfig", "DataConfig", "ExtractConfig", "FoldsConfig", "InnerFoldsConfig", "LSTMConfig",
            "LinearConfig", "MLPConfig", "MotionConfig", "PoseFeaturesConfig", "PostprocessConfig", "SearchConfig",
            "TCNConfig", "TrainConfig", "TransformerConfig", "WindowConfig", "config_from_dict",
@@ -253,9 +253,18 @@ class AutoConfig:
 
 
 @dataclass(frozen=True)
+class AshaConfig:
+    min_epochs: int = _f(2, min=1, max=100_000)
+    reduction_factor: int = _f(3, min=2, max=100)
+
+
+@dataclass(frozen=True)
 class SearchConfig:
-    method: Literal["grid", "random"] = "grid"
+    algorithm: Literal["grid", "random", "tpe"] = "grid"
     n_trials: int = _f(4, min=1, max=MAX_TRIALS)
+    startup_trials: int = _f(4, min=1, max=MAX_TRIALS)
+    early_stop: Literal["none", "asha"] = "none"
+    asha: AshaConfig = _f(factory=AshaConfig)
     space: dict[str, tuple[Any, ...]] = _f(factory=dict)
 
 
@@ -394,7 +403,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Config:
 def _validate(raw: Any, source: str) -> tuple[Config, _Problems]:
     """The config built from ``raw`` (defaults where a value is wrong) and its problems."""
     problems = _Problems(source)
-    cfg = _build(Config, raw, "", problems, skip=frozenset({"source"}))
+    cfg = _build(Config, _renamed(raw, problems), "", problems, skip=frozenset({"source"}))
     cfg = dataclasses.replace(cfg, source=source)
     for key in PATH_KEYS:
         value = _get_dotted(cfg, key)

@@ -6,11 +6,13 @@ inclusive; on a list field they apply to each element). A wrong value is recorde
 :class:`~mouse_pipeline.config_checks._Problems` passed in, worded by :func:`_describe`
 (what was expected), :func:`_range_text` (its bounds) and :func:`_tname` (what came), and
 the field keeps its default, so that every problem of a file is found in one pass.
-:func:`_to_plain` turns a config back into plain, YAML-able values.
+:func:`_to_plain` turns a config back into plain, YAML-able values; :func:`_renamed` reads
+the old names of renamed keys (:data:`RENAMED`) as their new ones.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import math
@@ -182,3 +184,32 @@ def _to_plain(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: _to_plain(v) for k, v in obj.items()}
     return obj
+
+
+#: Keys that were renamed: old dotted key -> new one (the old name keeps working).
+RENAMED = {"train.search.method": "train.search.algorithm"}
+
+
+def _renamed(raw: Any, problems: _Problems) -> Any:
+    """``raw`` with the old names of :data:`RENAMED` keys moved to their new names (a copy;
+    ``raw`` is not changed); both names given is a problem. A run folder's config written
+    before a rename reads as it did."""
+    out = raw
+    for old, new in RENAMED.items():
+        *section, old_key = old.split(".")
+        node = raw
+        for part in section:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or old_key not in node:
+            continue
+        new_key = new.rsplit(".", 1)[1]
+        out = copy.deepcopy(out)
+        target = out
+        for part in section:
+            target = target[part]
+        value = target.pop(old_key)
+        if new_key in target:
+            problems.add(old, f"'{old}' is the old name of '{new}', and both are given; keep '{new}' only")
+        else:
+            target[new_key] = value
+    return out

@@ -30,10 +30,12 @@ from .layout import (
     RUN_FILE,
     SCHEMA_VERSION,
     TIMINGS_FILE,
+    TRIALS_SUFFIX,
     model_file,
     unit_name,
 )
 from .records import FinalModel, FoldResult, _read_json, _retrain, read_meta, read_post, read_probs
+from .trials import TrialLog, config_fingerprint
 from .writer import FoldWriter
 
 log = logging.getLogger(__name__)
@@ -171,6 +173,8 @@ class RunFolder:
             return
         for name in (CONFIG_FILE, RUN_FILE, FOLDS_FILE):
             (self.path / name).unlink(missing_ok=True)
+        for trial_log in self.path.glob(f"*/*/*{TRIALS_SUFFIX}"):  # trials of the old config
+            trial_log.unlink()
         for folder in sorted((p for p in self.path.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
             if not any(folder.iterdir()):
                 folder.rmdir()
@@ -178,6 +182,11 @@ class RunFolder:
             self.path.rmdir()
 
     # ----------------------------------------------------------------- folds
+
+    def trial_log(self, cfg: Config, backbone: str, kind: str, index: int) -> TrialLog:
+        """The trial log of one fold (:mod:`.trials`), for ``cfg``'s results."""
+        unit = self.unit(backbone, kind, index)
+        return TrialLog(unit.with_name(unit.name + TRIALS_SUFFIX), config_fingerprint(cfg.to_dict()))
 
     def fold_writer(self, backbone: str, kind: str, index: int) -> FoldWriter:
         """A writer that builds one fold folder and commits it atomically."""

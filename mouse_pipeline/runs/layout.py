@@ -20,6 +20,9 @@ Layout (schema version :data:`SCHEMA_VERSION`, recorded in ``run.json``)::
         probs.h5                test/<video> and val/<video>: (n_frames, n_behaviours) float32
         fold.json               the fold's videos, window and inference stride; written last
     <backbone>/<model>/final/   the same, trained on all labelled videos (``--final``)
+    <backbone>/<model>/fold_<i>.trials.json
+                                the scored trials of a fold not yet written (a resumed run
+                                replays them, :mod:`.trials`); removed once it is written
 
 A fold folder is built as ``fold_<i>.partial`` and renamed when complete (``fold.json``
 is its last file), so a killed run resumes by redoing only unfinished folds, and a
@@ -46,6 +49,7 @@ PROBS_FILE = "probs.h5"
 FOLD_FILE = "fold.json"
 FINAL = "final"
 PARTIAL = ".partial"
+TRIALS_SUFFIX = ".trials.json"
 LOG_DIR = "logs"
 POST_KEYS = ("threshold", "max_gap", "min_len")
 _FOLD_DIR = re.compile(r"fold_(\d+)")

@@ -18,6 +18,8 @@
 
 :class:`PackedHead` is a fitted head as it travels from a worker process to the parent
 (the model as ``.keras`` bytes); :class:`TrialResult` a trial's heads, score and records.
+With ``train.search.early_stop: asha`` every fit that validates may be stopped at a rung
+epoch by :mod:`.asha` (on its own validation scores), which ends its trial.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from ..dataset import VideoData
 from ..errors import ConfigError
 from ..folds import Fold, block_training_ranges
 from ..metrics import mean_pr_auc
+from .asha import FitPruner, Pruned, Rungs, fit_key
 from .inference import predict_heads, predict_video
 from .loader import WindowSequence, feature_statistics
 from .models import build_model, check_window, load_model, positive_weights
@@ -58,6 +61,7 @@ class FitResult:
     fit_seconds: float
     mean: np.ndarray  # standardisation statistics of the training videos
     std: np.ndarray
+    pruned_at: int = 0  # the epoch ASHA stopped the fit at (0: not stopped by it)
 
 
 def format_seconds(s: float) -> str:
@@ -67,10 +71,13 @@ def format_seconds(s: float) -> str:
 
 
 class EarlyStopOnValidation(keras.callbacks.Callback):
-    """Score validation videos (whole, stitched) each epoch; keep the best weights."""
+    """Score validation videos (whole, stitched) each epoch; keep the best weights.
 
-    def __init__(self, val_x, val_y, length, stride, patience, label, progress):
+    ``prune`` (ASHA, :class:`.asha.FitPruner`) is told each epoch's score and may stop the fit."""
+
+    def __init__(self, val_x, val_y, length, stride, patience, label, progress, prune=None):
         super().__init__()
+        self.prune, self.pruned_at = prune, 0
         self.val_x, self.val_y = val_x, val_y
         self.length, self.stride, self.patience = length, stride, patience
         self.label, self.progress = label, progress
@@ -98,6 +105,9 @@ class EarlyStopOnValidation(keras.callbacks.Callback):
             self.wait += 1
             if self.wait >= self.patience:
                 self.model.stop_training = True
+        if self.prune is not None and self.prune(epoch + 1, score):
+            self.pruned_at, self.model.stop_training = epoch + 1, True
+            log.info("%s pruned by ASHA at epoch %d (val PR-AUC %.3f)", self.label, epoch + 1, score)
         per_epoch = (time.perf_counter() - self.t0) / (epoch + 1)
         total = self.params.get("epochs", epoch + 1)
         if self.progress:
@@ -147,12 +157,14 @@ def fit_head(kind: str, tcfg: TrainConfig, train: list[VideoData], val: list[Vid
 
 def fit_parts(kind: str, tcfg: TrainConfig, train: list[tuple[Any, np.ndarray]],
               val: list[tuple[Any, np.ndarray]], outputs: list[int], seed: int, label: str,
-              progress: bool, epochs: int | None = None, stream_dims: tuple[int, ...] = ()) -> FitResult:
+              progress: bool, epochs: int | None = None, stream_dims: tuple[int, ...] = (),
+              prune: Any = None) -> FitResult:
     """Fit one model on ``(features, labels)`` parts, early-stopped on the ``val`` parts.
 
     With ``epochs`` (and no ``val``): exactly that many epochs, the last weights kept (a
     refit on everything); ``best_epoch`` is then ``epochs`` and ``val_score`` NaN.
-    ``stream_dims``: the input set's stream widths (for ``train.fusion.projection``).
+    ``stream_dims``: the input set's stream widths (for ``train.fusion.projection``);
+    ``prune``: ASHA's decision after each epoch (:class:`.asha.FitPruner`), or None.
     """
     keras.utils.set_random_seed(seed)
     xs = [x for x, _ in train]
@@ -164,12 +176,13 @@ def fit_parts(kind: str, tcfg: TrainConfig, train: list[tuple[Any, np.ndarray]],
     seq = WindowSequence(xs, ys, length, tcfg.window.stride, tcfg.batch_size, seed)
     monitor = EarlyStopOnValidation([x for x, _ in val], [y[:, outputs] for _, y in val],
                                     length, inference_stride(length, tcfg.window.inference_stride),
-                                    tcfg.patience, label, progress)
+                                    tcfg.patience, label, progress, prune)
     t0 = time.perf_counter()
     model.fit(seq, epochs=tcfg.epochs if epochs is None else epochs, verbose=0, callbacks=[monitor],
               shuffle=False)
     return FitResult(model, outputs, monitor.history, monitor.best_epoch,
-                     float(monitor.best) if val else float("nan"), time.perf_counter() - t0, mean, std)
+                     float(monitor.best) if val else float("nan"), time.perf_counter() - t0, mean, std,
+                     monitor.pruned_at)
 
 
 @dataclass
@@ -183,7 +196,9 @@ class TrialResult:
     when the heads are still to be refitted on every training video (:func:`refit_trial`,
     only for the unit's best trial); ``heads`` is then empty. ``record`` says what validated
     what (inner fits' epochs and scores, the chosen epochs, the gap of ``blocks``);
-    ``validation_seconds`` is the fit time of fits that are not the fold's model.
+    ``validation_seconds`` is the fit time of fits that are not the fold's model. With ASHA
+    (``train.search.early_stop``), ``rungs`` are each fit's scores at the rungs it reached,
+    and ``pruned`` says that a fit was stopped (the trial then has no heads).
     """
 
     heads: list[Any]  # FitResult, or PackedHead on the way from a worker
@@ -193,6 +208,8 @@ class TrialResult:
     refit_epochs: list[int] | None = None
     head_scores: list[float] = field(default_factory=list)
     validation_seconds: float = 0.0
+    rungs: dict[str, dict[int, float]] = field(default_factory=dict)
+    pruned: bool = False
 
     def pack(self) -> TrialResult:
         return replace(self, heads=[PackedHead.pack(h) for h in self.heads])
@@ -215,8 +232,9 @@ class _TrialFits:
     """What every fit of one trial of one fold shares: settings, heads, seeds, labels."""
 
     def __init__(self, cfg: Config, trial: Trial, n_trials: int, by_id: dict[str, VideoData], fold: Fold,
-                 label: str, progress: bool) -> None:
+                 label: str, progress: bool, rungs: Rungs | None = None) -> None:
         self.cfg, self.trial, self.by_id, self.fold, self.progress = cfg, trial, by_id, fold, progress
+        self.rungs, self.reached = rungs, {}
         self.tcfg = trial_config(cfg, trial.params)
         check_window(trial.kind, self.tcfg)
         self.heads = heads_for(cfg)
@@ -233,8 +251,18 @@ class _TrialFits:
         return validation_seed(self.cfg, self.fold.index, self.trial.seed_index, h, fit)
 
     def fit(self, train: list, val: list, what: str, fit: int | None = None) -> list[FitResult]:
-        return [fit_parts(self.trial.kind, self.tcfg, train, val, o, self.seed(h, fit), self.head_tag(o, what),
-                          self.progress, stream_dims=self.stream_dims) for h, o in enumerate(self.heads)]
+        """Every head fitted; :class:`.asha.Pruned` when ASHA stops one (the trial ends there)."""
+        out = []
+        for h, o in enumerate(self.heads):
+            key = fit_key(h, fit)
+            prune = FitPruner(self.rungs, key) if self.rungs is not None else None
+            out.append(fit_parts(self.trial.kind, self.tcfg, train, val, o, self.seed(h, fit),
+                                 self.head_tag(o, what), self.progress, stream_dims=self.stream_dims, prune=prune))
+            if prune is not None:
+                self.reached[key] = prune.reached()
+            if out[-1].pruned_at:
+                raise Pruned(key, out[-1].pruned_at, out[-1].val_score)
+        return out
 
     def predict(self, fits: list[FitResult], x: Any) -> np.ndarray:
         length = self.tcfg.window.length
@@ -249,16 +277,23 @@ class _TrialFits:
 
 
 def fit_trial(cfg: Config, trial: Trial, n_trials: int, by_id: dict[str, VideoData], fold: Fold,
-              label: str, progress: bool) -> TrialResult:
+              label: str, progress: bool, rungs: Rungs | None = None) -> TrialResult:
     """Fit the heads of one trial on one fold, validated as ``fold.validation`` says
-    (a refit, where the mode has one, is left to :func:`refit_trial`)."""
-    fits = _TrialFits(cfg, trial, n_trials, by_id, fold, label, progress)
-    if fold.validation == "videos":
-        heads = fits.fit([video_part(by_id[v]) for v in fold.train], [video_part(by_id[v]) for v in fold.val], "")
-        return TrialResult(heads, float(np.mean([h.val_score for h in heads])))
-    if fold.validation == "inner_folds":
-        return _inner_folds(fits)
-    return _blocks(fits)
+    (a refit, where the mode has one, is left to :func:`refit_trial`); with ``rungs``,
+    ASHA may stop it (:mod:`.asha`): a pruned trial, scored by the fit that was stopped."""
+    fits = _TrialFits(cfg, trial, n_trials, by_id, fold, label, progress, rungs)
+    try:
+        if fold.validation == "videos":
+            heads = fits.fit([video_part(by_id[v]) for v in fold.train], [video_part(by_id[v]) for v in fold.val], "")
+            result = TrialResult(heads, float(np.mean([h.val_score for h in heads])))
+        else:
+            result = _inner_folds(fits) if fold.validation == "inner_folds" else _blocks(fits)
+    except Pruned as p:
+        record = {"pruned": {"fit": p.key, "epoch": p.epoch, "val_pr_auc": p.score}, "rungs": fits.reached}
+        return TrialResult([], p.score, record=record, rungs=fits.reached, pruned=True)
+    if rungs is not None:
+        result = replace(result, record={**result.record, "rungs": fits.reached}, rungs=fits.reached)
+    return result
 
 
 def refit_trial(cfg: Config, trial: Trial, n_trials: int, by_id: dict[str, VideoData], fold: Fold,

@@ -1,13 +1,18 @@
 """One scheduler for stage 2: every trial of every unfinished fold, inline or in workers.
 
 A *unit* is one (backbone or input set, model, fold); its *trials* are those of
-:func:`.search.unit_trials` (the hyperparameter candidates; under ``auto``, those of every
-kind it searches). The scheduler submits every trial of every unfinished unit to a
-runner, in the order a sequential run takes them, and as results come in keeps each
-unit's best trial (ties to the earlier trial) and, once a unit's last trial is in, writes
-its fold folder: thresholds and post-processing chosen on the fold's validation
-probabilities (validation videos, inner out-of-fold predictions or validation blocks),
-then the test videos predicted once. Finished units are skipped, so a killed run resumes.
+:class:`.tuning.UnitSearch` (the hyperparameter candidates of :func:`.search.unit_trials`;
+under ``auto``, those of every kind it searches). The scheduler submits every trial of
+every unfinished unit to a runner, in the order a sequential run takes them (with
+``train.search.algorithm: tpe`` or ``early_stop: asha``, the first trial of each of a
+unit's chains, one per kind, and a chain's next trial once its previous one has scored),
+and as results come in keeps each unit's best trial (ties to the earlier trial; never
+one ASHA pruned) and, once a unit's last trial is in, writes its fold folder
+(:func:`.fold_output.write_unit`: thresholds and post-processing chosen on the fold's
+validation probabilities, then the test videos predicted once). Finished units are
+skipped, so a killed run resumes; within an unfinished unit, the trials already scored
+are replayed from its trial log (:mod:`mouse_pipeline.runs.trials`) instead of being
+fitted again, and the kept trial is fitted once more if it was one of them.
 Under ``inner_folds`` (and ``blocks`` with a refit) the trials only validate: once a
 unit's trials are in, one more task refits its best trial on every training video, and
 that refit is the fold's model (``k`` fits per trial and head, plus one refit per head).
@@ -23,32 +28,35 @@ TensorFlow's default in every process (oneDNN splits its sums by it).
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import numpy as np
 import tensorflow as tf
 
 from .. import devices
-from ..config import Config, TrainConfig
+from ..config import Config
 from ..dataset import VideoData, load_dataset, load_into_memory
+from ..errors import RunError
 from ..folds import Fold
-from ..postprocess import choose_postprocess_per_behavior
 from ..runs import RunFolder
+from .asha import Rungs
 from .fit import FitResult, PackedHead, TrialResult, fit_trial, format_seconds, refit_trial
-from .inference import predict_heads
-from .models import MODEL_KINDS, save_model
-from .search import Trial, trial_config, unit_trials
-from .windows import inference_stride
+from .fold_output import write_unit
+from .models import MODEL_KINDS
+from .search import Trial
+from .tuning import UnitSearch
 from .workers import WorkerPool, cpu_count
 
 log = logging.getLogger(__name__)
 
 #: The key of a unit's refit task, in place of a trial number.
 REFIT = "refit"
+#: The key of a kept trial fitted again: a resumed run replayed it, and its models were lost.
+AGAIN = "again"
 
 
 @dataclass(frozen=True)
@@ -64,19 +72,21 @@ class Unit:
 
 @dataclass(frozen=True)
 class Task:
-    """One trial of a unit to fit, or (``refit_epochs`` set) the refit of its best trial."""
+    """One trial of a unit to fit, or (``refit_epochs`` set) the refit of its best trial;
+    ``rungs``: what ASHA compares the trial with (:mod:`.asha`), None without it."""
 
     unit: Unit
     trial: Trial
     n_trials: int
     refit_epochs: tuple[int, ...] | None = None
+    rungs: Rungs | None = None
 
 
 def run_task(cfg: Config, by_id: dict[str, VideoData], task: Task, progress: bool) -> TrialResult | list[FitResult]:
     """A trial's result, or a refit's heads."""
     u = task.unit
     if task.refit_epochs is None:
-        return fit_trial(cfg, task.trial, task.n_trials, by_id, u.fold, u.label, progress)
+        return fit_trial(cfg, task.trial, task.n_trials, by_id, u.fold, u.label, progress, task.rungs)
     return refit_trial(cfg, task.trial, task.n_trials, by_id, u.fold, list(task.refit_epochs), u.label, progress)
 
 
@@ -113,12 +123,13 @@ class VideoStore:
 
 
 class InlineRunner:
-    """Tasks fitted in this process, in submission order (a refit first), as results are
-    asked for."""
+    """Tasks fitted in this process, in submission order (a task submitted while results
+    flow first), as results are asked for."""
 
     def __init__(self, cfg: Config, videos: VideoStore, progress: bool) -> None:
         self.cfg, self.videos, self.progress = cfg, videos, progress
         self.queue: list[tuple[Any, Task]] = []
+        self.running = False
 
     def __enter__(self) -> InlineRunner:
         return self
@@ -127,10 +138,12 @@ class InlineRunner:
         self.queue.clear()
 
     def submit(self, key: Any, task: Task) -> None:
-        # a refit finishes its unit: it goes first, so the fold folder is written at once
-        self.queue.insert(0, (key, task)) if task.refit_epochs is not None else self.queue.append((key, task))
+        # a task submitted once results flow (a refit, an adaptive search's next trial)
+        # continues its unit: it goes first, so units finish one after another
+        self.queue.insert(0, (key, task)) if self.running else self.queue.append((key, task))
 
     def results(self) -> Iterator[tuple[Any, Any]]:
+        self.running = True
         while self.queue:
             key, task = self.queue.pop(0)
             yield key, run_task(self.cfg, self.videos.get(task.unit.backbone), task, self.progress)
@@ -207,7 +220,7 @@ class PoolRunner:
 
 @dataclass
 class _Progress:
-    """Each unit's trial scores and best trial so far."""
+    """Each unit's trial scores and best trial so far (a trial ASHA pruned is never the best)."""
 
     scores: dict[int, float] = field(default_factory=dict)
     records: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -216,119 +229,179 @@ class _Progress:
     def add(self, t: int, result: TrialResult) -> None:
         score = result.score
         self.scores[t], self.records[t] = score, result.record
+        if result.pruned:
+            return
         if self.best is None or score > self.best[0] or (score == self.best[0] and t < self.best[1]):
             self.best = (score, t, result)
 
 
-def schedule(cfg: Config, run: RunFolder, jobs: list[tuple[str, str, Fold]], n_folds: int,
-             progress: bool) -> None:
-    """Train every unfinished unit of ``jobs`` and write its fold folder."""
+def _runner(cfg: Config, n_tasks: int, at_once: int, n_units: int, videos: VideoStore, progress: bool) -> Any:
+    """The runner of a run: Ray tasks (``--ray``), worker processes, or this process."""
+    if cfg.cluster.ray.enabled:  # every trial a Ray task (mouse_pipeline.cluster.train_ray)
+        from ..cluster.train_ray import RayRunner
+
+        return RayRunner(cfg, progress)
+    n_proc = min(cfg.train.workers, at_once)
+    if n_proc > 1:
+        log.info("training %d trial(s) of %d fold(s) in %d worker processes", n_tasks, n_units, n_proc)
+        return PoolRunner(cfg, n_proc, progress)
+    return InlineRunner(cfg, videos, progress)
+
+
+def _trial_records(unit: Unit, search: UnitSearch, state: _Progress) -> list[dict[str, Any]]:
+    """Every trial of a unit: its kind (under ``auto``), settings, validation score and record."""
+    return [{"trial": k, **({"kind": search.trials[k].kind} if unit.kind == "auto" else {}),
+             "params": search.trials[k].params, "val_pr_auc": state.scores[k],
+             **({"validation": state.records[k]} if state.records[k] else {})}
+            for k in range(search.n)]
+
+
+def _unfinished(cfg: Config, run: RunFolder, jobs: list[tuple[str, str, Fold]], n_folds: int) -> list[Unit]:
+    """The units of ``jobs`` whose fold folder is not complete (a resumed run skips the others)."""
     units = []
     for b, m, fold in jobs:
         unit = Unit(b, m, fold, unit_label(b, m, fold, n_folds))
         if run.is_complete(run.unit(b, m, fold.index)):
             log.info("%s: already complete, skipped", unit.label)
+            run.trial_log(cfg, b, m, fold.index).remove()  # left by a kill just after the fold was written
         else:
             units.append(unit)
+    return units
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples as lists)."""
+    return json.loads(json.dumps(value, default=float))
+
+
+def _replayed(entry: dict[str, Any]) -> TrialResult:
+    """A logged trial's result, without its models (:mod:`mouse_pipeline.runs.trials`)."""
+    rungs = {key: {int(r): float(v) for r, v in values.items()} for key, values in entry["rungs"].items()}
+    return TrialResult([], float(entry["score"]), record=entry["record"], rungs=rungs, pruned=bool(entry["pruned"]))
+
+
+class _Schedule:
+    """One :func:`schedule` call: its units, their searches, trial logs and progress.
+
+    Every scored trial is logged (:mod:`mouse_pipeline.runs.trials`); a resumed run replays
+    a unit's logged trials in the order its search proposes them (after checking that it
+    proposes the same ones) and fits only the others, and fits its kept trial again
+    (``AGAIN``) when that was a replayed one, for its models.
+    """
+
+    def __init__(self, cfg: Config, run: RunFolder, units: list[Unit], progress: bool) -> None:
+        self.cfg, self.run, self.units = cfg, run, units
+        self.searches = [UnitSearch(cfg, u.kind, u.fold.index, MODEL_KINDS) for u in units]
+        self.logs = [run.trial_log(cfg, u.backbone, u.kind, u.fold.index) for u in units]
+        self.logged = [trial_log.read() for trial_log in self.logs]
+        self.entries: list[dict[int, dict[str, Any]]] = [{} for _ in units]
+        self.state = [_Progress() for _ in units]
+        self.kept: dict[int, tuple[int, TrialResult | None]] = {}  # refits and fits again
+        self.replay: list[tuple[int, int, TrialResult]] = []
+        self.videos = VideoStore(cfg)
+        self.runner = _runner(cfg, sum(s.n for s in self.searches), sum(s.width for s in self.searches),
+                              len(units), self.videos, progress)
+        self.t_start, self.done = time.perf_counter(), 0
+
+    def submit(self, i: int, trials: list[Trial]) -> None:
+        """Each trial to its runner, or (logged) to the replay queue."""
+        for trial in trials:
+            entry = self.logged[i].get(trial.index)
+            if entry is None:
+                task = Task(self.units[i], trial, self.searches[i].n, rungs=self.searches[i].rungs(trial))
+                self.runner.submit((i, trial.index), task)
+                continue
+            if (entry["kind"], entry["params"]) != (trial.kind, _plain(trial.params)):
+                raise RunError(f"{self.logs[i].path}: trial {trial.index + 1} was {trial.kind} {entry['params']}, "
+                               f"this run proposes {trial.params}; delete the file, and that fold's trials "
+                               "are fitted again")
+            self.entries[i][trial.index] = entry
+            self.replay.append((i, trial.index, _replayed(entry)))
+
+    def drain(self) -> None:
+        while self.replay:
+            self.on_trial(*self.replay.pop(0))
+
+    def on_result(self, i: int, t: Any, result: Any) -> None:
+        if t == REFIT:  # the kept trial's heads, refitted on every training video
+            bt, best = self.kept.pop(i)
+            heads = [h.unpack() if isinstance(h, PackedHead) else h for h in result]
+            self.finish(i, replace(best, heads=heads), bt)
+        elif t == AGAIN:  # a replayed kept trial, fitted again for its models
+            bt, _ = self.kept.pop(i)
+            if result.pruned:
+                raise RunError(f"{self.logs[i].path}: trial {bt + 1}, fitted again, was pruned this time, "
+                               "unlike in its log (another machine?); delete the file and train again")
+            if result.score != self.state[i].scores[bt]:
+                log.warning("%s: trial %d fitted again scored %r, its log says %r (another machine?)",
+                            self.units[i].label, bt + 1, result.score, self.state[i].scores[bt])
+            self.keep(i, bt, result)
+        else:
+            self.on_trial(i, t, result)
+        self.drain()
+
+    def on_trial(self, i: int, t: int, result: TrialResult) -> None:
+        unit, search, state = self.units[i], self.searches[i], self.state[i]
+        trial = search.trials[t]
+        replayed = t in self.entries[i]
+        what = (f"{trial.kind} " if unit.kind == "auto" else "") + str(trial.params or "(defaults)")
+        pruned_at = result.record["pruned"]["epoch"] if result.pruned else 0
+        log.info("%s trial %d/%d %s: validation PR-AUC %.3f%s%s", unit.label, t + 1, search.n, what, result.score,
+                 f" (pruned by ASHA at epoch {pruned_at})" if pruned_at else "",
+                 " (replayed from its trial log)" if replayed else "")
+        if not replayed:
+            self.entries[i][t] = _plain({"trial": t, "kind": trial.kind, "params": trial.params, "score": result.score,
+                                         "record": result.record, "rungs": result.rungs, "pruned": result.pruned})
+            self.logs[i].write([self.entries[i][k] for k in sorted(self.entries[i])])
+        self.submit(i, search.done(t, result.score, result.rungs, pruned_at))  # a chain's next trial
+        state.add(t, result)
+        if len(state.scores) < search.n:
+            return
+        if state.best is None:  # cannot happen: ASHA never prunes a chain's first trial
+            raise RunError(f"{unit.label}: every trial was pruned; none can be the fold's model")
+        _, bt, best = state.best
+        state.best = None
+        if bt not in self.logged[i]:  # fitted by this run: its models are here
+            self.keep(i, bt, best)
+            return
+        log.info("%s: trial %d/%d kept, from the trial log: fitted again for its models", unit.label, bt + 1, search.n)
+        self.kept[i] = (bt, None)
+        self.runner.submit((i, AGAIN), Task(unit, search.trials[bt], search.n, rungs=search.rungs(search.trials[bt])))
+
+    def keep(self, i: int, bt: int, best: TrialResult) -> None:
+        """The kept trial becomes the fold: at once, or after its refit."""
+        unit, n = self.units[i], self.searches[i].n
+        if best.refit_epochs is None:
+            self.finish(i, best.unpack(), bt)
+            return
+        log.info("%s: trial %d/%d kept; refit on every training video for %s epoch(s)",
+                 unit.label, bt + 1, n, "/".join(map(str, best.refit_epochs)))
+        self.kept[i] = (bt, best)
+        self.runner.submit((i, REFIT), Task(unit, self.searches[i].trials[bt], n, tuple(best.refit_epochs)))
+
+    def finish(self, i: int, best: TrialResult, bt: int) -> None:
+        unit, search = self.units[i], self.searches[i]
+        write_unit(self.cfg, self.run, unit, best, search.trials[bt], _trial_records(unit, search, self.state[i]),
+                   self.videos.get(unit.backbone), search.record())
+        self.logs[i].remove()
+        self.done += 1
+        log.info("%s done (%d/%d); run ETA %s", unit.label, self.done, len(self.units),
+                 format_seconds((time.perf_counter() - self.t_start) / self.done * (len(self.units) - self.done)))
+
+
+def schedule(cfg: Config, run: RunFolder, jobs: list[tuple[str, str, Fold]], n_folds: int,
+             progress: bool) -> None:
+    """Train every unfinished unit of ``jobs`` and write its fold folder."""
+    units = _unfinished(cfg, run, jobs, n_folds)
     if not units:
         return
-    trials = {m: unit_trials(cfg, m, MODEL_KINDS) for m in {u.kind for u in units}}
-    n_tasks = sum(len(trials[u.kind]) for u in units)
-    videos = VideoStore(cfg)
-    n_proc = min(cfg.train.workers, n_tasks)
-    if n_proc > 1 and not cfg.cluster.ray.enabled:
-        log.info("training %d trial(s) of %d fold(s) in %d worker processes", n_tasks, len(units), n_proc)
-    if cfg.cluster.ray.enabled:  # every trial a Ray task (mouse_pipeline.cluster.train_ray)
-        from ..cluster.train_ray import RayRunner
-
-        runner: Any = RayRunner(cfg, progress)
-    else:
-        runner = PoolRunner(cfg, n_proc, progress) if n_proc > 1 else InlineRunner(cfg, videos, progress)
-    state = [_Progress() for _ in units]
-    records: dict[int, list[dict[str, Any]]] = {}
-    refits: dict[int, tuple[int, TrialResult]] = {}
-    t_start, done = time.perf_counter(), 0
-
-    def finish(unit: Unit, best: TrialResult, trial: Trial, trial_records: list[dict[str, Any]], done: int) -> int:
-        write_unit(cfg, run, unit, best, trial, trial_records, videos.get(unit.backbone))
-        done += 1
-        log.info("%s done (%d/%d); run ETA %s", unit.label, done, len(units),
-                 format_seconds((time.perf_counter() - t_start) / done * (len(units) - done)))
-        return done
-
+    s = _Schedule(cfg, run, units, progress)
     try:
-        with runner:
-            for i, unit in enumerate(units):
-                for trial in trials[unit.kind]:
-                    runner.submit((i, trial.index), Task(unit, trial, len(trials[unit.kind])))
-            for (i, t), result in runner.results():
-                unit, ts = units[i], trials[units[i].kind]
-                if t == REFIT:  # the kept trial's heads, refitted on every training video
-                    bt, best = refits.pop(i)
-                    heads = [h.unpack() if isinstance(h, PackedHead) else h for h in result]
-                    done = finish(unit, replace(best, heads=heads), ts[bt], records.pop(i), done)
-                    continue
-                what = (f"{ts[t].kind} " if unit.kind == "auto" else "") + str(ts[t].params or "(defaults)")
-                log.info("%s trial %d/%d %s: validation PR-AUC %.3f", unit.label, t + 1, len(ts), what,
-                         result.score)
-                state[i].add(t, result)
-                del result
-                if len(state[i].scores) < len(ts):
-                    continue
-                _, bt, best = state[i].best
-                state[i].best = None
-                records[i] = [{"trial": k, **({"kind": ts[k].kind} if unit.kind == "auto" else {}),
-                               "params": ts[k].params, "val_pr_auc": state[i].scores[k],
-                               **({"validation": state[i].records[k]} if state[i].records[k] else {})}
-                              for k in range(len(ts))]
-                if best.refit_epochs is None:
-                    done = finish(unit, best.unpack(), ts[bt], records.pop(i), done)
-                    continue
-                log.info("%s: trial %d/%d kept; refit on every training video for %s epoch(s)",
-                         unit.label, bt + 1, len(ts), "/".join(map(str, best.refit_epochs)))
-                refits[i] = (bt, best)
-                runner.submit((i, REFIT), Task(unit, ts[bt], len(ts), tuple(best.refit_epochs)))
+        with s.runner:
+            for i in range(len(units)):
+                s.submit(i, s.searches[i].start())
+            s.drain()
+            for (i, t), result in s.runner.results():
+                s.on_result(i, t, result)
     finally:
-        videos.close()
-
-
-def write_unit(cfg: Config, run: RunFolder, unit: Unit, result: TrialResult, trial: Trial,
-               trials: list[dict[str, Any]], by_id: dict[str, VideoData]) -> None:
-    """Choose post-processing on validation, predict test videos, commit the fold folder."""
-    behaviors, fold, heads, params = list(cfg.data.behaviors), unit.fold, result.heads, trial.params
-    tcfg: TrainConfig = trial_config(cfg, params)
-    length = tcfg.window.length
-    stride = inference_stride(length, tcfg.window.inference_stride)
-
-    def predict(v: str) -> np.ndarray:
-        return predict_heads([(h.outputs, h.model) for h in heads], by_id[v].features, length, stride,
-                             len(behaviors))
-
-    # validation probabilities: the kept heads' on validation videos, or those the
-    # validating fits made (inner out-of-fold, blocks); never a test video's
-    val_probs = {v: predict(v) for v in fold.val} if result.val_probs is None else result.val_probs
-    segments = fold.val_segments
-    post = choose_postprocess_per_behavior(behaviors, [by_id[v].labels.matrix[a:b] for v, a, b in segments],
-                                           [val_probs[v] for v, _, _ in segments],
-                                           list(cfg.postprocess.max_gap), list(cfg.postprocess.min_len))
-    t0 = time.perf_counter()
-    test_probs = {v: predict(v) for v in fold.test}
-    infer_s = time.perf_counter() - t0
-    n_test = sum(by_id[v].n_frames for v in fold.test)
-    with run.fold_writer(unit.backbone, unit.kind, fold.index) as w:
-        w.write_probs(behaviors, {"val": val_probs, "test": test_probs})
-        for h in heads:
-            save_model(h.model, w.model_path(None if len(heads) == 1 else behaviors[h.outputs[0]]))
-        w.write_normalization(heads[0].mean, heads[0].std)
-        w.write_records(post, {
-            "heads": [{"outputs": [behaviors[i] for i in h.outputs], "best_epoch": h.best_epoch,
-                       "val_pr_auc": result.head_scores[j] if result.head_scores else h.val_score,
-                       **h.history} for j, h in enumerate(heads)],
-            "trials": trials, "params": params,
-            **({"kind": trial.kind} if unit.kind == "auto" else {}),
-            **({"validation": result.record} if result.record else {})}, {
-            "fit_seconds": float(sum(h.fit_seconds for h in heads) + result.validation_seconds),
-            "best_epochs": [h.best_epoch for h in heads],
-            "inference_frames_per_s": float(n_test / infer_s) if n_test and infer_s > 0 else None,
-            "train_frames": int(sum(by_id[v].n_frames for v in fold.train))},
-            {**fold.to_dict(), "window": length, "inference_stride": stride})
+        s.videos.close()

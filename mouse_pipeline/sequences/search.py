@@ -46,7 +46,7 @@ def search_trials(cfg: Config, space: dict[str, Any] | None = None) -> list[dict
         return [{}]
     keys = sorted(space)
     grid = [dict(zip(keys, values, strict=False)) for values in itertools.product(*(space[k] for k in keys))]
-    if cfg.train.search.method == "random" and cfg.train.search.n_trials < len(grid):
+    if cfg.train.search.algorithm == "random" and cfg.train.search.n_trials < len(grid):
         rng = np.random.default_rng(cfg.train.seed)
         picks = sorted(rng.choice(len(grid), size=cfg.train.search.n_trials, replace=False))
         grid = [grid[i] for i in picks]

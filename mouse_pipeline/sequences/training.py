@@ -26,7 +26,6 @@ statistics), :mod:`.models` (the heads), :mod:`.fit` (one fit), :mod:`.search` (
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -39,10 +38,12 @@ from ..dataset import load_dataset
 from ..errors import ConfigError, RunError
 from ..folds import Fold, check_no_leakage, check_positives, make_folds, plan_validation
 from ..runs import RunFolder, check_behavior_names
+from ..runs.trials import comparable_config
 from ..streams import input_sets
 from .models import MODEL_KINDS, check_window
 from .scheduler import schedule
 from .search import trial_config, unit_trials
+from .tuning import needs_optuna, require_optuna
 
 log = logging.getLogger(__name__)
 
@@ -51,22 +52,13 @@ def _prepare_run(cfg: Config, run: RunFolder, overwrite: bool) -> None:
     if run.config_file.exists() and not overwrite:
         mine, theirs = cfg.to_dict(), run.read_config().to_dict()
         mine["train"]["run"] = theirs["train"]["run"]
-        if _comparable(mine) != _comparable(theirs):
+        if comparable_config(mine) != comparable_config(theirs):
             raise RunError(f"{run.path}: run folder was made with a different config; use another "
                            "--run folder, or --overwrite to start it again")
         log.info("resuming run %s: finished folds are kept", run.path)
     elif overwrite:
         run.clear()
     run.write_config(cfg)
-
-
-def _comparable(d: dict) -> dict:
-    # Settings that do not change results may differ between a run and its resumption.
-    d = json.loads(json.dumps(d))
-    d["train"].pop("workers", None)
-    d["train"].pop("memory_gb", None)
-    d.pop("cluster", None)  # where it ran (--ray) is not what it computed
-    return d
 
 
 def _final_fold(ids: list[str], cfg: Config, n_frames: dict[str, int]) -> Fold:
@@ -132,6 +124,8 @@ def train(cfg: Config, run_dir: str | Path | None = None, final: bool = False,
     if run_dir is not None:
         cfg = cfg.replace(**{"train.run": str(run.path)})
     check_behavior_names(cfg.data.behaviors, cfg.source)
+    if needs_optuna(cfg):
+        require_optuna(cfg.source)  # before the run folder is touched
     for model in cfg.train.models:
         for t in unit_trials(cfg, model, MODEL_KINDS):
             check_window(t.kind, trial_config(cfg, t.params))

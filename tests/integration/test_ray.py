@@ -4,8 +4,9 @@
   bit, every attribute but the creation time and the measured speed), with the same
   summary, even when a worker is SIGKILLed in the middle of a video (Ray retries it), and
   its driver (a second process joining the module's Ray by address) imports no TensorFlow;
-- training on Ray writes out-of-fold probabilities bit-identical to the sequential run, and
-  predict on Ray extracts a new video as a local extraction does;
+- training on Ray writes out-of-fold probabilities bit-identical to the sequential run (also
+  with TPE proposing and ASHA pruning each fold's trials), and predict on Ray extracts a
+  new video as a local extraction does;
 - an unreachable address, a missing Ray and a second driver on one cache are one line, exit 2.
 """
 
@@ -156,6 +157,32 @@ def test_train_and_predict_on_ray(ray_local, data, tmp_path):
     made.rename(tmp_path / "ray_new" / BACKBONE / made.name)  # the module's cache as it was
     assert_same_cache(tmp_path / "new_cache", tmp_path / "ray_new")
     assert len((tmp_path / "pred" / "new_000_predictions.csv").read_text().splitlines()) == 1 + 48
+
+
+def test_tpe_with_asha_on_ray_gives_the_local_trials(ray_local, data, tmp_path):
+    """``train.search.algorithm: tpe`` with ASHA: each fold's trials proposed and pruned on
+    Ray as in the sequential run (the same trials, scores, kept trial, probabilities)."""
+    root, _ = data
+    search = {"train.epochs": 2, "train.search.algorithm": "tpe", "train.search.n_trials": 2,
+              "train.search.startup_trials": 1, "train.search.early_stop": "asha",
+              "train.search.asha.min_epochs": 1, "train.search.asha.reduction_factor": 2,
+              "train.search.space": "{tcn.filters: [4, 8], learning_rate: [0.01, 1.0e-7]}"}
+    sets = [a for k, v in search.items() for a in ("--set", f"{k}={v}")]
+    cli_ok(*train_args(root, tmp_path / "local"), *sets)
+    cli_ok(*train_args(root, tmp_path / "ray"), *sets, "--ray", "local")
+    folds = sorted(p.parent.relative_to(tmp_path / "local") for p in (tmp_path / "local").rglob("probs.h5"))
+    assert len(folds) == 2
+    pruned = 0
+    for rel in folds:
+        hx = json.loads((tmp_path / "local" / rel / "history.json").read_text())
+        hy = json.loads((tmp_path / "ray" / rel / "history.json").read_text())
+        assert hx["search"]["algorithm"] == "tpe" and hx["search"]["early_stop"] == "asha"
+        assert (hx["search"], hx["trials"], hx["params"]) == (hy["search"], hy["trials"], hy["params"])
+        pruned += sum("pruned" in t["validation"] for t in hx["trials"])
+        with h5py.File(tmp_path / "local" / rel / "probs.h5") as x, h5py.File(tmp_path / "ray" / rel / "probs.h5") as y:
+            for k in [f"{split}/{v}" for split in x for v in x[split]]:
+                assert np.array_equal(x[k][()], y[k][()]), (rel, k)  # bit for bit
+    assert pruned  # ASHA stopped a trial (in the Ray workers as in the sequential run)
 
 
 def test_unreachable_address_is_one_line(data, tmp_path):

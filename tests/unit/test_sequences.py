@@ -202,7 +202,7 @@ def test_search_trials_grid_and_random():
     cfg = load_config(None, ["train.search.space={window.length: [32, 64], lstm.units: [8, 16, 32]}"])
     grid = search_trials(cfg)
     assert len(grid) == 6 and {"window.length": 32, "lstm.units": 8} in grid
-    rnd = search_trials(cfg.replace(**{"train.search.method": "random", "train.search.n_trials": 3}))
+    rnd = search_trials(cfg.replace(**{"train.search.algorithm": "random", "train.search.n_trials": 3}))
     assert len(rnd) == 3 and all(t in grid for t in rnd)
     assert search_trials(load_config(None)) == [{}]
 
