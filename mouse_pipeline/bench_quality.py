@@ -7,7 +7,8 @@ PR-AUC of
 
 - every head of the model zoo (``linear``, ``mlp``, ``lstm``, ``tcn``, ``transformer``),
 - ``auto``: the head chosen per fold on validation alone (what a lab gets when it does not
-  know which head to take),
+  know which head to take), here on the fold's training videos held out in turn
+  (``train.auto.select: inner_videos``, :data:`AUTO_SELECT`),
 - a per-frame logistic regression (scikit-learn, standardised embeddings, balanced class
   weights, fitted on each fold's non-test videos; no choice is made on any video), the
   baseline a temporal model must beat,
@@ -66,6 +67,11 @@ PRETRAINED_NAME = "efficientnet_lite0_imagenet"
 BEHAVIORS = ("grooming", "mid_rearing", "wall_rearing")
 HEADS = ("linear", "mlp", "lstm", "tcn", "transformer")
 VALIDATION_MODES = ("videos", "inner_folds", "blocks")
+#: How ``auto`` chooses its head here: on the held-out training videos of each fold
+#: (:mod:`.sequences.choice`), as a lab with few videos should. Under ``videos`` validation
+#: (one training video per fold here) the validation video is already one no fit saw, and
+#: the choice is made on it.
+AUTO_SELECT = "inner_videos"
 
 
 @dataclass(frozen=True)
@@ -304,7 +310,9 @@ def run_regime(regime: Regime, work: Path, models: list[str], validations: list[
                               "runs": {}}
     for mode in validations:
         run_dir = work / "runs" / f"{regime.name}-{mode}"
-        cfg = regime_config(regime, work, labels, run_dir, models, {"train.validation": mode})
+        select = "validation" if mode == "videos" else AUTO_SELECT
+        cfg = regime_config(regime, work, labels, run_dir, models,
+                            {"train.validation": mode, "train.auto.select": select})
         t0 = time.perf_counter()
         train(cfg, progress=False, overwrite=True)
         scores = score_run(run_dir, data)

@@ -37,6 +37,7 @@ from ..dataset import VideoData
 from ..errors import ConfigError
 from ..folds import Fold, block_training_ranges
 from ..metrics import mean_pr_auc
+from .converged import fit_linear, uses_lbfgs
 from .inference import predict_heads, predict_video
 from .loader import WindowSequence, feature_statistics
 from .models import build_model, check_window, load_model, positive_weights
@@ -153,7 +154,11 @@ def fit_parts(kind: str, tcfg: TrainConfig, train: list[tuple[Any, np.ndarray]],
     With ``epochs`` (and no ``val``): exactly that many epochs, the last weights kept (a
     refit on everything); ``best_epoch`` is then ``epochs`` and ``val_score`` NaN.
     ``stream_dims``: the input set's stream widths (for ``train.fusion.projection``).
+    ``linear`` with ``train.linear.solver: lbfgs`` is fitted to convergence instead
+    (:func:`.converged.fit_linear`; ``epochs`` does not apply).
     """
+    if uses_lbfgs(kind, tcfg):
+        return fit_linear(tcfg, train, val, outputs, seed, label, progress, stream_dims)
     keras.utils.set_random_seed(seed)
     xs = [x for x, _ in train]
     ys = [y[:, outputs].astype(np.float32) for _, y in train]
@@ -184,6 +189,8 @@ class TrialResult:
     only for the unit's best trial); ``heads`` is then empty. ``record`` says what validated
     what (inner fits' epochs and scores, the chosen epochs, the gap of ``blocks``);
     ``validation_seconds`` is the fit time of fits that are not the fold's model.
+    ``choice_score`` (with ``choice_record``), when set, is what ``auto`` keeps the trial by
+    instead of ``score`` (``train.auto.select: inner_videos``, :mod:`.choice`).
     """
 
     heads: list[Any]  # FitResult, or PackedHead on the way from a worker
@@ -193,6 +200,8 @@ class TrialResult:
     refit_epochs: list[int] | None = None
     head_scores: list[float] = field(default_factory=list)
     validation_seconds: float = 0.0
+    choice_score: float | None = None
+    choice_record: dict[str, Any] = field(default_factory=dict)
 
     def pack(self) -> TrialResult:
         return replace(self, heads=[PackedHead.pack(h) for h in self.heads])

@@ -38,6 +38,7 @@ from ..dataset import VideoData, load_dataset, load_into_memory
 from ..folds import Fold
 from ..postprocess import choose_postprocess_per_behavior
 from ..runs import RunFolder
+from .choice import inner_video_choice
 from .fit import FitResult, PackedHead, TrialResult, fit_trial, format_seconds, refit_trial
 from .inference import predict_heads
 from .models import MODEL_KINDS, save_model
@@ -76,7 +77,10 @@ def run_task(cfg: Config, by_id: dict[str, VideoData], task: Task, progress: boo
     """A trial's result, or a refit's heads."""
     u = task.unit
     if task.refit_epochs is None:
-        return fit_trial(cfg, task.trial, task.n_trials, by_id, u.fold, u.label, progress)
+        result = fit_trial(cfg, task.trial, task.n_trials, by_id, u.fold, u.label, progress)
+        if u.kind == "auto" and cfg.train.auto.select == "inner_videos":
+            result = inner_video_choice(cfg, task.trial, task.n_trials, by_id, u.fold, result, u.label, progress)
+        return result
     return refit_trial(cfg, task.trial, task.n_trials, by_id, u.fold, list(task.refit_epochs), u.label, progress)
 
 
@@ -207,15 +211,19 @@ class PoolRunner:
 
 @dataclass
 class _Progress:
-    """Each unit's trial scores and best trial so far."""
+    """Each unit's trial scores and best trial so far (kept by the choice score where a
+    trial has one: ``train.auto.select: inner_videos``)."""
 
     scores: dict[int, float] = field(default_factory=dict)
     records: dict[int, dict[str, Any]] = field(default_factory=dict)
+    choices: dict[int, dict[str, Any]] = field(default_factory=dict)
     best: tuple[float, int, TrialResult] | None = None
 
     def add(self, t: int, result: TrialResult) -> None:
-        score = result.score
-        self.scores[t], self.records[t] = score, result.record
+        score = result.score if result.choice_score is None else result.choice_score
+        self.scores[t], self.records[t] = result.score, result.record
+        if result.choice_record:
+            self.choices[t] = result.choice_record
         if self.best is None or score > self.best[0] or (score == self.best[0] and t < self.best[1]):
             self.best = (score, t, result)
 
@@ -269,8 +277,9 @@ def schedule(cfg: Config, run: RunFolder, jobs: list[tuple[str, str, Fold]], n_f
                     done = finish(unit, replace(best, heads=heads), ts[bt], records.pop(i), done)
                     continue
                 what = (f"{ts[t].kind} " if unit.kind == "auto" else "") + str(ts[t].params or "(defaults)")
-                log.info("%s trial %d/%d %s: validation PR-AUC %.3f", unit.label, t + 1, len(ts), what,
-                         result.score)
+                log.info("%s trial %d/%d %s: validation PR-AUC %.3f%s", unit.label, t + 1, len(ts), what,
+                         result.score, "" if result.choice_score is None else
+                         f", held-out training videos PR-AUC {result.choice_score:.3f}")
                 state[i].add(t, result)
                 del result
                 if len(state[i].scores) < len(ts):
@@ -279,7 +288,8 @@ def schedule(cfg: Config, run: RunFolder, jobs: list[tuple[str, str, Fold]], n_f
                 state[i].best = None
                 records[i] = [{"trial": k, **({"kind": ts[k].kind} if unit.kind == "auto" else {}),
                                "params": ts[k].params, "val_pr_auc": state[i].scores[k],
-                               **({"validation": state[i].records[k]} if state[i].records[k] else {})}
+                               **({"validation": state[i].records[k]} if state[i].records[k] else {}),
+                               **({"inner_videos": state[i].choices[k]} if k in state[i].choices else {})}
                               for k in range(len(ts))]
                 if best.refit_epochs is None:
                     done = finish(unit, best.unpack(), ts[bt], records.pop(i), done)
@@ -325,7 +335,7 @@ def write_unit(cfg: Config, run: RunFolder, unit: Unit, result: TrialResult, tri
                        "val_pr_auc": result.head_scores[j] if result.head_scores else h.val_score,
                        **h.history} for j, h in enumerate(heads)],
             "trials": trials, "params": params,
-            **({"kind": trial.kind} if unit.kind == "auto" else {}),
+            **({"kind": trial.kind, "selected_on": cfg.train.auto.select} if unit.kind == "auto" else {}),
             **({"validation": result.record} if result.record else {})}, {
             "fit_seconds": float(sum(h.fit_seconds for h in heads) + result.validation_seconds),
             "best_epochs": [h.best_epoch for h in heads],

@@ -40,6 +40,7 @@ from ..errors import ConfigError, RunError
 from ..folds import Fold, check_no_leakage, check_positives, make_folds, plan_validation
 from ..runs import RunFolder, check_behavior_names
 from ..streams import input_sets
+from .choice import check_choice
 from .models import MODEL_KINDS, check_window
 from .scheduler import schedule
 from .search import trial_config, unit_trials
@@ -141,11 +142,13 @@ def train(cfg: Config, run_dir: str | Path | None = None, final: bool = False,
         try:
             _prepare_run(cfg, run, overwrite)
             ids, folds, n_frames = _make_folds(cfg, run)
+            check_choice(cfg, folds)
             run.write_folds(folds)
             sets = input_sets(cfg)
             jobs = [(b, m, fold) for b in sets for m in cfg.train.models for fold in folds]
             if final:
                 final_fold = _final_fold(ids, cfg, n_frames)
+                check_choice(cfg, [final_fold])
                 jobs += [(b, m, final_fold) for b in sets for m in cfg.train.models]
             schedule(cfg, run, jobs, len(folds), progress)
         except BaseException:
