@@ -91,7 +91,7 @@ def run_streams(regime: bq.Regime, work: Path, models: list[str], mode: str) -> 
     train(cfg, progress=False, overwrite=True)
     scores = score_sets(run_dir, data)
     for label, streams in SETS.items():
-        scores[label]["logistic"] = bq.logistic_baseline(cfg, run_dir, data, set_name(streams))
+        scores[label]["logistic"] = bq.logistic_baseline(cfg, run_dir, data, set_name(streams))[0]
     log.info("%s streams: %s", regime.name,
              {k: {m: round(float(np.mean(s)), 3) for m, s in v.items()} for k, v in scores.items()})
     return {"regime": regime.name, "what": regime.what, "validation": mode, "behaviors": list(bq.BEHAVIORS),

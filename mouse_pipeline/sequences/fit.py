@@ -40,6 +40,7 @@ from ..errors import ConfigError
 from ..folds import Fold, block_training_ranges
 from ..metrics import mean_pr_auc
 from .asha import FitPruner, Pruned, Rungs, fit_key
+from .converged import fit_linear, uses_lbfgs
 from .inference import predict_heads, predict_video
 from .loader import WindowSequence, feature_statistics
 from .models import build_model, check_window, load_model, positive_weights
@@ -165,7 +166,11 @@ def fit_parts(kind: str, tcfg: TrainConfig, train: list[tuple[Any, np.ndarray]],
     refit on everything); ``best_epoch`` is then ``epochs`` and ``val_score`` NaN.
     ``stream_dims``: the input set's stream widths (for ``train.fusion.projection``);
     ``prune``: ASHA's decision after each epoch (:class:`.asha.FitPruner`), or None.
+    ``linear`` with ``train.linear.solver: lbfgs`` is fitted to convergence instead
+    (:func:`.converged.fit_linear`; ``epochs`` does not apply).
     """
+    if uses_lbfgs(kind, tcfg):
+        return fit_linear(tcfg, train, val, outputs, seed, label, progress, stream_dims)
     keras.utils.set_random_seed(seed)
     xs = [x for x, _ in train]
     ys = [y[:, outputs].astype(np.float32) for _, y in train]
@@ -199,6 +204,8 @@ class TrialResult:
     ``validation_seconds`` is the fit time of fits that are not the fold's model. With ASHA
     (``train.search.early_stop``), ``rungs`` are each fit's scores at the rungs it reached,
     and ``pruned`` says that a fit was stopped (the trial then has no heads).
+    ``choice_score`` (with ``choice_record``), when set, is what ``auto`` keeps the trial by
+    instead of ``score`` (``train.auto.select: inner_videos``, :mod:`.choice`).
     """
 
     heads: list[Any]  # FitResult, or PackedHead on the way from a worker
@@ -210,6 +217,8 @@ class TrialResult:
     validation_seconds: float = 0.0
     rungs: dict[str, dict[int, float]] = field(default_factory=dict)
     pruned: bool = False
+    choice_score: float | None = None
+    choice_record: dict[str, Any] = field(default_factory=dict)
 
     def pack(self) -> TrialResult:
         return replace(self, heads=[PackedHead.pack(h) for h in self.heads])

@@ -126,7 +126,8 @@ def build_model(kind: str, cfg: TrainConfig, n_features: int, n_outputs: int,
         x = project_streams(x, stream_dims or (n_features,), cfg.fusion.projection)
     if uses_delta(kind, cfg):
         x = add_delta(x)
-    if cfg.input_dropout > 0:
+    if cfg.input_dropout > 0 and not (kind == "linear" and cfg.linear.solver == "lbfgs"):
+        # (a converged linear head is not trained by Keras: dropout would never act)
         x = keras.layers.Dropout(cfg.input_dropout, name="input_dropout")(x)
     if kind == "lstm":
         units = cfg.lstm.units
@@ -160,7 +161,12 @@ def build_model(kind: str, cfg: TrainConfig, n_features: int, n_outputs: int,
 
 
 def check_window(kind: str, cfg: TrainConfig) -> None:
-    """Refuse a window shorter than the TCN's receptive field (one line, what to change)."""
+    """Refuse a window shorter than the TCN's receptive field, and a converged ``linear``
+    head behind a trained projection (one line, what to change)."""
+    if kind == "linear" and cfg.linear.solver == "lbfgs" and cfg.fusion.projection is not None:
+        raise ConfigError("train.linear.solver: lbfgs fits the output layer alone, so "
+                          "train.fusion.projection would stay untrained: set train.linear.solver: adam, "
+                          "or train.fusion.projection: null")
     if kind == "tcn":
         rf = tcn_receptive_field(cfg)
         if cfg.window.length < rf:
