@@ -12,7 +12,8 @@ behaviour's weights are the minimiser of the loss the Keras model is compiled wi
 with ``w_pos`` the fold's positive weight (:func:`.models.positive_weights`: negatives /
 positives, so the classes weigh alike), found by full-batch L-BFGS on every training frame
 (scikit-learn's ``LogisticRegression``, with ``C`` and sample weights that make its
-objective a multiple of this one). There is no epoch: the validation frames are scored
+objective a multiple of this one). Those frames are held in memory, so a fit over
+``train.memory_gb`` is refused with one line (:func:`check_memory`). There is no epoch: the validation frames are scored
 once, and ``best_epoch`` is 1.
 """
 
@@ -27,6 +28,7 @@ import keras
 import numpy as np
 
 from ..config import TrainConfig
+from ..errors import ConfigError
 from ..metrics import mean_pr_auc
 from .inference import predict_video
 from .loader import feature_statistics
@@ -37,6 +39,24 @@ log = logging.getLogger(__name__)
 
 #: L-BFGS iterations at most (a 2048-d problem of a few thousand frames needs a few hundred).
 MAX_ITER = 2000
+#: GB the training frames may take when ``train.memory_gb`` is 0 (windows always read as needed).
+MIN_BUDGET_GB = 2.0
+
+
+def check_memory(tcfg: TrainConfig, n_frames: int, width: int, label: str) -> None:
+    """Refuse, in one line, a full-batch fit whose frames would not fit ``train.memory_gb``.
+
+    L-BFGS holds every training frame's inputs in float64, and a copy of the annotated
+    ones per behaviour: about ``2 * frames * width * 8`` bytes. Windows read as needed do
+    not help it, so it is held to the budget (at least :data:`MIN_BUDGET_GB`).
+    """
+    need, budget = 16.0 * n_frames * width / 1e9, max(tcfg.memory_gb, MIN_BUDGET_GB)
+    if need > budget:
+        raise ConfigError(
+            f"{label}: train.linear.solver lbfgs would hold {n_frames:,} training frames x {width} "
+            f"features in memory (about {need:.1f} GB), over {budget:g} GB (train.memory_gb, at least "
+            f"{MIN_BUDGET_GB:g}); use "
+            "train.linear.solver: adam (trained on windows read as needed) or raise train.memory_gb")
 
 
 def uses_lbfgs(kind: str, tcfg: TrainConfig) -> bool:
@@ -93,6 +113,7 @@ def fit_linear(tcfg: TrainConfig, train: list[tuple[Any, np.ndarray]], val: list
     mean, std = feature_statistics(xs)
     pos_w = positive_weights(ys)
     model = build_model("linear", tcfg, xs[0].shape[1], len(outputs), mean, std ** 2, pos_w, stream_dims)
+    check_memory(tcfg, sum(len(x) for x in xs), int(model.get_layer("probabilities").input.shape[-1]), label)
     t0 = time.perf_counter()
     z, y = frame_inputs(model, xs), np.concatenate(ys)
     dense = model.get_layer("probabilities")

@@ -144,3 +144,15 @@ def test_auto_chooses_on_held_out_training_videos_never_the_test_video(data, tmp
     assert again["auto/fold_0/history"]["trials"] == trials
     assert again["auto/fold_0/history"]["kind"] == best
     assert not np.array_equal(again["auto/fold_0/test/m0"], out["auto/fold_0/test/m0"])
+
+
+def test_a_full_batch_fit_over_the_memory_budget_is_one_line():
+    from mouse_pipeline.sequences.converged import check_memory
+
+    tcfg = load_config(None, ["train.memory_gb=1"]).train
+    check_memory(tcfg, 10_000, 2048, "[b/linear] fold 1/3")  # 0.33 GB: under the 2 GB floor
+    with pytest.raises(ConfigError, match=r"fold 1/3: train.linear.solver lbfgs would hold 100,000 training "
+                                          r"frames x 2048 features in memory \(about 3.3 GB\), over 2 GB "
+                                          r"\(train.memory_gb, at least 2\); use train.linear.solver: adam"):
+        check_memory(tcfg, 100_000, 2048, "[b/linear] fold 1/3")
+    check_memory(load_config(None, ["train.memory_gb=4"]).train, 100_000, 2048, "x")  # 3.3 GB fits 4
