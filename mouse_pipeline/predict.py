@@ -303,8 +303,9 @@ def predict_videos(run_dir: str | Path, videos: list[Path], out: str | Path,
     ``data.crop.pose``, or ``extract.pose_features.pose``). ``cache`` is the feature
     cache of these videos (default: the run's ``extract.cache``): where their embeddings
     are extracted to, and where their imported features (``cache import``) must be.
-    ``ray``: extract the new videos on Ray at this address (``""``: ``cluster.ray.address``;
-    ``None``: here, also when the run was trained on Ray).
+    ``ray``: extract and predict the new videos on Ray at this address (``""``:
+    ``cluster.ray.address``; ``None``: here, also when the run was trained on Ray); this
+    process then writes the files and imports no TensorFlow (:mod:`.cluster.predict_ray`).
     ``formats``: per-video files among :data:`FORMATS` (``csv``: predictions and bouts CSVs
     and the ethogram; ``nwb``: ``<stem>.nwb``; ``boris``: ``<stem>_boris.tsv``, BORIS events);
     ``overlay``: also a labelled video of each.

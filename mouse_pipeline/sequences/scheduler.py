@@ -22,7 +22,10 @@ scheduler asks for the next result (``train.workers: 1``); :class:`PoolRunner` f
 in ``train.workers`` spawned processes (:mod:`.workers`); with ``cluster.ray.enabled``
 (``--ray``), ``mouse_pipeline.cluster.train_ray.RayRunner`` fits them as Ray tasks. All give the same results bit
 for bit: seeds depend only on (seed, fold, trial, head), and the intra-op thread count is
-TensorFlow's default in every process (oneDNN splits its sums by it).
+TensorFlow's default in every process (oneDNN splits its sums by it). A runner with
+``outputs_in_workers`` (Ray's) also gets each unit's ``output`` task: the kept heads,
+packed, predicting the fold's videos in a worker, so that this module, in the driver,
+imports no TensorFlow (it is imported only where a task runs: :func:`run_task`).
 """
 
 from __future__ import annotations
