@@ -15,7 +15,7 @@ Weights
     Untrained (``weights=None``), the same network in every process (the initialisers
     are seeded with :data:`RANDOM_SEED`). Logged as a warning: such embeddings carry no
     learned features, and for some networks (MobileNetV3, EfficientNet) they are nearly
-    constant across frames (see :func:`embedding_spread`).
+    constant across frames (see :func:`mouse_pipeline.features.spread.embedding_spread`).
 a path
     A notop weights file (``.h5`` / ``.weights.h5``) loaded with ``load_weights``; its
     identity in the cache is ``sha256:<hex>`` of the file.
@@ -50,7 +50,6 @@ log = logging.getLogger(__name__)
 RANDOM_SEED = 1234  # random weights are the same network in every process
 PRECISIONS: Mapping[str, str] = MappingProxyType(
     {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"})
-NEARLY_CONSTANT = 1e-6  # embedding spread below which nothing can be learned
 
 
 @dataclass(frozen=True)
@@ -417,39 +416,3 @@ def build_backbone(name: str, weights: str, input_size: int | None = None,
     log.info("backbone %s: input %d px, %d-d, weights %s, precision %s, %s", name, size, spec.dim,
              wid if len(wid) < 24 else wid[:23] + "...", precision, where)
     return Backbone(name, model, size, spec.dim, wid, precision, jit_compile)
-
-
-def embedding_spread(emb: Any, chunk: int = 1024) -> float:
-    """How much embeddings vary across frames.
-
-    Parameters
-    ----------
-    emb
-        ``(n_frames, dim)`` embeddings: an array, or anything that slices like one (a cache
-        file read as needed); read ``chunk`` frames at a time, so a long video's embeddings
-        are never all in memory.
-
-    Returns
-    -------
-    float
-        Mean over dimensions of the standard deviation across frames; 0 for constant
-        embeddings, NaN for fewer than two frames.
-    """
-    shape = np.shape(emb) if isinstance(emb, (np.ndarray, list)) else emb.shape
-    if len(shape) != 2 or shape[0] < 2:
-        return float("nan")
-    n = shape[0]
-    if n <= chunk:  # one read: as numpy computes it
-        return float(np.asarray(emb[0:n], dtype=np.float64).std(axis=0).mean())
-    total = np.zeros(shape[1])
-    for a in range(0, n, chunk):
-        total += np.asarray(emb[a:a + chunk], dtype=np.float64).sum(axis=0)
-    mean, squares = total / n, np.zeros(shape[1])
-    for a in range(0, n, chunk):
-        squares += ((np.asarray(emb[a:a + chunk], dtype=np.float64) - mean) ** 2).sum(axis=0)
-    return float(np.sqrt(squares / n).mean())
-
-
-def is_nearly_constant(spread: float) -> bool:
-    """Whether a spread (:func:`embedding_spread`) is too small to learn anything from."""
-    return bool(np.isfinite(spread) and spread < NEARLY_CONSTANT)

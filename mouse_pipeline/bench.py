@@ -291,8 +291,8 @@ def _extract_config(s: BenchSettings, size: int, videos: Path, cache: Path, *ext
 def _extract_figures(work: Path, s: BenchSettings, video: Path, size: int, bb: Any,
                      frames: np.ndarray) -> dict:
     """Decode only, model only, full extract (streaming, end to end, parallel), per frame."""
-    from .backbones import embedding_spread
     from .features.extract import extract
+    from .features.spread import embedding_spread
     from .features.store import cache_path, read_embeddings
 
     res: dict = {"decode_frames_per_s": decode_fps(video, s.batch, size, s.frame_threads)}

@@ -7,7 +7,8 @@ PR-AUC of
 
 - every head of the model zoo (``linear``, ``mlp``, ``lstm``, ``tcn``, ``transformer``),
 - ``auto``: the head chosen per fold on validation alone (what a lab gets when it does not
-  know which head to take),
+  know which head to take), here on the fold's training videos held out in turn
+  (``train.auto.select: inner_videos``, :data:`AUTO_SELECT`),
 - a per-frame logistic regression (scikit-learn, standardised embeddings, balanced class
   weights, fitted on each fold's non-test videos; no choice is made on any video), the
   baseline a temporal model must beat,
@@ -66,6 +67,11 @@ PRETRAINED_NAME = "efficientnet_lite0_imagenet"
 BEHAVIORS = ("grooming", "mid_rearing", "wall_rearing")
 HEADS = ("linear", "mlp", "lstm", "tcn", "transformer")
 VALIDATION_MODES = ("videos", "inner_folds", "blocks")
+#: How ``auto`` chooses its head here: on the held-out training videos of each fold
+#: (:mod:`.sequences.choice`), as a lab with few videos should. Under ``videos`` validation
+#: (one training video per fold here) the validation video is already one no fit saw, and
+#: the choice is made on it.
+AUTO_SELECT = "inner_videos"
 
 
 @dataclass(frozen=True)
@@ -227,27 +233,38 @@ def clean_labels(data: Path, vid: str) -> np.ndarray:
     return read_labels(data / "labels" / f"{vid}.csv", "thesis", BEHAVIORS).matrix
 
 
-def score_run(run_dir: Path, data: Path) -> dict[str, list[float]]:
-    """Pooled out-of-fold PR-AUC per behaviour of every model of a run, on the clean labels."""
+def _fold_mean_pr_auc(labels: list[list[np.ndarray]], probs: list[list[np.ndarray]]) -> list[float]:
+    """Each fold's PR-AUC per behaviour (its test videos pooled), averaged over the folds."""
+    return [float(x) for x in np.mean([pooled_pr_auc(y, p) for y, p in zip(labels, probs, strict=True)], axis=0)]
+
+
+def score_run(run_dir: Path, data: Path) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Per behaviour and model of a run, on the clean labels: the pooled out-of-fold PR-AUC,
+    and the mean over folds of each fold's own (which does not mix probabilities of
+    different folds' models on one scale: under ``auto``, of different kinds)."""
     from .runs import RunFolder
 
     run = RunFolder(run_dir)
     folds = run.read_folds()
-    scores = {}
+    pooled, fold_means = {}, {}
     for name in sorted(run.find_models()):
-        ys, ps = [], []
+        ys: list[list[np.ndarray]] = []
+        ps: list[list[np.ndarray]] = []
         for fold in folds:
             result = run.read_fold(name, fold, BEHAVIORS)
-            for vid, p in result.test.items():
-                ys.append(clean_labels(data, vid))
-                ps.append(p)
-        scores[name.split("/", 1)[1]] = pooled_pr_auc(ys, ps)
-    return scores
+            ys.append([clean_labels(data, vid) for vid in result.test])
+            ps.append(list(result.test.values()))
+        key = name.split("/", 1)[1]
+        pooled[key] = pooled_pr_auc([y for f in ys for y in f], [p for f in ps for p in f])
+        fold_means[key] = _fold_mean_pr_auc(ys, ps)
+    return pooled, fold_means
 
 
-def logistic_baseline(cfg: Config, run_dir: Path, data: Path, name: str | None = None) -> list[float]:
-    """Per-frame logistic regression per behaviour, fitted on each fold's non-test videos,
-    on the features of backbone or input set ``name`` (default: the first backbone)."""
+def logistic_baseline(cfg: Config, run_dir: Path, data: Path,
+                      name: str | None = None) -> tuple[list[float], list[float]]:
+    """Per-frame logistic regression per behaviour, fitted on each fold's non-test videos:
+    its pooled out-of-fold PR-AUC and its mean over folds (as :func:`score_run`), on the
+    features of backbone or input set ``name`` (default: the first backbone)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
@@ -258,7 +275,8 @@ def logistic_baseline(cfg: Config, run_dir: Path, data: Path, name: str | None =
     feats = {k: np.asarray(v.features[:]) for k, v in videos.items()}
     for v in videos.values():
         v.features.close()
-    ys, ps = [], []
+    ys: list[list[np.ndarray]] = []
+    ps: list[list[np.ndarray]] = []
     for fold in RunFolder(run_dir).read_folds():
         fit = [*fold.train, *fold.val]
         x = np.concatenate([feats[v] for v in fit])
@@ -269,11 +287,10 @@ def logistic_baseline(cfg: Config, run_dir: Path, data: Path, name: str | None =
             keep = y[:, j] >= 0
             models.append(LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000)
                           .fit(scaler.transform(x[keep]), y[keep, j]))
-        for vid in fold.test:
-            z = scaler.transform(feats[vid])
-            ps.append(np.column_stack([m.predict_proba(z)[:, 1] for m in models]))
-            ys.append(clean_labels(data, vid))
-    return pooled_pr_auc(ys, ps)
+        ps.append([np.column_stack([m.predict_proba(scaler.transform(feats[vid]))[:, 1] for m in models])
+                   for vid in fold.test])
+        ys.append([clean_labels(data, vid) for vid in fold.test])
+    return pooled_pr_auc([y for f in ys for y in f], [p for f in ps for p in f]), _fold_mean_pr_auc(ys, ps)
 
 
 def prevalence(data: Path) -> list[float]:
@@ -305,14 +322,16 @@ def run_regime(regime: Regime, work: Path, models: list[str], validations: list[
                               "runs": {}}
     for mode in validations:
         run_dir = work / "runs" / f"{regime.name}-{mode}"
-        cfg = regime_config(regime, work, labels, run_dir, models, {"train.validation": mode})
+        select = "validation" if mode == "videos" else AUTO_SELECT
+        cfg = regime_config(regime, work, labels, run_dir, models,
+                            {"train.validation": mode, "train.auto.select": select})
         t0 = time.perf_counter()
         train(cfg, progress=False, overwrite=True)
-        scores = score_run(run_dir, data)
-        result["runs"][mode] = {"scores": scores, "seconds": time.perf_counter() - t0}
+        scores, fold_means = score_run(run_dir, data)
+        result["runs"][mode] = {"scores": scores, "fold_means": fold_means, "seconds": time.perf_counter() - t0}
         log.info("%s / %s: %s (%.0f s)", regime.name, mode,
                  {m: round(float(np.mean(s)), 3) for m, s in scores.items()}, time.perf_counter() - t0)
-    result["logistic"] = logistic_baseline(probe, run_dir, data)
+    result["logistic"], result["logistic_fold_means"] = logistic_baseline(probe, run_dir, data)
     return result
 
 
@@ -352,16 +371,18 @@ def _machine() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"
 
 
-def checks(res: dict[str, Any], mode: str) -> list[str]:
-    """The acceptance of one regime's run: auto >= logistic regression, auto within 0.03 of the best head."""
-    run = res["runs"][mode]["scores"]
+def checks(res: dict[str, Any], mode: str, means: bool = False) -> list[str]:
+    """The acceptance of one regime's run: auto >= logistic regression, auto within 0.03 of
+    the best head (on the pooled scores, or with ``means`` on the means over folds)."""
+    run = res["runs"][mode]["fold_means" if means else "scores"]
+    lr_scores = res["logistic_fold_means" if means else "logistic"]
     lines = []
     if "auto" not in run:
         return ["no auto model in this run"]
     heads = {m: s for m, s in run.items() if m != "auto"}
     for j, b in enumerate(res["behaviors"]):
         best = max(heads, key=lambda m: heads[m][j])
-        auto, lr = run["auto"][j], res["logistic"][j]
+        auto, lr = run["auto"][j], lr_scores[j]
         ok_lr, ok_best = auto >= lr, auto >= heads[best][j] - 0.03
         lines.append(f"{b}: auto {auto:.3f} {'>=' if ok_lr else '<'} logistic {lr:.3f}; best head "
                      f"{best} {heads[best][j]:.3f} ({'within' if ok_best else 'NOT within'} 0.03)")
@@ -378,20 +399,27 @@ def format_quality(out: dict[str, Any]) -> str:
         if res["label_noise"]:
             lines.append(f"(training labels: {res['label_noise']:.1%} of positive frames wrong)")
         for mode, run in res["runs"].items():
-            names = list(run["scores"])
-            lines += ["", f"validation: {mode} ({run['seconds'] / 60:.1f} min)", "",
-                      "| behaviour | prevalence | logistic | " + " | ".join(names) + " |",
-                      "| --- | ---: | ---: | " + " | ".join("---:" for _ in names) + " |"]
-            for j, b in enumerate(res["behaviors"]):
-                lines.append(f"| {b} | {res['prevalence'][j]:.3f} | {res['logistic'][j]:.3f} | "
-                             + " | ".join(f"{run['scores'][m][j]:.3f}" for m in names) + " |")
-            means = {m: float(np.mean(run["scores"][m])) for m in names}
-            lines.append(f"| mean | | {float(np.mean(res['logistic'])):.3f} | "
-                         + " | ".join(f"{means[m]:.3f}" for m in names) + " |")
+            lines += ["", f"validation: {mode} ({run['seconds'] / 60:.1f} min)"]
+            lines += _table(res, run, "scores", "logistic", "pooled out-of-fold PR-AUC")
             lines += ["", *(f"- {c}" for c in checks(res, mode))]
+            if "fold_means" in run and "logistic_fold_means" in res:
+                lines += _table(res, run, "fold_means", "logistic_fold_means", "mean over folds of each fold's PR-AUC")
+                lines += ["", *(f"- {c}" for c in checks(res, mode, means=True))]
         if "streams" in res:
             from .bench_streams import format_streams
 
             lines += format_streams(res["streams"])
         lines.append("")
     return "\n".join(lines)
+
+
+def _table(res: dict[str, Any], run: dict[str, Any], key: str, lr_key: str, what: str) -> list[str]:
+    names = list(run[key])
+    lines = ["", f"{what}:", "", "| behaviour | prevalence | logistic | " + " | ".join(names) + " |",
+             "| --- | ---: | ---: | " + " | ".join("---:" for _ in names) + " |"]
+    for j, b in enumerate(res["behaviors"]):
+        lines.append(f"| {b} | {res['prevalence'][j]:.3f} | {res[lr_key][j]:.3f} | "
+                     + " | ".join(f"{run[key][m][j]:.3f}" for m in names) + " |")
+    means = {m: float(np.mean(run[key][m])) for m in names}
+    lines.append(f"| mean | | {float(np.mean(res[lr_key])):.3f} | " + " | ".join(f"{means[m]:.3f}" for m in names) + " |")
+    return lines

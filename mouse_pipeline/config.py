@@ -216,6 +216,7 @@ class FusionConfig:
 class LinearConfig:
     delta: bool = False
     l2: float = _f(1e-4, min=0.0, max=10.0)
+    solver: Literal["lbfgs", "adam"] = "lbfgs"
 
 
 @dataclass(frozen=True)
@@ -250,6 +251,7 @@ class BlocksConfig:
 @dataclass(frozen=True)
 class AutoConfig:
     models: tuple[ModelKind, ...] | None = None
+    select: Literal["validation", "inner_videos"] = "validation"
 
 
 @dataclass(frozen=True)

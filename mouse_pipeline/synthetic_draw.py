@@ -69,6 +69,18 @@ def _ellipse(img: np.ndarray, p: np.ndarray, a: float, b: float, angle: float,
                 cv2.LINE_AA, _SHIFT)
 
 
+def _draw_tail(img: np.ndarray, base: np.ndarray, body_angle: float, phase: float, L: float,
+               fur: np.ndarray) -> None:
+    """The tail: from the tail base backwards, swaying with the stride ``phase``."""
+    k = np.arange(9)
+    tail_ang = body_angle + math.pi + 0.35 * np.sin(phase - 0.8 * k) * k / 8
+    tail = base + np.vstack([np.zeros(2), np.cumsum(
+        0.1 * L * np.stack([np.cos(tail_ang[1:]), np.sin(tail_ang[1:])], 1), 0)])
+    tail_col = 0.55 * fur + 0.45 * _PINK
+    cv2.polylines(img, [np.round(tail * (1 << _SHIFT)).astype(np.int32)], False,
+                  tail_col.tolist(), max(1, round(0.045 * L)), cv2.LINE_AA, _SHIFT)
+
+
 def draw_animal(img: np.ndarray, row: np.ndarray, length: float, fur: np.ndarray,
                 wall_rear: bool) -> np.ndarray:
     """Draw the animal of one posture row in place; return the (7, 2) px points of :data:`BODY_PARTS`.
@@ -94,14 +106,7 @@ def draw_animal(img: np.ndarray, row: np.ndarray, length: float, fur: np.ndarray
     width = 0.17 * L * (1 + 0.6 * (1 - hunch)) * (1 + 0.18 * rear)
     r = width * np.sqrt(np.clip(1 - s ** 2, 0, 1)) ** 0.8 * (1 - 0.12 * s)
     outline = np.vstack([spine + normal * r[:, None], (spine - normal * r[:, None])[::-1]])
-    # tail first, under the body: from the tail base backwards, swaying with the stride
-    k = np.arange(9)
-    tail_ang = ang[0] + math.pi + 0.35 * np.sin(phase - 0.8 * k) * k / 8
-    tail = spine[0] + np.vstack([np.zeros(2), np.cumsum(
-        0.1 * L * np.stack([np.cos(tail_ang[1:]), np.sin(tail_ang[1:])], 1), 0)])
-    tail_col = 0.55 * fur + 0.45 * _PINK
-    cv2.polylines(img, [np.round(tail * (1 << _SHIFT)).astype(np.int32)], False,
-                  tail_col.tolist(), max(1, round(0.045 * L)), cv2.LINE_AA, _SHIFT)
+    _draw_tail(img, spine[0], float(ang[0]), phase, L, fur)  # first: under the body
     body_col = np.minimum(fur + 40 * rear, 255)
     cv2.fillPoly(img, [np.round(outline * (1 << _SHIFT)).astype(np.int32)], body_col.tolist(),
                  cv2.LINE_AA, _SHIFT)

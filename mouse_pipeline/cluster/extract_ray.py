@@ -113,8 +113,8 @@ def _worker_backbone(cfg: Config, name: str, size: int) -> Any:
 
 
 def _spread(backbone: Any, path: Path) -> float:
-    from ..backbones import embedding_spread
     from ..dataset import open_features
+    from ..features.spread import embedding_spread
 
     features = open_features(path, backbone.name)
     try:
@@ -226,7 +226,7 @@ def _record(run: Any, name: str, result: VideoResult, spread: float | None) -> N
     log.info("%s/%s: %d frames in %.1f s (%.1f frames/s)", name, result.video_id, result.frames,
              result.seconds, result.frames_per_s)
     if spread is not None:
-        from ..backbones import is_nearly_constant
+        from ..features.spread import is_nearly_constant
 
         log.info("%s (weights %s): embedding spread across the frames of %s: %.3g", name, run.weights,
                  result.video_id, spread)

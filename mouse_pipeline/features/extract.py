@@ -298,8 +298,8 @@ def _stream_videos(run: _Run, name: str, size: int, work: list[tuple[VideoJob, d
 
 
 def _check_spread(backbone: Any, result: VideoResult) -> None:
-    from ..backbones import embedding_spread, is_nearly_constant
     from ..dataset import open_features
+    from .spread import embedding_spread, is_nearly_constant
 
     features = open_features(result.path, result.backbone)  # read a chunk at a time
     try:

@@ -257,8 +257,9 @@ def _section_folds(doc: Document, data: RunData) -> None:
     doc.table(["fold", "training videos", f"{what} (early stopping, thresholds)",
                "test videos (scored)", "test frames", *(f"{name} chose" for name in autos)], rows,
               "Splits by whole video (folds.json): a video is never on two sides of a fold."
-              + (" \"auto chose\": the model kind whose trial scored best on the fold's validation."
-                 if autos else ""))
+              + (" \"auto chose\": the model kind whose trial scored best on the fold's validation"
+                 + (" (here: on its training videos held out in turn, train.auto.select: inner_videos)."
+                    if data.cfg.train.auto.select == "inner_videos" else ".") if autos else ""))
 
 
 SECTIONS = (("results", "Results per behaviour (thesis layout)"),

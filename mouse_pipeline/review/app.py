@@ -119,36 +119,39 @@ def _not_found() -> Response:
     return PlainTextResponse("not found", status_code=404)
 
 
-def create_app(session: Session) -> ASGIApp:
-    """The ASGI app of one review session, behind its token gate."""
-    files = _static_files()
-    page = files["index.html"].decode().replace("{{TOKEN}}", html.escape(session.token))
+class _Endpoints:
+    """The request handlers of one review session (:func:`create_app` routes them)."""
 
-    def video_of(request: Request) -> ReviewVideo | None:
-        return session.videos.get(request.path_params["vid"])
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.files = _static_files()
+        self.page = self.files["index.html"].decode().replace("{{TOKEN}}", html.escape(session.token))
 
-    async def index(request: Request) -> Response:
-        return Response(page, media_type="text/html; charset=utf-8",
+    def video_of(self, request: Request) -> ReviewVideo | None:
+        return self.session.videos.get(request.path_params["vid"])
+
+    async def index(self, request: Request) -> Response:
+        return Response(self.page, media_type="text/html; charset=utf-8",
                         headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
 
-    async def static(request: Request) -> Response:
+    async def static(self, request: Request) -> Response:
         name = request.path_params["name"]
         if name not in STATIC:
             return _not_found()
-        return Response(files[name], media_type=STATIC[name], headers={"Cache-Control": "no-cache"})
+        return Response(self.files[name], media_type=STATIC[name], headers={"Cache-Control": "no-cache"})
 
-    async def session_info(request: Request) -> Response:
+    async def session_info(self, request: Request) -> Response:
         videos = [{"id": v.video_id, "file": v.path.name, "n_frames": v.n_frames, "fps": v.fps,
                    "predictions": v.predictions is not None,
                    "annotated": bool((v.annotations.matrix != -1).any())}
-                  for v in session.videos.values()]
-        return JSONResponse({"videos": videos, "behaviors": list(session.store.behaviors),
-                             "queue": session.queue, "writable": session.store.writable,
-                             "out": str(session.store.out) if session.store.out else None,
-                             "user": session.user})
+                  for v in self.session.videos.values()]
+        return JSONResponse({"videos": videos, "behaviors": list(self.session.store.behaviors),
+                             "queue": self.session.queue, "writable": self.session.store.writable,
+                             "out": str(self.session.store.out) if self.session.store.out else None,
+                             "user": self.session.user})
 
-    def video_info(request: Request) -> Response:
-        video = video_of(request)
+    def video_info(self, request: Request) -> Response:
+        video = self.video_of(request)
         if video is None:
             return _not_found()
         behaviors = video.annotations.behaviors
@@ -163,28 +166,28 @@ def create_app(session: Session) -> ASGIApp:
         return JSONResponse({"id": video.video_id, "file": video.path.name, "fps": video.fps,
                              "n_frames": video.n_frames, "behaviors": list(behaviors),
                              "predictions": pred, "original": original,
-                             "current": session.store.state(video.video_id)})
+                             "current": self.session.store.state(video.video_id)})
 
-    def frame(request: Request) -> Response:
-        video, index = video_of(request), request.path_params["index"]
+    def frame(self, request: Request) -> Response:
+        video, index = self.video_of(request), request.path_params["index"]
         if video is None or not _FRAME.fullmatch(index) or int(index) >= video.n_frames:
             return _not_found()
         try:
-            data = session.frames.jpeg(video.video_id, int(index))
+            data = self.session.frames.jpeg(video.video_id, int(index))
         except InputError as err:
             log.warning("%s", err)
             return PlainTextResponse(str(err), status_code=500)
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
-    async def save(request: Request) -> Response:
-        video = video_of(request)
+    async def save(self, request: Request) -> Response:
+        video = self.video_of(request)
         if video is None:
             return _not_found()
         body = await _json_body(request)
         if body is None:
             return JSONResponse({"error": "the body must be a JSON object"}, status_code=400)
         try:
-            state = await run_in_threadpool(session.store.save, video.video_id, str(body.get("version")),
+            state = await run_in_threadpool(self.session.store.save, video.video_id, str(body.get("version")),
                                             body.get("edits"))
         except (StaleEdit, LockError) as err:  # LockError: another server is saving this video
             return JSONResponse({"error": str(err)}, status_code=409)
@@ -195,27 +198,30 @@ def create_app(session: Session) -> ASGIApp:
         log.info("%s: saved (%s)", video.video_id, state["version"][:12])
         return JSONResponse(state)
 
-    def export_boris(request: Request) -> Response:
-        video = video_of(request)
+    def export_boris(self, request: Request) -> Response:
+        video = self.video_of(request)
         if video is None:
             return _not_found()
         try:
-            path = session.store.export_boris(video.video_id)
+            path = self.session.store.export_boris(video.video_id)
         except (ReadOnly, InputError) as err:
             return JSONResponse({"error": str(err)}, status_code=403)
         return JSONResponse({"path": str(path)})
 
+
+def create_app(session: Session) -> ASGIApp:
+    """The ASGI app of one review session, behind its token gate."""
+    e = _Endpoints(session)
     routes = [
-        Route("/", index, methods=["GET"]),
-        Route("/static/{name}", static, methods=["GET"]),
-        Route("/api/session", session_info, methods=["GET"]),
-        Route("/api/videos/{vid}", video_info, methods=["GET"]),
-        Route("/api/videos/{vid}/frames/{index}", frame, methods=["GET"]),
-        Route("/api/videos/{vid}/labels", save, methods=["POST"]),
-        Route("/api/videos/{vid}/export/boris", export_boris, methods=["POST"]),
+        Route("/", e.index, methods=["GET"]),
+        Route("/static/{name}", e.static, methods=["GET"]),
+        Route("/api/session", e.session_info, methods=["GET"]),
+        Route("/api/videos/{vid}", e.video_info, methods=["GET"]),
+        Route("/api/videos/{vid}/frames/{index}", e.frame, methods=["GET"]),
+        Route("/api/videos/{vid}/labels", e.save, methods=["POST"]),
+        Route("/api/videos/{vid}/export/boris", e.export_boris, methods=["POST"]),
     ]
-    app = Starlette(routes=routes)
-    return TokenGate(app, session.token)
+    return TokenGate(Starlette(routes=routes), session.token)
 
 
 async def _json_body(request: Request) -> dict | None:

@@ -38,6 +38,7 @@ from ..errors import ConfigError
 from ..folds import Fold, block_training_ranges
 from ..metrics import mean_pr_auc
 from .asha import FitPruner, Pruned, Rungs, fit_key
+from .converged import fit_linear, uses_lbfgs
 from .inference import predict_heads, predict_video
 from .loader import WindowSequence, feature_statistics
 from .models import build_model, positive_weights
@@ -144,7 +145,11 @@ def fit_parts(kind: str, tcfg: TrainConfig, train: list[tuple[Any, np.ndarray]],
     refit on everything); ``best_epoch`` is then ``epochs`` and ``val_score`` NaN.
     ``stream_dims``: the input set's stream widths (for ``train.fusion.projection``);
     ``prune``: ASHA's decision after each epoch (:class:`.asha.FitPruner`), or None.
+    ``linear`` with ``train.linear.solver: lbfgs`` is fitted to convergence instead
+    (:func:`.converged.fit_linear`; ``epochs`` does not apply).
     """
+    if uses_lbfgs(kind, tcfg):
+        return fit_linear(tcfg, train, val, outputs, seed, label, progress, stream_dims)
     keras.utils.set_random_seed(seed)
     xs = [x for x, _ in train]
     ys = [y[:, outputs].astype(np.float32) for _, y in train]

@@ -108,7 +108,7 @@ def write_unit(cfg: Config, run: RunFolder, unit: Unit, result: TrialResult, tri
                        "val_pr_auc": result.head_scores[j] if result.head_scores else h.val_score,
                        **h.history} for j, h in enumerate(heads)],
             "search": search, "trials": trials, "params": params,
-            **({"kind": trial.kind} if unit.kind == "auto" else {}),
+            **({"kind": trial.kind, "selected_on": cfg.train.auto.select} if unit.kind == "auto" else {}),
             **({"validation": result.record} if result.record else {})}, {
             "fit_seconds": float(sum(h.fit_seconds for h in heads) + result.validation_seconds),
             "best_epochs": [h.best_epoch for h in heads],

@@ -11,6 +11,9 @@ At inference that frame sits at the edge of a tapered window, where its weight i
 embeddings before input dropout. ``linear`` has no layer of its own: the output layer on
 those inputs is one ``Dense`` sigmoid per behaviour, a logistic regression, with the L2
 penalty of ``train.linear.l2`` on its weights; ``mlp`` puts :func:`mlp_body` before it.
+With ``train.linear.solver: lbfgs`` (the default) the linear head's weights are fitted to
+convergence (:mod:`.converged`) and it has no input dropout; with ``adam`` it is trained
+on windows like the other heads.
 """
 
 from __future__ import annotations

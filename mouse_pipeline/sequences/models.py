@@ -122,7 +122,8 @@ def build_model(kind: str, cfg: TrainConfig, n_features: int, n_outputs: int,
         x = project_streams(x, stream_dims or (n_features,), cfg.fusion.projection)
     if uses_delta(kind, cfg):
         x = add_delta(x)
-    if cfg.input_dropout > 0:
+    if cfg.input_dropout > 0 and not (kind == "linear" and cfg.linear.solver == "lbfgs"):
+        # (a converged linear head is not trained by Keras: dropout would never act)
         x = keras.layers.Dropout(cfg.input_dropout, name="input_dropout")(x)
     if kind == "lstm":
         units = cfg.lstm.units

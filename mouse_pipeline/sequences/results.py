@@ -86,6 +86,8 @@ class TrialResult:
     ``validation_seconds`` is the fit time of fits that are not the fold's model. With ASHA
     (``train.search.early_stop``), ``rungs`` are each fit's scores at the rungs it reached,
     and ``pruned`` says that a fit was stopped (the trial then has no heads).
+    ``choice_score`` (with ``choice_record``), when set, is what ``auto`` keeps the trial by
+    instead of ``score`` (``train.auto.select: inner_videos``, :mod:`.choice`).
     """
 
     heads: list[Any]  # FitResult, or PackedHead on the way from a worker
@@ -97,6 +99,8 @@ class TrialResult:
     validation_seconds: float = 0.0
     rungs: dict[str, dict[int, float]] = field(default_factory=dict)
     pruned: bool = False
+    choice_score: float | None = None
+    choice_record: dict[str, Any] = field(default_factory=dict)
 
     def pack(self) -> TrialResult:
         return replace(self, heads=[PackedHead.pack(h) for h in self.heads])

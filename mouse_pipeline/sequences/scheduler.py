@@ -40,6 +40,7 @@ from typing import Any
 
 from ..config import MODEL_KINDS, Config
 from ..dataset import VideoData, load_dataset, load_into_memory
+from ..devices import gpu_memory_growth
 from ..errors import RunError
 from ..folds import Fold
 from ..runs import RunFolder
@@ -90,6 +91,7 @@ class Task:
 def run_task(cfg: Config, by_id: dict[str, VideoData], task: Task,
              progress: bool) -> TrialResult | list[FitResult] | FoldProbabilities:
     """A trial's result, a refit's heads, or a unit's fold probabilities (its output task)."""
+    from .choice import inner_video_choice
     from .fit import fit_trial, refit_trial  # TensorFlow: only where a model is fitted
 
     u = task.unit
@@ -97,7 +99,10 @@ def run_task(cfg: Config, by_id: dict[str, VideoData], task: Task,
         heads = [h.unpack() for h in task.output]
         return fold_probabilities(cfg, u.fold, heads, task.trial, by_id, task.output_val)
     if task.refit_epochs is None:
-        return fit_trial(cfg, task.trial, task.n_trials, by_id, u.fold, u.label, progress, task.rungs)
+        result = fit_trial(cfg, task.trial, task.n_trials, by_id, u.fold, u.label, progress, task.rungs)
+        if u.kind == "auto" and cfg.train.auto.select == "inner_videos" and not result.pruned:
+            result = inner_video_choice(cfg, task.trial, task.n_trials, by_id, u.fold, result, u.label, progress)
+        return result
     return refit_trial(cfg, task.trial, task.n_trials, by_id, u.fold, list(task.refit_epochs), u.label, progress)
 
 
@@ -196,21 +201,6 @@ def _configure_worker(inter_op_threads: int) -> None:
     gpu_memory_growth()
 
 
-def gpu_memory_growth() -> None:
-    """Let several processes share a GPU (TensorFlow takes all its memory by default)."""
-    import tensorflow as tf
-
-    from .. import devices
-
-    if not devices.gpus():  # also the first look for CUDA, without its no-driver noise
-        return
-    try:
-        for gpu in tf.config.list_physical_devices("GPU"):
-            tf.config.experimental.set_memory_growth(gpu, True)
-    except RuntimeError:  # the GPU was initialised already: nothing left to set
-        pass
-
-
 class PoolRunner:
     """Trials fitted in ``n`` spawned worker processes; heads come back packed."""
 
@@ -242,15 +232,19 @@ class PoolRunner:
 
 @dataclass
 class _Progress:
-    """Each unit's trial scores and best trial so far (a trial ASHA pruned is never the best)."""
+    """Each unit's trial scores and best trial so far (a trial ASHA pruned is never the best;
+    kept by the choice score where a trial has one: ``train.auto.select: inner_videos``)."""
 
     scores: dict[int, float] = field(default_factory=dict)
     records: dict[int, dict[str, Any]] = field(default_factory=dict)
+    choices: dict[int, dict[str, Any]] = field(default_factory=dict)
     best: tuple[float, int, TrialResult] | None = None
 
     def add(self, t: int, result: TrialResult) -> None:
-        score = result.score
-        self.scores[t], self.records[t] = score, result.record
+        score = result.score if result.choice_score is None else result.choice_score
+        self.scores[t], self.records[t] = result.score, result.record
+        if result.choice_record:
+            self.choices[t] = result.choice_record
         if result.pruned:
             return
         if self.best is None or score > self.best[0] or (score == self.best[0] and t < self.best[1]):
@@ -274,7 +268,8 @@ def _trial_records(unit: Unit, search: UnitSearch, state: _Progress) -> list[dic
     """Every trial of a unit: its kind (under ``auto``), settings, validation score and record."""
     return [{"trial": k, **({"kind": search.trials[k].kind} if unit.kind == "auto" else {}),
              "params": search.trials[k].params, "val_pr_auc": state.scores[k],
-             **({"validation": state.records[k]} if state.records[k] else {})}
+             **({"validation": state.records[k]} if state.records[k] else {}),
+             **({"inner_videos": state.choices[k]} if k in state.choices else {})}
             for k in range(search.n)]
 
 
@@ -299,7 +294,10 @@ def _plain(value: Any) -> Any:
 def _replayed(entry: dict[str, Any]) -> TrialResult:
     """A logged trial's result, without its models (:mod:`mouse_pipeline.runs.trials`)."""
     rungs = {key: {int(r): float(v) for r, v in values.items()} for key, values in entry["rungs"].items()}
-    return TrialResult([], float(entry["score"]), record=entry["record"], rungs=rungs, pruned=bool(entry["pruned"]))
+    choice = entry.get("choice_score")
+    return TrialResult([], float(entry["score"]), record=entry["record"], rungs=rungs, pruned=bool(entry["pruned"]),
+                       choice_score=None if choice is None else float(choice),
+                       choice_record=entry.get("choice_record") or {})
 
 
 class _Schedule:
@@ -372,12 +370,15 @@ class _Schedule:
         replayed = t in self.entries[i]
         what = (f"{trial.kind} " if unit.kind == "auto" else "") + str(trial.params or "(defaults)")
         pruned_at = result.record["pruned"]["epoch"] if result.pruned else 0
-        log.info("%s trial %d/%d %s: validation PR-AUC %.3f%s%s", unit.label, t + 1, search.n, what, result.score,
+        log.info("%s trial %d/%d %s: validation PR-AUC %.3f%s%s%s", unit.label, t + 1, search.n, what, result.score,
+                 "" if result.choice_score is None else
+                 f", held-out training videos PR-AUC {result.choice_score:.3f}",
                  f" (pruned by ASHA at epoch {pruned_at})" if pruned_at else "",
                  " (replayed from its trial log)" if replayed else "")
         if not replayed:
             self.entries[i][t] = _plain({"trial": t, "kind": trial.kind, "params": trial.params, "score": result.score,
-                                         "record": result.record, "rungs": result.rungs, "pruned": result.pruned})
+                                         "record": result.record, "rungs": result.rungs, "pruned": result.pruned,
+                                         "choice_score": result.choice_score, "choice_record": result.choice_record})
             self.logs[i].write([self.entries[i][k] for k in sorted(self.entries[i])])
         self.submit(i, search.done(t, result.score, result.rungs, pruned_at))  # a chain's next trial
         state.add(t, result)

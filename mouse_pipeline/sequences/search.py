@@ -106,7 +106,12 @@ def tcn_receptive_field(cfg: TrainConfig) -> int:
 
 
 def check_window(kind: str, cfg: TrainConfig) -> None:
-    """Refuse a window shorter than the TCN's receptive field (one line, what to change)."""
+    """Refuse a window shorter than the TCN's receptive field, and a converged ``linear``
+    head behind a trained projection (one line, what to change)."""
+    if kind == "linear" and cfg.linear.solver == "lbfgs" and cfg.fusion.projection is not None:
+        raise ConfigError("train.linear.solver: lbfgs fits the output layer alone, so "
+                          "train.fusion.projection would stay untrained: set train.linear.solver: adam, "
+                          "or train.fusion.projection: null")
     if kind == "tcn":
         rf = tcn_receptive_field(cfg)
         if cfg.window.length < rf:

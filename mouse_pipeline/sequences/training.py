@@ -11,8 +11,9 @@ combination and fold:
    by a refit on all of them (``inner_folds``), or on contiguous blocks of the training
    videos (``blocks``); see :mod:`.fit`;
 3. the trial with the best validation PR-AUC is kept (under ``train.models: auto``, over
-   the trials of every kind searched); thresholds and post-processing are chosen on the
-   same validation probabilities;
+   the trials of every kind searched; with ``train.auto.select: inner_videos`` by PR-AUC
+   on the fold's training videos held out in turn, :mod:`.choice`); thresholds and
+   post-processing are chosen on the validation probabilities;
 4. only then are the fold's test videos predicted, once, and their probabilities saved.
 
 A test video never influences training, early stopping, thresholds or hyperparameters.
@@ -21,7 +22,9 @@ The run folder's layout is :mod:`mouse_pipeline.runs`'s; the work is scheduled b
 
 Modules of stage 2: :mod:`.windows` (windowing, stitching), :mod:`.loader` (batches,
 statistics), :mod:`.models` (the heads), :mod:`.fit` (one fit), :mod:`.search` (trials),
-:mod:`.inference` (whole-video probabilities), :mod:`.scheduler` (what runs where).
+:mod:`.inference` (whole-video probabilities), :mod:`.scheduler` (what runs where),
+:mod:`.converged` (the linear head fitted to convergence), :mod:`.choice` (``auto``'s
+choice on held-out training videos).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from ..folds import Fold, check_no_leakage, check_positives, make_folds, plan_va
 from ..runs import RunFolder, check_behavior_names
 from ..runs.trials import comparable_config
 from ..streams import input_sets
+from .choice import check_choice
 from .scheduler import schedule
 from .search import check_window, trial_config, unit_trials
 from .tuning import needs_optuna, require_optuna
@@ -146,11 +150,13 @@ def train(cfg: Config, run_dir: str | Path | None = None, final: bool = False,
         try:
             _prepare_run(cfg, run, overwrite)
             ids, folds, n_frames = _make_folds(cfg, run)
+            check_choice(cfg, folds)
             run.write_folds(folds)
             sets = input_sets(cfg)
             jobs = [(b, m, fold) for b in sets for m in cfg.train.models for fold in folds]
             if final:
                 final_fold = _final_fold(ids, cfg, n_frames)
+                check_choice(cfg, [final_fold])
                 jobs += [(b, m, final_fold) for b in sets for m in cfg.train.models]
             schedule(cfg, run, jobs, len(folds), progress)
         except BaseException:

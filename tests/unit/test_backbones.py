@@ -8,6 +8,7 @@ import pytest
 
 from mouse_pipeline import backbones as bb
 from mouse_pipeline.errors import ConfigError, PipelineError
+from mouse_pipeline.features import spread
 
 SIZE = 32
 
@@ -101,7 +102,7 @@ def test_random_weights_are_the_same_network_every_time(small, frames, caplog):
 
 
 def test_resnet_random_embeddings_vary_across_frames(resnet, frames):
-    assert bb.embedding_spread(resnet.embed(frames)) > 1e-4
+    assert spread.embedding_spread(resnet.embed(frames)) > 1e-4
 
 
 def test_caffe_preprocessing_is_bgr_minus_imagenet_mean():
@@ -170,15 +171,15 @@ def test_imagenet_uses_the_cached_file_without_downloading(no_download, tmp_path
 
 
 def test_embedding_spread():
-    assert bb.embedding_spread(np.ones((10, 4))) == 0.0
+    assert spread.embedding_spread(np.ones((10, 4))) == 0.0
     emb = np.array([[0.0, 1.0], [2.0, 1.0]])
-    assert bb.embedding_spread(emb) == pytest.approx(0.5)  # std 1 and 0
-    assert np.isnan(bb.embedding_spread(np.ones((1, 4))))
+    assert spread.embedding_spread(emb) == pytest.approx(0.5)  # std 1 and 0
+    assert np.isnan(spread.embedding_spread(np.ones((1, 4))))
     # read a chunk at a time, a long video gives numpy's figure without being held whole
     long = np.random.default_rng(1).normal(3, 2, (1000, 5))
-    assert bb.embedding_spread(long, chunk=64) == pytest.approx(long.std(axis=0).mean(), rel=1e-12)
-    assert bb.is_nearly_constant(1e-9) and not bb.is_nearly_constant(0.1)
-    assert not bb.is_nearly_constant(float("nan"))
+    assert spread.embedding_spread(long, chunk=64) == pytest.approx(long.std(axis=0).mean(), rel=1e-12)
+    assert spread.is_nearly_constant(1e-9) and not spread.is_nearly_constant(0.1)
+    assert not spread.is_nearly_constant(float("nan"))
 
 
 def test_xla_path_pads_the_short_last_batch_and_keeps_its_frames(resnet, frames):

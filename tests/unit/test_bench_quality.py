@@ -73,3 +73,28 @@ def test_stream_checks_pass_and_fail_on_the_figures():
     text = "\n".join(format_streams(_stream_result(0.40, 0.60, [0.46, 0.31, 0.40])))
     assert "| grooming | 0.150 | 0.400 | 0.600 | 0.460 | 0.500 |" in text
     assert "rgb+motion = resnet50v2 & resnet50v2+motion" in text
+
+
+def test_the_mean_over_folds_does_not_mix_folds_on_one_scale():
+    """Two folds each ranked perfectly, by models whose probabilities lie on different
+    scales (two kinds chosen by auto): each fold's PR-AUC is 1, the pooled one is not."""
+    from mouse_pipeline.bench_quality import _fold_mean_pr_auc, pooled_pr_auc
+
+    y = np.array([[0], [0], [1], [1]])
+    low, high = np.array([[0.1], [0.2], [0.3], [0.4]]), np.array([[0.5], [0.6], [0.9], [0.95]])
+    assert _fold_mean_pr_auc([[y], [y]], [[low], [high]]) == [1.0]
+    assert pooled_pr_auc([y, y], [low, high])[0] < 1.0
+
+
+def test_the_report_checks_auto_on_pooled_scores_and_on_the_means_over_folds():
+    from mouse_pipeline.bench_quality import format_quality
+
+    run = {"seconds": 60.0, "scores": {"auto": [0.70], "linear": [0.80]},
+           "fold_means": {"auto": [0.90], "linear": [0.85]}}
+    res = {"regime": "few_videos", "what": "3 videos", "behaviors": ["grooming"], "prevalence": [0.15],
+           "label_noise": 0.0, "runs": {"blocks": run}, "logistic": [0.75], "logistic_fold_means": [0.88]}
+    text = format_quality({"date": "2026-12-02", "seed": 1, "videos": 3, "machine": "m", "seconds": 60.0,
+                           "regimes": [res]})
+    assert "grooming: auto 0.700 < logistic 0.750; best head linear 0.800 (NOT within 0.03)" in text
+    assert "mean over folds of each fold's PR-AUC" in text
+    assert "grooming: auto 0.900 >= logistic 0.880; best head linear 0.850 (within 0.03)" in text

@@ -226,13 +226,14 @@ def test_auto_keeps_the_kind_chosen_on_validation(data, tmp_path):
         scores = {t["kind"]: t["val_pr_auc"] for t in history["trials"]}
         assert list(scores) == ["lstm", "tcn"]
         best = "lstm" if scores["lstm"] >= scores["tcn"] else "tcn"  # ties to the earlier kind
-        assert history["kind"] == best
+        assert history["kind"] == best and history["selected_on"] == "validation"
         chosen[folder] = best
         assert scores[best] == out[f"{best}/{folder}/history"]["trials"][0]["val_pr_auc"]
         mine = {k.split("/", 2)[2]: v for k, v in out.items() if k.startswith(f"auto/{folder}/")}
         theirs = {k.split("/", 2)[2]: v for k, v in out.items() if k.startswith(f"{best}/{folder}/")}
-        # the unit's own search (auto's trials are those of both kinds) aside
-        mine["history"] = {k: v for k, v in mine["history"].items() if k not in ("kind", "trials", "search")}
+        # the unit's own search (auto's trials are those of both kinds) and auto's selection aside
+        mine["history"] = {k: v for k, v in mine["history"].items()
+                           if k not in ("kind", "trials", "search", "selected_on")}
         theirs["history"] = {k: v for k, v in theirs["history"].items() if k not in ("trials", "search")}
         assert_same(mine, theirs)
     report = (write_report(run).parent / "report.md").read_text()
