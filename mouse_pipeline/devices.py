@@ -145,3 +145,17 @@ def _warn_no_gpu(backend: str) -> None:
     log.warning("an NVIDIA driver is installed but %s sees no GPU, so this runs on the CPU; "
                 "install the GPU build (pip install -e '.[gpu]') and check CUDA_VISIBLE_DEVICES",
                 backend)
+
+
+def gpu_memory_growth() -> None:
+    """Let several processes share a GPU (TensorFlow takes all its memory by default): the
+    set-up of every worker process (``train.workers``, Ray's) before its first op."""
+    if not gpus():  # also the first look for CUDA, without its no-driver noise
+        return
+    import tensorflow as tf
+
+    try:
+        for gpu in tf.config.list_physical_devices("GPU"):
+            tf.config.experimental.set_memory_growth(gpu, True)
+    except RuntimeError:  # the GPU was initialised already: nothing left to set
+        pass

@@ -44,10 +44,12 @@ empty cells, so spreadsheets and pandas read the CSVs as they are.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -301,8 +303,9 @@ def predict_videos(run_dir: str | Path, videos: list[Path], out: str | Path,
     ``data.crop.pose``, or ``extract.pose_features.pose``). ``cache`` is the feature
     cache of these videos (default: the run's ``extract.cache``): where their embeddings
     are extracted to, and where their imported features (``cache import``) must be.
-    ``ray``: extract the new videos on Ray at this address (``""``: ``cluster.ray.address``;
-    ``None``: here, also when the run was trained on Ray).
+    ``ray``: extract and predict the new videos on Ray at this address (``""``:
+    ``cluster.ray.address``; ``None``: here, also when the run was trained on Ray); this
+    process then writes the files and imports no TensorFlow (:mod:`.cluster.predict_ray`).
     ``formats``: per-video files among :data:`FORMATS` (``csv``: predictions and bouts CSVs
     and the ethogram; ``nwb``: ``<stem>.nwb``; ``boris``: ``<stem>_boris.tsv``, BORIS events);
     ``overlay``: also a labelled video of each.
@@ -311,7 +314,6 @@ def predict_videos(run_dir: str | Path, videos: list[Path], out: str | Path,
     if unknown or not formats:
         raise InputError(f"--format {', '.join(unknown) or '(none)'}: choose from {', '.join(FORMATS)}")
     from .cluster import with_ray
-    from .devices import describe
 
     run, out = RunFolder(run_dir), Path(out)
     cfg = with_ray(run.read_config().replace(**{"cluster.ray.enabled": False}), ray)
@@ -322,16 +324,50 @@ def predict_videos(run_dir: str | Path, videos: list[Path], out: str | Path,
     if cache is not None:
         cfg = cfg.replace(**{"extract.cache": str(Path(cache).absolute())})
     predictor = choose(run, cfg, model_name)
+    with _engine(cfg, progress) as ray_mod:
+        new = prepare_videos(run, cfg, predictor, videos, resample, allow_fps_mismatch, progress, train_cache)
+        if ray_mod is None:
+            heads = load_heads(predictor)  # before any output: a damaged model file stops here
+            results = (video_probabilities(predictor, heads, cfg.extract.cache, v) for v in new)
+        else:  # each video a Ray task (mouse_pipeline.cluster.predict_ray); no model here
+            from .cluster.predict_ray import probabilities_on_ray
+
+            results = probabilities_on_ray(ray_mod, cfg, predictor, new)
+        out.mkdir(parents=True, exist_ok=True)
+        with contextlib.closing(results):
+            done, all_bouts, summary, written = _write_videos(out, new, results, cfg, predictor, formats, overlay)
+    record = {**predictor.record(), "extract": _extract_record(cfg.extract.cache, predictor, new)}
+    write_folder_outputs(out, run.path, record, all_bouts, summary, done)
+    return written
+
+
+@contextlib.contextmanager
+def _engine(cfg: Config, progress: bool) -> Iterator[Any]:
+    """The Ray session of ``predict --ray`` (extraction and prediction share it), or None: here."""
+    if not cfg.cluster.ray.enabled:
+        from .devices import describe
+
+        log.info("predict runs %s", describe())
+        yield None
+        return
+    from .cluster.ray_runtime import connect
+
+    log.info("predict runs on Ray (%s): extraction and each video's prediction in its workers",
+             cfg.cluster.ray.address)
+    with connect(cfg.cluster.ray, log_to_driver=progress) as ray_mod:
+        yield ray_mod
+
+
+def _write_videos(out: Path, new: list[NewVideo], results: Iterator[tuple[np.ndarray, np.ndarray]], cfg: Config,
+                  predictor: Predictor, formats: tuple[str, ...], overlay: bool) -> tuple[list, list, list, list]:
+    """Each video's files from its ``(probabilities, 0/1 labels)`` (``results``, in order);
+    the videos' records, bout rows, summary rows and first files."""
     behaviors = predictor.members[0].behaviors
-    log.info("predict runs %s", describe())
-    new = prepare_videos(run, cfg, predictor, videos, resample, allow_fps_mismatch, progress, train_cache)
-    heads = load_heads(predictor)
-    out.mkdir(parents=True, exist_ok=True)
     written, summary, all_bouts, done = [], [], [], []
     for video in new:
         vid, fps = video.file.video_id, video.fps
         try:
-            probs, binary = video_probabilities(predictor, heads, cfg.extract.cache, video)
+            probs, binary = next(results)
             files, bouts = write_video_files(out, video, cfg, predictor, probs, binary, formats, overlay)
         except BaseException:
             if done:
@@ -346,6 +382,4 @@ def predict_videos(run_dir: str | Path, videos: list[Path], out: str | Path,
                      "files": [f.name for f in files]})
         written.append(files[0])
         log.info("%s: %d frames predicted -> %s", vid, probs.shape[0], files[0])
-    record = {**predictor.record(), "extract": _extract_record(cfg.extract.cache, predictor, new)}
-    write_folder_outputs(out, run.path, record, all_bouts, summary, done)
-    return written
+    return done, all_bouts, summary, written

@@ -75,7 +75,7 @@ def predict_command(run_dir, videos, out, model_name, pose_dir, cache_dir, resam
     if resample and allow_fps_mismatch:
         raise click.UsageError("--resample and --allow-fps-mismatch exclude each other; choose one")
     check_output_folder(out, "--out")
-    if ray_address is not None:  # the new videos are extracted on Ray
+    if ray_address is not None:  # the new videos are extracted and predicted on Ray
         from mouse_pipeline.cluster.ray_runtime import require_ray
 
         require_ray()

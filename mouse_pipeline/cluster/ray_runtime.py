@@ -167,7 +167,7 @@ def configure_worker(settings: RayConfig, deterministic: bool) -> None:
         return
     import tensorflow as tf
 
-    from ..sequences.scheduler import gpu_memory_growth
+    from ..devices import gpu_memory_growth
 
     gpu_memory_growth()
     try:

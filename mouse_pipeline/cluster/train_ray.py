@@ -8,7 +8,11 @@ those of a local run, and a run may resume with or without Ray.
 
 A task fits one trial (or the refit of a unit's kept trial) in a worker process with the
 worker pool's own task (``scheduler._task_in_worker``: one backbone's videos kept between
-tasks, heads packed as ``.keras`` bytes). Results are those of the sequential run bit for bit: seeds depend only
+tasks, heads packed as ``.keras`` bytes, saved in the worker). Once a unit's trial is kept,
+one more task (the scheduler's ``output``) loads its packed heads in a worker and predicts
+the fold's validation and test videos there; the driver chooses post-processing on the
+validation probabilities and writes the fold folder, model files as the worker's bytes, so
+it never imports TensorFlow (:attr:`RayRunner.outputs_in_workers`). Results are those of the sequential run bit for bit: seeds depend only
 on (seed, fold, trial, head), op determinism is on as in ``train``, and the intra-op pool
 keeps TensorFlow's default size (:func:`.ray_runtime.configure_worker`). A trial whose
 worker dies is retried by Ray (``cluster.ray.max_retries``): a trial is a pure function
@@ -30,7 +34,7 @@ log = logging.getLogger(__name__)
 
 @ray.remote
 def _trial_task(cfg: Config, task: Any, progress: bool) -> Any:
-    """Fit one scheduler task (a trial or a refit) in a Ray worker; its packed result."""
+    """One scheduler task (a trial, a refit, a unit's output) in a Ray worker; its packed result."""
     if progress and not logging.getLogger("mouse_pipeline").handlers:  # epochs shown by the driver
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
@@ -44,6 +48,9 @@ def _trial_task(cfg: Config, task: Any, progress: bool) -> Any:
 
 class RayRunner:
     """Trials fitted as Ray tasks; results in the order they complete (the scheduler sorts)."""
+
+    #: The scheduler sends each unit's kept heads back to a worker for its fold's probabilities.
+    outputs_in_workers = True
 
     def __init__(self, cfg: Config, progress: bool) -> None:
         self.cfg, self.progress = cfg, progress
@@ -70,7 +77,8 @@ class RayRunner:
         if not self.pending:
             log.info("training trials on Ray, %d at a time", ray_runtime.workers_at_once(self.ray, self.settings))
         ref = _trial_task.options(**self.opts).remote(self.cfg_ref, task, self.progress)
-        what = "refit" if task.refit_epochs is not None else f"trial {task.trial.index + 1}"
+        what = ("fold outputs" if task.output is not None else "refit" if task.refit_epochs is not None
+                else f"trial {task.trial.index + 1}")
         self.pending[ref] = (key, f"{task.unit.label} {what}")
 
     def results(self) -> Iterator[tuple[Any, Any]]:

@@ -25,7 +25,7 @@ from ..dataset import VideoData
 from ..errors import ConfigError
 from ..folds import Fold
 from ..metrics import mean_pr_auc
-from .fit import TrialResult, _kept_epoch, _TrialFits, fit_parts, video_part
+from .results import TrialResult
 from .search import Trial
 
 #: Added to a held-out fit's number in its seed (:func:`.search.validation_seed`), apart
@@ -49,6 +49,9 @@ def inner_video_choice(cfg: Config, trial: Trial, n_trials: int, by_id: dict[str
                        result: TrialResult, label: str, progress: bool) -> TrialResult:
     """``result`` with ``choice_score``: the trial's pooled PR-AUC over the fold's training
     videos, each predicted by fits on the other training videos for the trial's chosen epochs."""
+    # TensorFlow: only where it fits
+    from .fit import _kept_epoch, _TrialFits, fit_parts, video_part
+
     fits = _TrialFits(cfg, trial, n_trials, by_id, fold, label, progress)
     epochs = list(result.refit_epochs) if result.refit_epochs is not None else \
         [_kept_epoch(h) for h in result.heads]

@@ -16,8 +16,8 @@
     one window either side, early-stopped on the blocks; with ``train.blocks.refit`` (the
     default) a refit on every training frame for the best epoch follows.
 
-:class:`PackedHead` is a fitted head as it travels from a worker process to the parent
-(the model as ``.keras`` bytes); :class:`TrialResult` a trial's heads, score and records.
+What the fits give back (:class:`FitResult`, :class:`TrialResult`, :class:`PackedHead`:
+a head as ``.keras`` bytes between processes) is :mod:`.results`'s, re-exported here.
 With ``train.search.early_stop: asha`` every fit that validates may be stopped at a rung
 epoch by :mod:`.asha` (on its own validation scores), which ends its trial.
 """
@@ -25,10 +25,8 @@ epoch by :mod:`.asha` (on its own validation scores), which ends its trial.
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 import keras
@@ -43,32 +41,13 @@ from .asha import FitPruner, Pruned, Rungs, fit_key
 from .converged import fit_linear, uses_lbfgs
 from .inference import predict_heads, predict_video
 from .loader import WindowSequence, feature_statistics
-from .models import build_model, check_window, load_model, positive_weights
-from .search import Trial, head_seed, heads_for, trial_config, validation_seed
+from .models import build_model, positive_weights
+from .results import FitResult, TrialResult, format_seconds
+from .results import PackedHead as PackedHead  # re-exported
+from .search import Trial, check_window, head_seed, heads_for, trial_config, validation_seed
 from .windows import inference_stride
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class FitResult:
-    """A fitted head (one model) with its validation record."""
-
-    model: keras.Model
-    outputs: list[int]
-    history: dict[str, list[float]]
-    best_epoch: int
-    val_score: float
-    fit_seconds: float
-    mean: np.ndarray  # standardisation statistics of the training videos
-    std: np.ndarray
-    pruned_at: int = 0  # the epoch ASHA stopped the fit at (0: not stopped by it)
-
-
-def format_seconds(s: float) -> str:
-    """``1h02m`` or ``3m07s``."""
-    s = max(0, int(s))
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
 class EarlyStopOnValidation(keras.callbacks.Callback):
@@ -188,43 +167,6 @@ def fit_parts(kind: str, tcfg: TrainConfig, train: list[tuple[Any, np.ndarray]],
     return FitResult(model, outputs, monitor.history, monitor.best_epoch,
                      float(monitor.best) if val else float("nan"), time.perf_counter() - t0, mean, std,
                      monitor.pruned_at)
-
-
-@dataclass
-class TrialResult:
-    """One trial of one fold: its validation score, how it was validated, and the fold's
-    heads (or what a refit of them needs).
-
-    ``val_probs`` are the probabilities of the fold's validation segments made by the models
-    that validated (inner models, the blocks' validation fit); None for ``videos``, whose
-    validation videos the kept heads themselves predict. ``refit_epochs`` (per head) is set
-    when the heads are still to be refitted on every training video (:func:`refit_trial`,
-    only for the unit's best trial); ``heads`` is then empty. ``record`` says what validated
-    what (inner fits' epochs and scores, the chosen epochs, the gap of ``blocks``);
-    ``validation_seconds`` is the fit time of fits that are not the fold's model. With ASHA
-    (``train.search.early_stop``), ``rungs`` are each fit's scores at the rungs it reached,
-    and ``pruned`` says that a fit was stopped (the trial then has no heads).
-    ``choice_score`` (with ``choice_record``), when set, is what ``auto`` keeps the trial by
-    instead of ``score`` (``train.auto.select: inner_videos``, :mod:`.choice`).
-    """
-
-    heads: list[Any]  # FitResult, or PackedHead on the way from a worker
-    score: float
-    val_probs: dict[str, np.ndarray] | None = None
-    record: dict[str, Any] = field(default_factory=dict)
-    refit_epochs: list[int] | None = None
-    head_scores: list[float] = field(default_factory=list)
-    validation_seconds: float = 0.0
-    rungs: dict[str, dict[int, float]] = field(default_factory=dict)
-    pruned: bool = False
-    choice_score: float | None = None
-    choice_record: dict[str, Any] = field(default_factory=dict)
-
-    def pack(self) -> TrialResult:
-        return replace(self, heads=[PackedHead.pack(h) for h in self.heads])
-
-    def unpack(self) -> TrialResult:
-        return replace(self, heads=[h.unpack() if isinstance(h, PackedHead) else h for h in self.heads])
 
 
 def chosen_epochs(best_epochs: list[int]) -> int:
@@ -366,34 +308,3 @@ def _blocks(fits: _TrialFits) -> TrialResult:
         return TrialResult([], float(np.mean(scores)), probs, record, epochs, scores,
                            float(sum(f.fit_seconds for f in models)))
     return TrialResult(models, float(np.mean(scores)), probs, record, None, scores)
-
-
-@dataclass
-class PackedHead:
-    """A fitted head as it travels from a worker to the parent (the model as .keras bytes)."""
-
-    model: bytes
-    outputs: list[int]
-    history: dict[str, list[float]]
-    best_epoch: int
-    val_score: float
-    fit_seconds: float
-    mean: np.ndarray
-    std: np.ndarray
-
-    @classmethod
-    def pack(cls, head: FitResult) -> PackedHead:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "packed.keras"
-            head.model.save(path)
-            data = path.read_bytes()
-        return cls(data, head.outputs, head.history, head.best_epoch, head.val_score,
-                   head.fit_seconds, head.mean, head.std)
-
-    def unpack(self) -> FitResult:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "packed.keras"
-            path.write_bytes(self.model)
-            model = load_model(path, compile=True)
-        return FitResult(model, self.outputs, self.history, self.best_epoch, self.val_score,
-                         self.fit_seconds, self.mean, self.std)

@@ -33,6 +33,8 @@ from ..fileio import atomic_path, first_line
 from .attention import PaddingMask, SinusoidalPositions, TemporalSelfAttention, transformer_body
 from .fusion import StreamColumns, project_streams
 from .heads import FrameDelta, add_delta, mlp_body, uses_delta
+from .search import check_window
+from .search import tcn_receptive_field as tcn_receptive_field  # re-exported
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +89,6 @@ def positive_weights(labels: list[np.ndarray], max_weight: float = 50.0) -> np.n
     pos = (y == 1).sum(axis=0).astype(float)
     neg = (y == 0).sum(axis=0).astype(float)
     return np.clip(neg / np.maximum(pos, 1.0), 1.0, max_weight)
-
-
-def tcn_receptive_field(cfg: TrainConfig) -> int:
-    """Frames one output of the configured TCN can see (keras-tcn's formula)."""
-    t = cfg.tcn
-    return 1 + 2 * (t.kernel_size - 1) * t.stacks * sum(t.dilations)
 
 
 def build_model(kind: str, cfg: TrainConfig, n_features: int, n_outputs: int,
@@ -158,22 +154,6 @@ def build_model(kind: str, cfg: TrainConfig, n_features: int, n_outputs: int,
     model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
                   loss=MaskedWeightedBCE(pos_weight=list(np.asarray(pos_weight, float))))
     return model
-
-
-def check_window(kind: str, cfg: TrainConfig) -> None:
-    """Refuse a window shorter than the TCN's receptive field, and a converged ``linear``
-    head behind a trained projection (one line, what to change)."""
-    if kind == "linear" and cfg.linear.solver == "lbfgs" and cfg.fusion.projection is not None:
-        raise ConfigError("train.linear.solver: lbfgs fits the output layer alone, so "
-                          "train.fusion.projection would stay untrained: set train.linear.solver: adam, "
-                          "or train.fusion.projection: null")
-    if kind == "tcn":
-        rf = tcn_receptive_field(cfg)
-        if cfg.window.length < rf:
-            raise ConfigError(
-                f"train.window.length ({cfg.window.length}) is shorter than the TCN's receptive "
-                f"field ({rf} frames): set train.window.length >= {rf} or reduce "
-                "train.tcn.dilations, kernel_size or stacks")
 
 
 def save_model(model: keras.Model, path: Path) -> None:

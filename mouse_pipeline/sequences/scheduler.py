@@ -22,7 +22,10 @@ scheduler asks for the next result (``train.workers: 1``); :class:`PoolRunner` f
 in ``train.workers`` spawned processes (:mod:`.workers`); with ``cluster.ray.enabled``
 (``--ray``), ``mouse_pipeline.cluster.train_ray.RayRunner`` fits them as Ray tasks. All give the same results bit
 for bit: seeds depend only on (seed, fold, trial, head), and the intra-op thread count is
-TensorFlow's default in every process (oneDNN splits its sums by it).
+TensorFlow's default in every process (oneDNN splits its sums by it). A runner with
+``outputs_in_workers`` (Ray's) also gets each unit's ``output`` task: the kept heads,
+packed, predicting the fold's videos in a worker, so that this module, in the driver,
+imports no TensorFlow (it is imported only where a task runs: :func:`run_task`).
 """
 
 from __future__ import annotations
@@ -35,19 +38,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import tensorflow as tf
-
-from .. import devices
-from ..config import Config
+from ..config import MODEL_KINDS, Config
 from ..dataset import VideoData, load_dataset, load_into_memory
+from ..devices import gpu_memory_growth
 from ..errors import RunError
 from ..folds import Fold
 from ..runs import RunFolder
 from .asha import Rungs
-from .choice import inner_video_choice
-from .fit import FitResult, PackedHead, TrialResult, fit_trial, format_seconds, refit_trial
-from .fold_output import write_unit
-from .models import MODEL_KINDS
+from .fold_output import FoldProbabilities, fold_probabilities, write_unit
+from .results import FitResult, PackedHead, TrialResult, format_seconds
 from .search import Trial
 from .tuning import UnitSearch
 from .workers import WorkerPool, cpu_count
@@ -58,6 +57,8 @@ log = logging.getLogger(__name__)
 REFIT = "refit"
 #: The key of a kept trial fitted again: a resumed run replayed it, and its models were lost.
 AGAIN = "again"
+#: The key of a unit's output task (``--ray``): its kept heads predict the fold's videos in a worker.
+OUTPUT = "output"
 
 
 @dataclass(frozen=True)
@@ -73,19 +74,30 @@ class Unit:
 
 @dataclass(frozen=True)
 class Task:
-    """One trial of a unit to fit, or (``refit_epochs`` set) the refit of its best trial;
-    ``rungs``: what ASHA compares the trial with (:mod:`.asha`), None without it."""
+    """One trial of a unit to fit, or (``refit_epochs`` set) the refit of its best trial, or
+    (``output`` set: its kept heads, packed) the fold's probabilities to make, the validation
+    videos' too with ``output_val``; ``rungs``: what ASHA compares the trial with
+    (:mod:`.asha`), None without it."""
 
     unit: Unit
     trial: Trial
     n_trials: int
     refit_epochs: tuple[int, ...] | None = None
     rungs: Rungs | None = None
+    output: tuple[PackedHead, ...] | None = None
+    output_val: bool = False
 
 
-def run_task(cfg: Config, by_id: dict[str, VideoData], task: Task, progress: bool) -> TrialResult | list[FitResult]:
-    """A trial's result, or a refit's heads."""
+def run_task(cfg: Config, by_id: dict[str, VideoData], task: Task,
+             progress: bool) -> TrialResult | list[FitResult] | FoldProbabilities:
+    """A trial's result, a refit's heads, or a unit's fold probabilities (its output task)."""
+    from .choice import inner_video_choice
+    from .fit import fit_trial, refit_trial  # TensorFlow: only where a model is fitted
+
     u = task.unit
+    if task.output is not None:
+        heads = [h.unpack() for h in task.output]
+        return fold_probabilities(cfg, u.fold, heads, task.trial, by_id, task.output_val)
     if task.refit_epochs is None:
         result = fit_trial(cfg, task.trial, task.n_trials, by_id, u.fold, u.label, progress, task.rungs)
         if u.kind == "auto" and cfg.train.auto.select == "inner_videos" and not result.pruned:
@@ -104,15 +116,17 @@ class VideoStore:
     A set of several streams is each video's streams side by side (:func:`.dataset.load_dataset`):
     read per window from every stream's file, or concatenated once in memory."""
 
-    def __init__(self, cfg: Config) -> None:
-        self.cfg = cfg
+    def __init__(self, cfg: Config, in_memory: bool = True) -> None:
+        self.cfg, self.in_memory = cfg, in_memory
         self.backbone: str | None = None
         self.by_id: dict[str, VideoData] = {}
 
     def get(self, backbone: str) -> dict[str, VideoData]:
         if backbone != self.backbone:
             self.close()
-            videos = load_into_memory(load_dataset(self.cfg, backbone), self.cfg.train.memory_gb)
+            videos = load_dataset(self.cfg, backbone)
+            if self.in_memory:
+                videos = load_into_memory(videos, self.cfg.train.memory_gb)
             self.backbone, self.by_id = backbone, {v.video_id: v for v in videos}
         return self.by_id
 
@@ -165,9 +179,12 @@ class _WorkerState:
         return cls.videos
 
 
-def _task_in_worker(cfg: Config, task: Task, progress: bool) -> TrialResult | list[PackedHead]:
-    """Worker task: fit one trial (or refit) of one unit; its result with the heads packed."""
+def _task_in_worker(cfg: Config, task: Task, progress: bool) -> TrialResult | list[PackedHead] | FoldProbabilities:
+    """Worker task: fit one trial (or refit) of one unit, its result with the heads packed;
+    or a unit's output task, its fold probabilities."""
     out = run_task(cfg, _WorkerState.store(cfg).get(task.unit.backbone), task, progress)
+    if isinstance(out, FoldProbabilities):
+        return out
     return out.pack() if isinstance(out, TrialResult) else [PackedHead.pack(h) for h in out]
 
 
@@ -177,20 +194,11 @@ def _configure_worker(inter_op_threads: int) -> None:
     Only the inter-op pool is shrunk; the intra-op pool keeps TensorFlow's default size,
     the one a sequential run uses, so that ``train.workers`` does not change results.
     """
+    import tensorflow as tf
+
     tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
     tf.config.experimental.enable_op_determinism()
     gpu_memory_growth()
-
-
-def gpu_memory_growth() -> None:
-    """Let several processes share a GPU (TensorFlow takes all its memory by default)."""
-    if not devices.gpus():  # also the first look for CUDA, without its no-driver noise
-        return
-    try:
-        for gpu in tf.config.list_physical_devices("GPU"):
-            tf.config.experimental.set_memory_growth(gpu, True)
-    except RuntimeError:  # the GPU was initialised already: nothing left to set
-        pass
 
 
 class PoolRunner:
@@ -310,9 +318,11 @@ class _Schedule:
         self.state = [_Progress() for _ in units]
         self.kept: dict[int, tuple[int, TrialResult | None]] = {}  # refits and fits again
         self.replay: list[tuple[int, int, TrialResult]] = []
-        self.videos = VideoStore(cfg)
+        self.videos = VideoStore(cfg, in_memory=not cfg.cluster.ray.enabled)  # Ray's driver reads labels only
         self.runner = _runner(cfg, sum(s.n for s in self.searches), sum(s.width for s in self.searches),
                               len(units), self.videos, progress)
+        # a runner whose workers also predict the fold's videos (Ray): no model in this process
+        self.in_workers = bool(getattr(self.runner, "outputs_in_workers", False))
         self.t_start, self.done = time.perf_counter(), 0
 
     def submit(self, i: int, trials: list[Trial]) -> None:
@@ -337,8 +347,10 @@ class _Schedule:
     def on_result(self, i: int, t: Any, result: Any) -> None:
         if t == REFIT:  # the kept trial's heads, refitted on every training video
             bt, best = self.kept.pop(i)
-            heads = [h.unpack() if isinstance(h, PackedHead) else h for h in result]
-            self.finish(i, replace(best, heads=heads), bt)
+            self.finish(i, replace(best, heads=list(result)), bt)
+        elif t == OUTPUT:  # the kept heads' fold probabilities, made in a worker
+            bt, best = self.kept.pop(i)
+            self.write(i, best, bt, result)
         elif t == AGAIN:  # a replayed kept trial, fitted again for its models
             bt, _ = self.kept.pop(i)
             if result.pruned:
@@ -387,7 +399,7 @@ class _Schedule:
         """The kept trial becomes the fold: at once, or after its refit."""
         unit, n = self.units[i], self.searches[i].n
         if best.refit_epochs is None:
-            self.finish(i, best.unpack(), bt)
+            self.finish(i, best, bt)
             return
         log.info("%s: trial %d/%d kept; refit on every training video for %s epoch(s)",
                  unit.label, bt + 1, n, "/".join(map(str, best.refit_epochs)))
@@ -395,9 +407,19 @@ class _Schedule:
         self.runner.submit((i, REFIT), Task(unit, self.searches[i].trials[bt], n, tuple(best.refit_epochs)))
 
     def finish(self, i: int, best: TrialResult, bt: int) -> None:
+        """The fold of the kept trial's heads: written at once, or (Ray) after a worker's output task."""
+        if not self.in_workers:
+            self.write(i, best.unpack(), bt, None)
+            return
+        unit, search = self.units[i], self.searches[i]
+        self.kept[i] = (bt, best)
+        self.runner.submit((i, OUTPUT), Task(unit, search.trials[bt], search.n, output=tuple(best.heads),
+                                             output_val=best.val_probs is None))
+
+    def write(self, i: int, best: TrialResult, bt: int, probs: FoldProbabilities | None) -> None:
         unit, search = self.units[i], self.searches[i]
         write_unit(self.cfg, self.run, unit, best, search.trials[bt], _trial_records(unit, search, self.state[i]),
-                   self.videos.get(unit.backbone), search.record())
+                   self.videos.get(unit.backbone), search.record(), probs)
         self.logs[i].remove()
         self.done += 1
         log.info("%s done (%d/%d); run ETA %s", unit.label, self.done, len(self.units),

@@ -10,7 +10,8 @@ the same models whichever process fits it and whatever was fitted before it.
 (:func:`unit_trials`): a kind's trials leave out the search keys of the other kinds, and
 each keeps the number (and so the seeds) it has when that kind is trained alone.
 
-No TensorFlow here.
+A trial's window is checked against the TCN's receptive field here (:func:`check_window`),
+so the driver checks a config without building a model. No TensorFlow here.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..config import Config, TrainConfig
+from ..errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -95,3 +97,25 @@ def validation_seed(cfg: Config, fold_index: int, trial: int, head: int, fit: in
     from :func:`head_seed`'s, which the fold's own (refitted) model keeps."""
     entropy = [cfg.train.seed, fold_index + 1, trial, head, fit + 1]
     return int(np.random.SeedSequence(entropy).generate_state(1)[0] % (2**31 - 1))
+
+
+def tcn_receptive_field(cfg: TrainConfig) -> int:
+    """Frames one output of the configured TCN can see (keras-tcn's formula)."""
+    t = cfg.tcn
+    return 1 + 2 * (t.kernel_size - 1) * t.stacks * sum(t.dilations)
+
+
+def check_window(kind: str, cfg: TrainConfig) -> None:
+    """Refuse a window shorter than the TCN's receptive field, and a converged ``linear``
+    head behind a trained projection (one line, what to change)."""
+    if kind == "linear" and cfg.linear.solver == "lbfgs" and cfg.fusion.projection is not None:
+        raise ConfigError("train.linear.solver: lbfgs fits the output layer alone, so "
+                          "train.fusion.projection would stay untrained: set train.linear.solver: adam, "
+                          "or train.fusion.projection: null")
+    if kind == "tcn":
+        rf = tcn_receptive_field(cfg)
+        if cfg.window.length < rf:
+            raise ConfigError(
+                f"train.window.length ({cfg.window.length}) is shorter than the TCN's receptive "
+                f"field ({rf} frames): set train.window.length >= {rf} or reduce "
+                "train.tcn.dilations, kernel_size or stacks")

@@ -33,10 +33,8 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
-from .. import devices
-from ..config import Config
+from ..config import MODEL_KINDS, Config
 from ..dataset import load_dataset
 from ..errors import ConfigError, RunError
 from ..folds import Fold, check_no_leakage, check_positives, make_folds, plan_validation
@@ -44,9 +42,8 @@ from ..runs import RunFolder, check_behavior_names
 from ..runs.trials import comparable_config
 from ..streams import input_sets
 from .choice import check_choice
-from .models import MODEL_KINDS, check_window
 from .scheduler import schedule
-from .search import trial_config, unit_trials
+from .search import check_window, trial_config, unit_trials
 from .tuning import needs_optuna, require_optuna
 
 log = logging.getLogger(__name__)
@@ -121,6 +118,21 @@ def _check_window_fits(cfg: Config, longest: int) -> None:
                           f"video (the longest has {longest}); set it to at most {longest}")
 
 
+def _start_engine(cfg: Config) -> None:
+    """TensorFlow's op determinism in this process, which fits the trials; under ``--ray``
+    the workers fit and predict (each sets it), and this driver imports no TensorFlow."""
+    if cfg.cluster.ray.enabled:
+        log.info("stage 2 runs on Ray (%s): trials, refits and fold predictions in its workers",
+                 cfg.cluster.ray.address)
+        return
+    import tensorflow as tf
+
+    from .. import devices
+
+    tf.config.experimental.enable_op_determinism()
+    log.info("stage 2 runs %s", devices.describe())
+
+
 def train(cfg: Config, run_dir: str | Path | None = None, final: bool = False,
           progress: bool = True, overwrite: bool = False) -> Path:
     """Train every input set x model over every fold (and ``final`` models); return the run folder."""
@@ -133,8 +145,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, final: bool = False,
     for model in cfg.train.models:
         for t in unit_trials(cfg, model, MODEL_KINDS):
             check_window(t.kind, trial_config(cfg, t.params))
-    tf.config.experimental.enable_op_determinism()
-    log.info("stage 2 runs %s", devices.describe())
+    _start_engine(cfg)
     with run.lock():
         try:
             _prepare_run(cfg, run, overwrite)

@@ -6,7 +6,8 @@
   its driver (a second process joining the module's Ray by address) imports no TensorFlow;
 - training on Ray writes out-of-fold probabilities bit-identical to the sequential run (also
   with TPE proposing and ASHA pruning each fold's trials), and predict on Ray extracts a
-  new video as a local extraction does;
+  new video as a local extraction does and predicts it as a local predict does; neither
+  driver imports TensorFlow (the workers fit, predict the folds' videos and the new ones);
 - an unreachable address, a missing Ray and a second driver on one cache are one line, exit 2.
 """
 
@@ -131,10 +132,13 @@ def train_args(root, run):
 
 def test_train_and_predict_on_ray(ray_local, data, tmp_path):
     """Out-of-fold probabilities of ``train --ray`` equal the sequential run's bit for bit;
-    ``predict --ray`` of its final model extracts the new video on Ray, as extract would."""
+    ``predict --ray`` of its final model extracts the new video on Ray, as extract would,
+    and predicts it as a local predict does; neither driver (a second process joining the
+    module's Ray) imports TensorFlow."""
     root, _ = data
     cli_ok(*train_args(root, tmp_path / "local"))
-    cli_ok(*train_args(root, tmp_path / "ray"), "--ray", "local", "--final")
+    report, proc = run_probe(*train_args(root, tmp_path / "ray"), "--ray", ray_local, "--final")
+    assert report == {"code": 0, "tf": False}, proc.stderr
     probs = sorted(p.relative_to(tmp_path / "local") for p in (tmp_path / "local").rglob("probs.h5"))
     assert len(probs) == 2
     for rel in probs:
@@ -150,13 +154,18 @@ def test_train_and_predict_on_ray(ray_local, data, tmp_path):
     new = tmp_path / "new"
     generate_dataset(new, n_videos=1, n_frames=48, size=32, fps=5, seed=5, prefix="new")
     cli_ok(*random_extract_args(new, tmp_path / "new_cache", BACKBONE))  # the local reference
-    cli_ok("predict", "--run", tmp_path / "ray", "--videos", new / "videos", "--out", tmp_path / "pred",
-           "--quiet", "--ray", "local")
+    report, proc = run_probe("predict", "--run", tmp_path / "ray", "--videos", new / "videos", "--out",
+                             tmp_path / "pred", "--quiet", "--ray", ray_local)
+    assert report == {"code": 0, "tf": False}, proc.stderr
     made = root / "local_cache" / BACKBONE / "new_000.h5"  # the run's cache
     (tmp_path / "ray_new" / BACKBONE).mkdir(parents=True)
     made.rename(tmp_path / "ray_new" / BACKBONE / made.name)  # the module's cache as it was
     assert_same_cache(tmp_path / "new_cache", tmp_path / "ray_new")
     assert len((tmp_path / "pred" / "new_000_predictions.csv").read_text().splitlines()) == 1 + 48
+    cli_ok("predict", "--run", tmp_path / "ray", "--videos", new / "videos", "--out", tmp_path / "pred_local",
+           "--cache", tmp_path / "new_cache", "--quiet")  # here, the model in this process: the same files
+    for name in ("new_000_predictions.csv", "new_000_bouts.csv", "summary.csv"):
+        assert (tmp_path / "pred" / name).read_bytes() == (tmp_path / "pred_local" / name).read_bytes(), name
 
 
 def test_tpe_with_asha_on_ray_gives_the_local_trials(ray_local, data, tmp_path):
