@@ -333,9 +333,15 @@ def predict_videos(run_dir: str | Path, videos: list[Path], out: str | Path,
             from .cluster.predict_ray import probabilities_on_ray
 
             results = probabilities_on_ray(ray_mod, cfg, predictor, new)
+        created = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
-        with contextlib.closing(results):
-            done, all_bouts, summary, written = _write_videos(out, new, results, cfg, predictor, formats, overlay)
+        try:
+            with contextlib.closing(results):
+                done, all_bouts, summary, written = _write_videos(out, new, results, cfg, predictor, formats, overlay)
+        except BaseException:
+            if created and not any(out.iterdir()):  # failed before its first file: leave no empty folder
+                out.rmdir()
+            raise
     record = {**predictor.record(), "extract": _extract_record(cfg.extract.cache, predictor, new)}
     write_folder_outputs(out, run.path, record, all_bouts, summary, done)
     return written

@@ -282,3 +282,24 @@ def test_one_bad_video_among_several_writes_nothing(run_dataset, run, tmp_path):
     line = error_line(result)
     assert "empty.mp4" in line
     assert not files(tmp_path / "out")
+
+
+@pytest.mark.parametrize("existed", [False, True])
+def test_predict_failing_before_its_first_file_leaves_no_empty_folder(run_dataset, run, tmp_path, monkeypatch,
+                                                                      existed):
+    """The output folder is made for the first video's files; a failure before any is
+    written removes it again, unless it was there before (it is the user's)."""
+    from mouse_pipeline import predict as predict_mod
+    from mouse_pipeline.errors import InputError
+
+    def fail(*args, **kwargs):
+        raise InputError("disk refused the first file")
+
+    monkeypatch.setattr(predict_mod, "write_video_files", fail)
+    out = tmp_path / "out"
+    if existed:
+        out.mkdir()
+    result = run_dataset.predict(run, out, "--model", f"{BACKBONE}/lstm")
+    assert "disk refused the first file" in error_line(result)
+    assert out.is_dir() == existed
+    assert not existed or not any(out.iterdir())
