@@ -216,6 +216,7 @@ def test_a_run_killed_in_the_middle_of_a_fold_replays_its_scored_trials(tpe_data
     trial_log.write_text(json.dumps(logged))
 
     caplog.set_level(logging.INFO, logger="mouse_pipeline")
+    caplog.clear()  # only the resumed run's lines (the killed run's are there when INFO was already on)
     train(tpe_data, run_dir=run, progress=False)
     assert_same(outputs(tpe_run), outputs(run))
     assert not trial_log.exists()
