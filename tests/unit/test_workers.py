@@ -109,7 +109,10 @@ def test_a_worker_that_dies_is_a_run_error_not_a_hang():
 
 
 SCRIPT = """
-import sys, time
+import signal, sys, time
+# Ctrl-C raises KeyboardInterrupt, as in a terminal, even when the tests run as a background
+# job of a shell without job control (which starts them with SIGINT ignored)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from mouse_pipeline.sequences.workers import WorkerPool
 from tests.unit.test_workers import _sleep_forever
 try:
