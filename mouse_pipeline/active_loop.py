@@ -175,10 +175,23 @@ def frames_to_reach(rows: list[dict], arm: str, target: float) -> int | None:
     return min(hits) if hits else None
 
 
+def _picks(s: LoopSettings, arm: str, ann: Annotation, last: Path, folder: Path, length: int, per_round: int,
+           rng: np.random.Generator) -> list[tuple[str, int, int]]:
+    """The windows ``arm`` annotates next: ``suggest``'s on the last run, or random unannotated ones."""
+    if arm != "uncertainty":
+        free = ann.windows(length)
+        return [free[i] for i in sorted(rng.choice(len(free), size=min(per_round, len(free)), replace=False))]
+    from .suggest import suggest
+
+    labels = ann.write(folder / "before")
+    chosen = suggest(last, [s.out / "pool" / "videos"], folder / "suggestions.csv",
+                     minutes=per_round * s.window_s / 60, window_s=s.window_s, labels_dir=labels, progress=False)
+    return [(w.video, w.start, w.stop) for w in chosen]
+
+
 def run_loop(s: LoopSettings) -> list[dict]:
     """The whole simulation; returns the curve's rows (also written to ``curve.csv``)."""
     from .features.extract import extract
-    from .suggest import suggest
 
     s.out.mkdir(parents=True, exist_ok=True)
     cfg = base_config(s)
@@ -214,16 +227,7 @@ def run_loop(s: LoopSettings) -> list[dict]:
         for arm in ARMS:
             ann, last = arms[arm]
             folder = s.out / f"round_{r}" / arm
-            if arm == "uncertainty":
-                labels = ann.write(folder / "before")
-                chosen = suggest(last, [s.out / "pool" / "videos"], folder / "suggestions.csv",
-                                 minutes=per_round * s.window_s / 60, window_s=s.window_s,
-                                 labels_dir=labels, progress=False)
-                picks = [(w.video, w.start, w.stop) for w in chosen]
-            else:
-                free = ann.windows(length)
-                picks = [free[i] for i in sorted(rng.choice(len(free), size=min(per_round, len(free)),
-                                                            replace=False))]
+            picks = _picks(s, arm, ann, last, folder, length, per_round, rng)
             for vid, a, b in picks:
                 ann.add(vid, a, b)
             log.info("round %d %s annotates %s", r, arm, ", ".join(f"{v}[{a}:{b}]" for v, a, b in picks))

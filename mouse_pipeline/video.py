@@ -336,6 +336,15 @@ def _convert(frame: np.ndarray, prev: np.ndarray | None, prev_img: np.ndarray | 
     return cur
 
 
+def _refuse_beyond_centres(cap: cv2.VideoCapture, path: Path, index: int, n_centres: int) -> None:
+    """Frame ``index`` has no crop centre: count the frames left and say both numbers."""
+    total = index + 1
+    while _grab(cap, path, total):
+        total += 1
+    raise InputError(f"{path}: has {total} frames but its pose file has {n_centres} "
+                     "rows; use the pose file made from this video")
+
+
 def _stream(path: Path, batch_size: int, crop: Crop | None, out_size: int | None, threads: int,
             rgb: bool, motion: MotionFn | None) -> Iterator[tuple[np.ndarray | None, np.ndarray | None]]:
     """The one decoding loop of :func:`iter_batches` and :func:`iter_motion_batches`."""
@@ -365,11 +374,7 @@ def _stream(path: Path, batch_size: int, crop: Crop | None, out_size: int | None
             if not ok:
                 raise InputError(f"{path}: decoding failed at frame {index}; re-encode or re-copy it")
             if n_centres is not None and index >= n_centres:
-                total = index + 1
-                while _grab(cap, path, total):
-                    total += 1
-                raise InputError(f"{path}: has {total} frames but its pose file has {n_centres} "
-                                 "rows; use the pose file made from this video")
+                _refuse_beyond_centres(cap, path, index, n_centres)
             if filled == 0:
                 shape = (batch_size, *_out_shape(frame, crop, out_size))
                 batch = np.empty(shape, np.uint8) if rgb else None
