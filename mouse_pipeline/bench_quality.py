@@ -238,6 +238,17 @@ def _fold_mean_pr_auc(labels: list[list[np.ndarray]], probs: list[list[np.ndarra
     return [float(x) for x in np.mean([pooled_pr_auc(y, p) for y, p in zip(labels, probs, strict=True)], axis=0)]
 
 
+def fold_predictions(run: Any, folds: list, name: str, data: Path) -> tuple[list[list[np.ndarray]], list[list[np.ndarray]]]:
+    """Per fold, the clean labels and the out-of-fold probabilities of model ``name``'s test videos."""
+    ys: list[list[np.ndarray]] = []
+    ps: list[list[np.ndarray]] = []
+    for fold in folds:
+        result = run.read_fold(name, fold, BEHAVIORS)
+        ys.append([clean_labels(data, vid) for vid in result.test])
+        ps.append(list(result.test.values()))
+    return ys, ps
+
+
 def score_run(run_dir: Path, data: Path) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Per behaviour and model of a run, on the clean labels: the pooled out-of-fold PR-AUC,
     and the mean over folds of each fold's own (which does not mix probabilities of
@@ -248,12 +259,7 @@ def score_run(run_dir: Path, data: Path) -> tuple[dict[str, list[float]], dict[s
     folds = run.read_folds()
     pooled, fold_means = {}, {}
     for name in sorted(run.find_models()):
-        ys: list[list[np.ndarray]] = []
-        ps: list[list[np.ndarray]] = []
-        for fold in folds:
-            result = run.read_fold(name, fold, BEHAVIORS)
-            ys.append([clean_labels(data, vid) for vid in result.test])
-            ps.append(list(result.test.values()))
+        ys, ps = fold_predictions(run, folds, name, data)
         key = name.split("/", 1)[1]
         pooled[key] = pooled_pr_auc([y for f in ys for y in f], [p for f in ps for p in f])
         fold_means[key] = _fold_mean_pr_auc(ys, ps)

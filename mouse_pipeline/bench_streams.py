@@ -67,12 +67,8 @@ def score_sets(run_dir: Path, data: Path) -> dict[str, dict[str, list[float]]]:
     out: dict[str, dict[str, list[float]]] = {label: {} for label in SETS}
     for name in sorted(run.find_models()):
         input_set, model = name.split("/", 1)
-        ys, ps = [], []
-        for fold in folds:
-            for vid, p in run.read_fold(name, fold, bq.BEHAVIORS).test.items():
-                ys.append(bq.clean_labels(data, vid))
-                ps.append(p)
-        out[label_of[input_set]][model] = bq.pooled_pr_auc(ys, ps)
+        ys, ps = bq.fold_predictions(run, folds, name, data)
+        out[label_of[input_set]][model] = bq.pooled_pr_auc([y for f in ys for y in f], [p for f in ps for p in f])
     return out
 
 
