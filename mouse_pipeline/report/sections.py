@@ -258,10 +258,7 @@ def _section_folds(doc: Document, data: RunData) -> None:
                "test videos (scored)", "test frames", *(f"{name} chose" for name in autos)], rows,
               "Splits by whole video (folds.json): a video is never on two sides of a fold."
               + (" \"auto chose\": the model kind whose trial scored best on the fold's validation"
-                 + (" (here: on its training videos held out in turn, train.auto.select: inner_videos)"
-                    + ("; its probabilities are mapped per behaviour by a logistic fit to those held-out "
-                       "videos' labels (train.auto.calibrate), so that folds of different kinds pool on one scale."
-                       if data.cfg.train.auto.calibrate else ".")
+                 + (" (here: on its training videos held out in turn, train.auto.select: inner_videos)."
                     if data.cfg.train.auto.select == "inner_videos" else ".") if autos else ""))
 
 
