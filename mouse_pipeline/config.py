@@ -252,7 +252,6 @@ class BlocksConfig:
 class AutoConfig:
     models: tuple[ModelKind, ...] | None = None
     select: Literal["validation", "inner_videos"] = "validation"
-    calibrate: bool = True
 
 
 @dataclass(frozen=True)

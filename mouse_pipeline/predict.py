@@ -57,7 +57,6 @@ from typing import Any
 
 import numpy as np
 
-from .calibration import apply_platt
 from .config import Config
 from .dataset import VideoFile, open_input, video_files
 from .errors import InputError
@@ -102,13 +101,10 @@ def member_probabilities(final: FinalModel, heads: list, frames) -> np.ndarray:
     """Per-frame probabilities (n_frames, n_behaviours) of one final model's loaded heads.
 
     ``frames`` is the video's features: an array, or its cache file read window by window.
-    A model with Platt maps (``train.auto.calibrate``) gives its mapped probabilities, as in
-    its folds' out-of-fold probabilities and the thresholds chosen on them.
     """
     from .sequences.inference import predict_heads
 
-    probs = predict_heads(heads, frames, final.window, final.inference_stride, len(final.behaviors))
-    return apply_platt(probs, final.calibration) if any(m is not None for m in final.calibration) else probs
+    return predict_heads(heads, frames, final.window, final.inference_stride, len(final.behaviors))
 
 
 def video_probabilities(predictor: Predictor, heads: list, cache: str | Path,

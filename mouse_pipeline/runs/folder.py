@@ -34,16 +34,7 @@ from .layout import (
     model_file,
     unit_name,
 )
-from .records import (
-    FinalModel,
-    FoldResult,
-    _read_json,
-    _retrain,
-    read_calibration,
-    read_meta,
-    read_post,
-    read_probs,
-)
+from .records import FinalModel, FoldResult, _read_json, _retrain, read_meta, read_post, read_probs
 from .trials import TrialLog, config_fingerprint
 from .writer import FoldWriter
 
@@ -263,7 +254,7 @@ class RunFolder:
             raise RunError(f"{folder / FOLD_FILE}: {err}; {_retrain(folder)}") from None
         return FinalModel(backbone, kind, folder, behaviors,
                           *(tuple(post[b][k] for b in behaviors) for k in POST_KEYS),
-                          meta["window"], meta["inference_stride"], heads, fold, read_calibration(folder, behaviors))
+                          meta["window"], meta["inference_stride"], heads, fold)
 
     def behavior_scores(self) -> dict[tuple[str, str], float]:
         """Pooled cross-validated PR-AUC per (model, behaviour) from ``metrics.json`` (written

@@ -6,7 +6,6 @@ Every reader turns a missing, truncated or malformed file into one RunError nami
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,9 +51,6 @@ class FinalModel:
     inference_stride: int
     heads: tuple[tuple[tuple[int, ...], Path], ...]
     fold: Fold
-    #: Per behaviour, the Platt map ``(slope, intercept)`` its probabilities pass through
-    #: (``train.auto.calibrate``), or None; empty: none at all.
-    calibration: tuple[tuple[float, float] | None, ...] = ()
 
     @property
     def name(self) -> str:
@@ -88,20 +84,6 @@ def read_post(folder: Path, behaviors: tuple[str, ...]) -> dict[str, dict[str, f
             raise RunError(f"{path}: no numeric threshold, max_gap and min_len for {b!r}; "
                            f"{_retrain(folder)}")
     return {b: {k: post[b][k] for k in POST_KEYS} for b in behaviors}
-
-
-def read_calibration(folder: Path, behaviors: tuple[str, ...]) -> tuple[tuple[float, float] | None, ...]:
-    """Each behaviour's Platt map in a fold folder's post-processing record (None where it has none)."""
-    path = folder / POSTPROCESS_FILE
-    post = _read_json(path, _retrain(folder))
-    maps: list[tuple[float, float] | None] = []
-    for b in behaviors:
-        ab = post[b].get("calibration") if isinstance(post.get(b), dict) else None
-        if ab is not None and not (isinstance(ab, list) and len(ab) == 2 and all(
-                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in ab) and ab[0] > 0):
-            raise RunError(f"{path}: the calibration of {b!r} is not [slope > 0, intercept]; {_retrain(folder)}")
-        maps.append(None if ab is None else (float(ab[0]), float(ab[1])))
-    return tuple(maps)
 
 
 def read_meta(folder: Path) -> dict[str, Any]:

@@ -11,11 +11,6 @@ fold's; its epochs, thresholds and post-processing still come from ``train.valid
 and its model is the same one the kind trains alone (the held-out fits have their own
 seeds, :func:`.search.validation_seed`, and are thrown away). Only the fold's training
 videos are used: never a test video, nor a ``videos``-mode validation video.
-
-The held-out predictions also give each behaviour's Platt map (:mod:`..calibration`,
-in the choice record); with ``train.auto.calibrate`` the fold's probabilities are mapped by
-the kept trial's (:func:`.fold_output.write_unit`), so that pooling folds of different
-kinds ranks their frames on one scale.
 """
 
 from __future__ import annotations
@@ -25,7 +20,6 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..calibration import fit_platt
 from ..config import Config
 from ..dataset import VideoData
 from ..errors import ConfigError
@@ -76,9 +70,6 @@ def inner_video_choice(cfg: Config, trial: Trial, n_trials: int, by_id: dict[str
     scores = fits.scores([(v, 0, None) for v in train], probs)
     score = float(np.mean(scores))
     record = {"select": "inner_videos", "held_out": train, "epochs": epochs, "pr_auc": score,
-              "per_behavior": per_behavior,
-              "calibration": [fit_platt(np.concatenate([y[:, j] for y in labels]),
-                                        np.concatenate([probs[v][:, j] for v in train]))
-                              for j in range(len(cfg.data.behaviors))]}
+              "per_behavior": per_behavior}
     return replace(result, choice_score=score if np.isfinite(score) else -np.inf, choice_record=record,
                    validation_seconds=result.validation_seconds + seconds)

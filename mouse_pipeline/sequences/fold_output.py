@@ -5,9 +5,7 @@ post-processing are chosen on the fold's validation probabilities (the kept head
 validation videos, or those the validating fits made: inner out-of-fold predictions,
 validation blocks), never on a test video's; then the test videos' probabilities (made
 once, by :func:`fold_probabilities`), the models, and the records are committed through
-the run folder's atomic fold writer. Under ``auto`` with ``train.auto.calibrate``, the
-validation and test probabilities are first mapped by the kept trial's Platt maps
-(:mod:`..calibration`), recorded per behaviour in ``postprocess.json`` for ``predict``.
+the run folder's atomic fold writer.
 
 :func:`fold_probabilities` is the one part that runs the models. A local run calls it
 from :func:`write_unit`; under ``--ray`` a worker calls it (the scheduler's ``output``
@@ -20,15 +18,13 @@ probabilities only.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..calibration import apply_platt
 from ..config import Config, TrainConfig
 from ..dataset import VideoData
-from ..errors import RunError
 from ..fileio import write_bytes
 from ..folds import Fold
 from ..postprocess import choose_postprocess_per_behavior
@@ -70,18 +66,6 @@ def fold_probabilities(cfg: Config, fold: Fold, heads: list[Any], trial: Trial, 
     return FoldProbabilities(val, test, time.perf_counter() - t0)
 
 
-def calibration_maps(cfg: Config, kind: str, result: TrialResult) -> list[Any] | None:
-    """Each behaviour's Platt map (or None) from the kept trial's held-out training videos:
-    under ``auto`` with ``train.auto.select: inner_videos`` and ``train.auto.calibrate``; None otherwise."""
-    if kind != "auto" or not cfg.train.auto.calibrate or cfg.train.auto.select != "inner_videos":
-        return None
-    maps = result.choice_record.get("calibration")
-    if maps is None:
-        raise RunError(f"auto's kept trial has no held-out calibration (a trial log of an older version?); "
-                       f"delete the run's {kind} trial logs and train again")
-    return list(maps)
-
-
 def _save_head(head: Any, path: Any) -> None:
     """A head's model file: the bytes its worker saved, or the model saved here (atomic either way)."""
     if isinstance(head, PackedHead):
@@ -109,17 +93,10 @@ def write_unit(cfg: Config, run: RunFolder, unit: Unit, result: TrialResult, tri
     # validation probabilities: the kept heads' on validation videos, or those the
     # validating fits made (inner out-of-fold, blocks); never a test video's
     val_probs = probs.val if result.val_probs is None else result.val_probs
-    maps = calibration_maps(cfg, unit.kind, result)
-    if maps is not None:  # auto's held-out Platt maps (train.auto.calibrate), fitted on training videos only
-        val_probs = {v: apply_platt(q, maps) for v, q in val_probs.items()}
-        probs = replace(probs, test={v: apply_platt(q, maps) for v, q in probs.test.items()})
     segments = fold.val_segments
     post = choose_postprocess_per_behavior(behaviors, [by_id[v].labels.matrix[a:b] for v, a, b in segments],
                                            [val_probs[v] for v, _, _ in segments],
                                            list(cfg.postprocess.max_gap), list(cfg.postprocess.min_len))
-    for b, ab in zip(behaviors, maps or [], strict=False):
-        if ab is not None:
-            post[b]["calibration"] = list(ab)
     n_test, infer_s = sum(by_id[v].n_frames for v in fold.test), probs.infer_s
     with run.fold_writer(unit.backbone, unit.kind, fold.index) as w:
         w.write_probs(behaviors, {"val": val_probs, "test": probs.test})

@@ -1,7 +1,6 @@
 """``train.auto.select: inner_videos`` (:mod:`mouse_pipeline.sequences.choice`) and the
 converged ``linear`` head (``train.linear.solver: lbfgs``, :mod:`mouse_pipeline.sequences.converged`)."""
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -9,10 +8,9 @@ import pytest
 from sklearn.metrics import average_precision_score
 
 from mouse_pipeline.annotations import Labels
-from mouse_pipeline.calibration import apply_platt
 from mouse_pipeline.config import Config, load_config
 from mouse_pipeline.dataset import VideoData
-from mouse_pipeline.errors import ConfigError, RunError
+from mouse_pipeline.errors import ConfigError
 from mouse_pipeline.folds import make_folds
 from tests.unit.test_validation import _perturb_video, _train
 from tests.unit.test_workers import assert_same, make_data, outputs
@@ -115,9 +113,8 @@ def data(tmp_path_factory):
 def test_auto_chooses_on_held_out_training_videos_never_the_test_video(data, tmp_path):
     """Each of auto's trials is scored on the fold's training videos held out in turn; the
     kind kept is the best there (ties to the earlier kind); the fold is then that kind's own
-    fold bit for bit, its probabilities mapped by the kept trial's Platt maps (fitted on the
-    held-out training videos, recorded in postprocess.json); and a test video with other
-    features and scrambled labels changes no score, no choice and no map."""
+    fold bit for bit; and a test video with other features and scrambled labels changes no
+    score and no choice."""
     run = _train(data, tmp_path / "run")
     out = outputs(run)
     history = out["auto/fold_0/history"]
@@ -137,18 +134,6 @@ def test_auto_chooses_on_held_out_training_videos_never_the_test_video(data, tmp
     mine["history"] = {k: v for k, v in mine["history"].items()
                        if k not in ("kind", "trials", "search", "selected_on")}
     theirs["history"] = {k: v for k, v in theirs["history"].items() if k not in ("trials", "search")}
-    maps = [tuple(m) if m else None for m in trials[[t["kind"] for t in trials].index(best)]["inner_videos"]["calibration"]]
-    assert all(m is not None and m[0] > 0 for m in maps)
-    assert [tuple(mine["postprocess"][b]["calibration"]) for b in ("a", "b")] == maps
-    for key in [k for k in theirs if k.startswith(("test/", "val/"))]:
-        raw = theirs[key]
-        np.testing.assert_allclose(mine[key], apply_platt(raw, maps), rtol=1e-6, err_msg=key)
-        for j in range(raw.shape[1]):  # the same order of frames: the fold's own PR-AUC and bouts
-            assert np.array_equal(np.argsort(mine[key][:, j], kind="stable"), np.argsort(raw[:, j], kind="stable"))
-        theirs[key] = mine[key]
-    for b in ("a", "b"):  # the same thresholded frames, so the same post-processing
-        ours, raw_post = mine["postprocess"].pop(b), theirs["postprocess"].pop(b)
-        assert (ours["max_gap"], ours["min_len"]) == (raw_post["max_gap"], raw_post["min_len"])
     assert_same(mine, theirs)
 
     _perturb_video(data, "m0")  # the test video: other features, random labels
@@ -171,35 +156,3 @@ def test_a_full_batch_fit_over_the_memory_budget_is_one_line():
                                           r"\(train.memory_gb, at least 2\); use train.linear.solver: adam"):
         check_memory(tcfg, 100_000, 2048, "[b/linear] fold 1/3")
     check_memory(load_config(None, ["train.memory_gb=4"]).train, 100_000, 2048, "x")  # 3.3 GB fits 4
-
-
-@pytest.mark.slow
-def test_predict_applies_the_final_auto_model_s_platt_maps(data, tmp_path):
-    """The final ``auto`` model records its maps; ``predict``'s probabilities of a video are
-    its heads' mapped by them (and with ``train.auto.calibrate: false``, there are none)."""
-    from mouse_pipeline.dataset import load_dataset
-    from mouse_pipeline.predict import load_heads, member_probabilities
-    from mouse_pipeline.predictor import choose
-    from mouse_pipeline.runs import RunFolder
-    from mouse_pipeline.sequences.inference import predict_heads
-
-    cfg = data.replace(**{"train.models": ["auto"], "train.auto.models": ["linear"]})
-    features = {v.video_id: v.features for v in load_dataset(cfg, "resnet50v2")}["m0"]
-    for calibrate in (True, False):
-        c = cfg.replace(**{"train.auto.calibrate": calibrate})
-        run = RunFolder(_train(c, tmp_path / f"run_{calibrate}", final=True))
-        final = run.read_final(c, "resnet50v2", "auto")
-        assert (final.calibration != (None, None)) is calibrate
-        assert all(m is None or m[0] > 0 for m in final.calibration)
-        heads = load_heads(choose(run, c, None))[0]
-        raw = predict_heads(heads, features, final.window, final.inference_stride, 2)
-        got = member_probabilities(final, heads, features)
-        np.testing.assert_allclose(got, apply_platt(raw, final.calibration) if calibrate else raw, rtol=1e-6)
-        if calibrate:
-            assert not np.allclose(got, raw)
-            post_file = final.folder / "postprocess.json"
-            post = json.loads(post_file.read_text())
-            post["a"]["calibration"] = [-1.0, 0.0]  # a damaged record: refused, never applied
-            post_file.write_text(json.dumps(post))
-            with pytest.raises(RunError, match=r"postprocess\.json: the calibration of 'a' is not \[slope > 0"):
-                run.read_final(c, "resnet50v2", "auto")
