@@ -308,8 +308,9 @@ def prevalence(data: Path) -> list[float]:
 
 
 def run_regime(regime: Regime, work: Path, models: list[str], validations: list[str],
-               pt_python: str | None) -> dict[str, Any] | None:
-    """Train every model of one regime under each validation mode; its scores and timings."""
+               pt_python: str | None, resume: bool = False) -> dict[str, Any] | None:
+    """Train every model of one regime under each validation mode; its scores and timings
+    (``resume``: the finished folds of an earlier run of the same config are kept)."""
     from .sequences.training import train
 
     if regime.pretrained and not pt_python:
@@ -332,7 +333,7 @@ def run_regime(regime: Regime, work: Path, models: list[str], validations: list[
         cfg = regime_config(regime, work, labels, run_dir, models,
                             {"train.validation": mode, "train.auto.select": select})
         t0 = time.perf_counter()
-        train(cfg, progress=False, overwrite=True)
+        train(cfg, progress=False, overwrite=not resume)
         scores, fold_means = score_run(run_dir, data)
         result["runs"][mode] = {"scores": scores, "fold_means": fold_means, "seconds": time.perf_counter() - t0}
         log.info("%s / %s: %s (%.0f s)", regime.name, mode,
@@ -343,7 +344,7 @@ def run_regime(regime: Regime, work: Path, models: list[str], validations: list[
 
 def run_quality(work: Path, regimes: list[str], models: list[str], validations: list[str],
                 pt_python: str | None = None, streams_on: tuple[str, ...] = ("no_cue",),
-                stream_models: tuple[str, ...] | None = None) -> dict[str, Any]:
+                stream_models: tuple[str, ...] | None = None, resume: bool = False) -> dict[str, Any]:
     """Every asked regime; the results as written to ``work/bench_quality.json``.
 
     Regimes in ``streams_on`` also compare the input sets of :mod:`.bench_streams`
@@ -359,7 +360,7 @@ def run_quality(work: Path, regimes: list[str], models: list[str], validations: 
     by_name = {r.name: r for r in REGIMES}
     for name in regimes:  # in the order asked; the figures are saved after each regime
         modes = validations if name == "few_videos" else validations[:1]
-        res = run_regime(by_name[name], work, models, modes, pt_python)
+        res = run_regime(by_name[name], work, models, modes, pt_python, resume)
         if res is not None:
             if name in streams_on:
                 res["streams"] = run_streams(by_name[name], work, list(stream_models or MODELS), modes[0])

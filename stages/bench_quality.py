@@ -27,9 +27,12 @@ from stages.common import common_options, handle_errors
                    "(repeatable; 'none' for no stream comparison).")
 @click.option("--stream-model", "stream_models", multiple=True,
               help="Model trained on each stream set (repeatable; default: lstm and tcn).")
+@click.option("--resume", is_flag=True,
+              help="Keep the finished folds of the work folder's earlier runs (train refuses a run of another "
+                   "config) instead of training every model again; the seconds then count only what was trained.")
 @common_options
 @handle_errors
-def bench_quality_command(work, regimes, models, validations, pt_python, streams_on, stream_models,
+def bench_quality_command(work, regimes, models, validations, pt_python, streams_on, stream_models, resume,
                           debug, quiet):
     """Train every head, auto and a per-frame logistic regression on hard synthetic regimes.
 
@@ -46,7 +49,7 @@ def bench_quality_command(work, regimes, models, validations, pt_python, streams
         raise click.BadParameter(f"unknown regime(s) {unknown}; expected some of {names}", param_hint="--regime")
     out = bq.run_quality(work, list(regimes) or names, list(models) or [*bq.HEADS, "auto"],
                          list(validations) or list(bq.VALIDATION_MODES), pt_python,
-                         tuple(r for r in streams_on if r != "none"), tuple(stream_models) or None)
+                         tuple(r for r in streams_on if r != "none"), tuple(stream_models) or None, resume)
     text = bq.format_quality(out)
     (work / "bench_quality.md").write_text(text + "\n")
     click.echo(text)
