@@ -53,6 +53,7 @@ import numpy as np
 
 from .annotations import Labels, read_labels, write_labels_csv
 from .config import Config, load_config
+from .errors import InputError
 from .fileio import write_json
 from .metrics import binary_metrics
 
@@ -140,26 +141,32 @@ def jitter_edges(labels: np.ndarray, fraction: float, rng: np.random.Generator) 
 # --------------------------------------------------------------------------- data
 
 
-def prepare_dataset(name: str, work: Path) -> Path:
-    """The dataset's videos, pose and clean labels under ``work/<name>/data`` (made once)."""
+def prepare_dataset(name: str, work: Path, seed: int = SEED) -> Path:
+    """The dataset's videos, pose and clean labels under ``work/<name>/data`` (made once,
+    for one ``seed``: a work folder made with another is refused in one line)."""
     from .synthetic import generate_dataset
 
     spec, data = DATASETS[name], work / name / "data"
     done = data / ".complete"
-    if not done.is_file():
+    if done.is_file():
+        text = done.read_text()  # folders made before --seed say no seed: theirs was SEED
+        made = text.rsplit("seed ", 1)[1].strip() if "seed " in text else str(SEED)
+        if made != str(seed):
+            raise InputError(f"{data}: made for seed {made}, not {seed}; give this seed its own --work folder")
+    else:
         generate_dataset(data, n_videos=N_VIDEOS, n_frames=spec.frames, size=SIZE, fps=FPS,
-                         seed=SEED + spec.seed_offset, **spec.synth)
-        done.write_text("made by mouse-pipeline bench-quality\n")
+                         seed=seed + spec.seed_offset, **spec.synth)
+        done.write_text(f"made by mouse-pipeline bench-quality, seed {seed}\n")
     return data
 
 
-def training_labels(regime: Regime, data: Path, work: Path) -> Path:
+def training_labels(regime: Regime, data: Path, work: Path, seed: int = SEED) -> Path:
     """The label folder training sees: the clean labels, or copies with moved bout edges."""
     if not regime.edge_noise:
         return data / "labels"
     out = work / regime.dataset / f"labels_{regime.name}"
     out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(SEED + 99)
+    rng = np.random.default_rng(seed + 99)
     for path in sorted((data / "labels").glob("*.csv")):
         clean = read_labels(path, "thesis", BEHAVIORS)
         write_labels_csv(out / path.name, Labels(BEHAVIORS, jitter_edges(clean.matrix, regime.edge_noise, rng)))
@@ -308,7 +315,7 @@ def prevalence(data: Path) -> list[float]:
 
 
 def run_regime(regime: Regime, work: Path, models: list[str], validations: list[str],
-               pt_python: str | None, resume: bool = False) -> dict[str, Any] | None:
+               pt_python: str | None, resume: bool = False, seed: int = SEED) -> dict[str, Any] | None:
     """Train every model of one regime under each validation mode; its scores and timings
     (``resume``: the finished folds of an earlier run of the same config are kept)."""
     from .sequences.training import train
@@ -317,8 +324,8 @@ def run_regime(regime: Regime, work: Path, models: list[str], validations: list[
         log.info("%s: skipped (PT_PYTHON not given: the pretrained-features tool needs its own venv)",
                  regime.name)
         return None
-    data = prepare_dataset(regime.dataset, work)
-    labels = training_labels(regime, data, work)
+    data = prepare_dataset(regime.dataset, work, seed)
+    labels = training_labels(regime, data, work, seed)
     probe = regime_config(regime, work, labels, work / "runs" / "probe", models)
     if regime.pretrained:
         pretrained_features(probe, data, work, pt_python)
@@ -344,8 +351,10 @@ def run_regime(regime: Regime, work: Path, models: list[str], validations: list[
 
 def run_quality(work: Path, regimes: list[str], models: list[str], validations: list[str],
                 pt_python: str | None = None, streams_on: tuple[str, ...] = ("no_cue",),
-                stream_models: tuple[str, ...] | None = None, resume: bool = False) -> dict[str, Any]:
-    """Every asked regime; the results as written to ``work/bench_quality.json``.
+                stream_models: tuple[str, ...] | None = None, resume: bool = False,
+                seed: int = SEED) -> dict[str, Any]:
+    """Every asked regime; the results as written to ``work/bench_quality.json``
+    (``seed``: the videos' seed, :data:`SEED` unless another is asked).
 
     Regimes in ``streams_on`` also compare the input sets of :mod:`.bench_streams`
     (RGB, RGB + motion, pose, all three), training ``stream_models`` on each.
@@ -355,15 +364,15 @@ def run_quality(work: Path, regimes: list[str], models: list[str], validations: 
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     results: list[dict[str, Any]] = []
-    out = {"date": time.strftime("%Y-%m-%d"), "seed": SEED, "videos": N_VIDEOS, "models": models,
+    out = {"date": time.strftime("%Y-%m-%d"), "seed": seed, "videos": N_VIDEOS, "models": models,
            "validations": validations, "seconds": 0.0, "regimes": results, "machine": _machine()}
     by_name = {r.name: r for r in REGIMES}
     for name in regimes:  # in the order asked; the figures are saved after each regime
         modes = validations if name == "few_videos" else validations[:1]
-        res = run_regime(by_name[name], work, models, modes, pt_python, resume)
+        res = run_regime(by_name[name], work, models, modes, pt_python, resume, seed)
         if res is not None:
             if name in streams_on:
-                res["streams"] = run_streams(by_name[name], work, list(stream_models or MODELS), modes[0])
+                res["streams"] = run_streams(by_name[name], work, list(stream_models or MODELS), modes[0], seed)
             results.append(res)
         out["seconds"] = time.perf_counter() - t0
         write_json(work / "bench_quality.json", out)

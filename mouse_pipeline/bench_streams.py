@@ -72,13 +72,14 @@ def score_sets(run_dir: Path, data: Path) -> dict[str, dict[str, list[float]]]:
     return out
 
 
-def run_streams(regime: bq.Regime, work: Path, models: list[str], mode: str) -> dict[str, Any]:
+def run_streams(regime: bq.Regime, work: Path, models: list[str], mode: str,
+                seed: int = bq.SEED) -> dict[str, Any]:
     """Extract RGB, motion and pose streams of one regime's videos, train every input set."""
     from .features.extract import extract
     from .sequences.training import train
 
-    data = bq.prepare_dataset(regime.dataset, work)
-    labels = bq.training_labels(regime, data, work)
+    data = bq.prepare_dataset(regime.dataset, work, seed)
+    labels = bq.training_labels(regime, data, work, seed)
     run_dir = work / "runs" / f"{regime.name}-streams-{mode}"
     cfg = streams_config(regime, work, labels, run_dir, models, mode)
     t0 = time.perf_counter()

@@ -30,10 +30,13 @@ from stages.common import common_options, handle_errors
 @click.option("--resume", is_flag=True,
               help="Keep the finished folds of the work folder's earlier runs (train refuses a run of another "
                    "config) instead of training every model again; the seconds then count only what was trained.")
+@click.option("--seed", type=int, default=None,
+              help="Seed of the regimes' videos (default: the protocol's fresh seed, 2026); another seed "
+                   "needs its own --work folder. Run a few to see how much one seed's figures move.")
 @common_options
 @handle_errors
 def bench_quality_command(work, regimes, models, validations, pt_python, streams_on, stream_models, resume,
-                          debug, quiet):
+                          seed, debug, quiet):
     """Train every head, auto and a per-frame logistic regression on hard synthetic regimes.
 
     \b
@@ -49,7 +52,8 @@ def bench_quality_command(work, regimes, models, validations, pt_python, streams
         raise click.BadParameter(f"unknown regime(s) {unknown}; expected some of {names}", param_hint="--regime")
     out = bq.run_quality(work, list(regimes) or names, list(models) or [*bq.HEADS, "auto"],
                          list(validations) or list(bq.VALIDATION_MODES), pt_python,
-                         tuple(r for r in streams_on if r != "none"), tuple(stream_models) or None, resume)
+                         tuple(r for r in streams_on if r != "none"), tuple(stream_models) or None, resume,
+                         bq.SEED if seed is None else seed)
     text = bq.format_quality(out)
     (work / "bench_quality.md").write_text(text + "\n")
     click.echo(text)

@@ -98,3 +98,19 @@ def test_the_report_checks_auto_on_pooled_scores_and_on_the_means_over_folds():
     assert "grooming: auto 0.700 < logistic 0.750; best head linear 0.800 (NOT within 0.03)" in text
     assert "mean over folds of each fold's PR-AUC" in text
     assert "grooming: auto 0.900 >= logistic 0.880; best head linear 0.850 (within 0.03)" in text
+
+
+def test_a_work_folder_made_for_one_seed_is_refused_for_another(tmp_path):
+    from mouse_pipeline.bench_quality import SEED, prepare_dataset
+    from mouse_pipeline.errors import InputError
+
+    data = tmp_path / "base" / "data"
+    data.mkdir(parents=True)
+    (data / ".complete").write_text("made by mouse-pipeline bench-quality\n")  # before --seed: SEED's
+    assert prepare_dataset("base", tmp_path) == data  # kept, not made again
+    with pytest.raises(InputError, match=f"made for seed {SEED}, not 7; give this seed its own --work"):
+        prepare_dataset("base", tmp_path, seed=7)
+    (data / ".complete").write_text("made by mouse-pipeline bench-quality, seed 7\n")
+    assert prepare_dataset("base", tmp_path, seed=7) == data
+    with pytest.raises(InputError, match=f"made for seed 7, not {SEED}"):
+        prepare_dataset("base", tmp_path)
