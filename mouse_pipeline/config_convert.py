@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import logging
 import math
 import re
 import types
@@ -23,6 +24,8 @@ from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin, get
 
 if TYPE_CHECKING:
     from .config_checks import _Problems
+
+log = logging.getLogger(__name__)
 
 _INVALID = object()  # what _convert returns for a value it recorded a problem for
 #: Numbers YAML 1.1 (PyYAML) reads as text: an exponent without a dot or without its sign.
@@ -192,8 +195,8 @@ RENAMED = {"train.search.method": "train.search.algorithm"}
 
 def _renamed(raw: Any, problems: _Problems) -> Any:
     """``raw`` with the old names of :data:`RENAMED` keys moved to their new names (a copy;
-    ``raw`` is not changed); both names given is a problem. A run folder's config written
-    before a rename reads as it did."""
+    ``raw`` is not changed), each with a warning naming the new key; both names given is a
+    problem. A run folder's config written before a rename reads as it did."""
     out = raw
     for old, new in RENAMED.items():
         *section, old_key = old.split(".")
@@ -212,4 +215,5 @@ def _renamed(raw: Any, problems: _Problems) -> Any:
             problems.add(old, f"'{old}' is the old name of '{new}', and both are given; keep '{new}' only")
         else:
             target[new_key] = value
+            log.warning("%s: '%s' is the old name of '%s' (read as it); use the new name", problems.source, old, new)
     return out

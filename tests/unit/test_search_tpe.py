@@ -35,13 +35,17 @@ TPE = {"train.search.algorithm": "tpe", "train.search.n_trials": 3, "train.searc
 # --------------------------------------------------------------------------- config
 
 
-def test_algorithm_key_and_its_old_name():
+def test_algorithm_key_and_its_old_name(caplog):
     assert Config().train.search.algorithm == "grid"
     assert load_config(None, ["train.search.algorithm=tpe"]).train.search.algorithm == "tpe"
     # the old key still reads (configs and run folders written before the rename)
     assert load_config(None, ["train.search.method=random"]).train.search.algorithm == "random"
+    assert "<defaults>: 'train.search.method' is the old name of 'train.search.algorithm' (read as it); " \
+           "use the new name" in caplog.text
+    caplog.clear()
     assert load_config("configs/thesis.yaml").train.search.algorithm == "random"
     assert "method" not in Config().to_dict()["train"]["search"]
+    assert "old name" not in caplog.text  # the new name, and the thesis config, read without a word
     with pytest.raises(ConfigError, match=r"^<defaults>: key 'train\.search\.method': 'train\.search\.method' is "
                                           r"the old name of 'train\.search\.algorithm', and both are given"):
         load_config(None, ["train.search.method=random", "train.search.algorithm=tpe"])
