@@ -288,6 +288,15 @@ def _extract_record(cache: str | Path, predictor: Predictor, videos: list[NewVid
     return out
 
 
+def with_pose(cfg: Config, pose_dir: str | Path | None) -> Config:
+    """``cfg`` reading the new videos' pose files from ``pose_dir`` (for the crop, and for
+    the pose stream when the run names a folder of its own for it); ``None``: as it is."""
+    if pose_dir is None:
+        return cfg
+    return cfg.replace(**{"data.crop.pose": str(pose_dir), **(
+        {"extract.pose_features.pose": str(pose_dir)} if cfg.extract.pose_features.pose else {})})
+
+
 def predict_videos(run_dir: str | Path, videos: list[Path], out: str | Path,
                    model_name: str | None = None, progress: bool = True,
                    pose_dir: str | Path | None = None, resample: bool = False,
@@ -318,9 +327,7 @@ def predict_videos(run_dir: str | Path, videos: list[Path], out: str | Path,
     run, out = RunFolder(run_dir), Path(out)
     cfg = with_ray(run.read_config().replace(**{"cluster.ray.enabled": False}), ray)
     train_cache = cfg.extract.cache
-    if pose_dir is not None:  # the pose stream's own folder too, when the run names one
-        cfg = cfg.replace(**{"data.crop.pose": str(pose_dir), **(
-            {"extract.pose_features.pose": str(pose_dir)} if cfg.extract.pose_features.pose else {})})
+    cfg = with_pose(cfg, pose_dir)
     if cache is not None:
         cfg = cfg.replace(**{"extract.cache": str(Path(cache).absolute())})
     predictor = choose(run, cfg, model_name)

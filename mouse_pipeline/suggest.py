@@ -214,21 +214,23 @@ def annotated_frames(cfg: Config, labels_dir: Path, video_id: str, n_frames: int
 
 def suggest(run_dir: str | Path, videos: list[Path], out: str | Path, minutes: float = 10.0,
             window_s: float = 60.0, labels_dir: str | Path | None = None,
-            progress: bool = True) -> list[Window]:
+            progress: bool = True, pose_dir: str | Path | None = None) -> list[Window]:
     """Rank the windows of ``videos`` by the run's uncertainty; write the best ``minutes`` of
     them to ``out`` (``suggestions.csv``) and return them.
 
     ``labels_dir``: a folder of label files (the run's label format); windows holding a
-    frame annotated there are skipped. Videos must be at the run's training frame rate.
+    frame annotated there are skipped. ``pose_dir``: the videos' pose files, when the run
+    crops around a body part or uses pose features (default: the run's, as ``predict``).
+    Videos must be at the run's training frame rate.
     """
-    from .predict import load_heads, member_probabilities, prepare_videos
+    from .predict import load_heads, member_probabilities, prepare_videos, with_pose
 
     if not (minutes > 0 and math.isfinite(minutes)):
         raise InputError(f"--minutes {minutes}: must be a positive number of minutes")
     if not (window_s > 0 and math.isfinite(window_s)):
         raise InputError(f"--window-s {window_s}: must be a positive number of seconds")
     run = RunFolder(run_dir)
-    cfg = run.read_config()
+    cfg = with_pose(run.read_config(), pose_dir)
     members = run_members(run, cfg)
     behaviors = members[0].behaviors
     rarity = rarity_weights(prevalence(run, cfg))

@@ -21,11 +21,15 @@ from stages.common import common_options, handle_errors
 @click.option("--labels", "labels_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Folder of label files (the run's label format): windows holding an "
                                  "annotated frame there are not suggested.")
+@click.option("--pose", "pose_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="Folder of pose files for these videos, when the run crops around "
+                                 "a body part or uses pose features (default: the run's "
+                                 "data.crop.pose, or extract.pose_features.pose).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("suggestions.csv"),
               show_default=True, help="The CSV to write.")
 @common_options
 @handle_errors
-def suggest_command(run_dir, videos, minutes, window_s, labels_dir, out, debug, quiet):
+def suggest_command(run_dir, videos, minutes, window_s, labels_dir, pose_dir, out, debug, quiet):
     """Rank windows of the videos by how uncertain the run's models are; write the best.
 
     A window's score is near_threshold + disagreement + rare (each 0-1: probability near
@@ -36,6 +40,7 @@ def suggest_command(run_dir, videos, minutes, window_s, labels_dir, out, debug, 
     Examples:
       mouse-pipeline suggest --run demo_out/run --videos unlabelled/ --minutes 5
       mouse-pipeline suggest --run runs/thesis --videos new/ --labels labels/ --window-s 30
+      mouse-pipeline suggest --run runs/thesis --videos new/ --pose new_pose/
     """
     from mouse_pipeline.paths import check_output_folder
     from mouse_pipeline.runlog import run_log
@@ -46,7 +51,7 @@ def suggest_command(run_dir, videos, minutes, window_s, labels_dir, out, debug, 
     check_output_folder(out.parent, f"--out {out}: its folder")
     with run_log(run_dir, "suggest"):
         chosen = suggest(run_dir, list(videos), out, minutes=minutes, window_s=window_s,
-                         labels_dir=labels_dir, progress=not quiet)
+                         labels_dir=labels_dir, progress=not quiet, pose_dir=pose_dir)
     total = sum((w.stop - w.start) / w.fps for w in chosen)
     click.echo(f"{len(chosen)} window(s), {total / 60:.2f} min, in {out}")
     for i, w in enumerate(chosen[:10]):

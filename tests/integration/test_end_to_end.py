@@ -124,6 +124,22 @@ def test_score_on_predictions_of_the_run(pipeline, run_cli, tmp_path):
     assert "pr_auc" in result.output and (tmp_path / "s.csv").is_file()
 
 
+def test_suggest_on_a_pose_cropped_run_reads_the_new_videos_pose_from_pose(pipeline, run_cli, tmp_path):
+    root = pipeline["root"]
+    run_cli("synth", "--out", tmp_path / "other", "--videos", 1, "--frames", 60, "--size", 64, "--fps", 5,
+            "--seed", 5, "--prefix", "other", "--quiet")
+    videos, out = tmp_path / "other" / "videos", tmp_path / "s.csv"
+    # the run's own pose folder has no file for this video: refused, nothing extracted or written
+    result = run_cli("suggest", "--run", root / "run", "--videos", videos, "--out", out, "--quiet")
+    assert result.exit_code == 2 and "other_000" in result.output and not out.exists()
+    assert not (root / "cache" / "resnet50v2" / "other_000.h5").exists()
+    result = run_cli("suggest", "--run", root / "run", "--videos", videos, "--pose", tmp_path / "other" / "pose",
+                     "--minutes", 0.1, "--window-s", 2, "--out", out, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert len(list(csv.DictReader(out.open()))) == 3  # 6 s of 2 s windows
+    assert (root / "cache" / "resnet50v2" / "other_000.h5").is_file()
+
+
 def test_rerun_with_same_seed_gives_same_probabilities(pipeline, run_cli):
     root = pipeline["root"]
     sets = pipeline["sets"]
