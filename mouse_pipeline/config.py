@@ -252,6 +252,7 @@ class BlocksConfig:
 class AutoConfig:
     models: tuple[ModelKind, ...] | None = None
     select: Literal["validation", "inner_videos"] = "validation"
+    prefer: Literal["best", "simplest"] = "best"
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..config import MODEL_KINDS, Config
@@ -46,6 +46,7 @@ from ..folds import Fold
 from ..runs import RunFolder
 from .asha import Rungs
 from .fold_output import FoldProbabilities, fold_probabilities, write_unit
+from .progress import UnitProgress, trial_records
 from .results import FitResult, PackedHead, TrialResult, format_seconds
 from .search import Trial
 from .tuning import UnitSearch
@@ -230,27 +231,6 @@ class PoolRunner:
 # --------------------------------------------------------------------------- scheduling
 
 
-@dataclass
-class _Progress:
-    """Each unit's trial scores and best trial so far (a trial ASHA pruned is never the best;
-    kept by the choice score where a trial has one: ``train.auto.select: inner_videos``)."""
-
-    scores: dict[int, float] = field(default_factory=dict)
-    records: dict[int, dict[str, Any]] = field(default_factory=dict)
-    choices: dict[int, dict[str, Any]] = field(default_factory=dict)
-    best: tuple[float, int, TrialResult] | None = None
-
-    def add(self, t: int, result: TrialResult) -> None:
-        score = result.score if result.choice_score is None else result.choice_score
-        self.scores[t], self.records[t] = result.score, result.record
-        if result.choice_record:
-            self.choices[t] = result.choice_record
-        if result.pruned:
-            return
-        if self.best is None or score > self.best[0] or (score == self.best[0] and t < self.best[1]):
-            self.best = (score, t, result)
-
-
 def _runner(cfg: Config, n_tasks: int, at_once: int, n_units: int, videos: VideoStore, progress: bool) -> Any:
     """The runner of a run: Ray tasks (``--ray``), worker processes, or this process."""
     if cfg.cluster.ray.enabled:  # every trial a Ray task (mouse_pipeline.cluster.train_ray)
@@ -262,15 +242,6 @@ def _runner(cfg: Config, n_tasks: int, at_once: int, n_units: int, videos: Video
         log.info("training %d trial(s) of %d fold(s) in %d worker processes", n_tasks, n_units, n_proc)
         return PoolRunner(cfg, n_proc, progress)
     return InlineRunner(cfg, videos, progress)
-
-
-def _trial_records(unit: Unit, search: UnitSearch, state: _Progress) -> list[dict[str, Any]]:
-    """Every trial of a unit: its kind (under ``auto``), settings, validation score and record."""
-    return [{"trial": k, **({"kind": search.trials[k].kind} if unit.kind == "auto" else {}),
-             "params": search.trials[k].params, "val_pr_auc": state.scores[k],
-             **({"validation": state.records[k]} if state.records[k] else {}),
-             **({"inner_videos": state.choices[k]} if k in state.choices else {})}
-            for k in range(search.n)]
 
 
 def _unfinished(cfg: Config, run: RunFolder, jobs: list[tuple[str, str, Fold]], n_folds: int) -> list[Unit]:
@@ -315,7 +286,7 @@ class _Schedule:
         self.logs = [run.trial_log(cfg, u.backbone, u.kind, u.fold.index) for u in units]
         self.logged = [trial_log.read() for trial_log in self.logs]
         self.entries: list[dict[int, dict[str, Any]]] = [{} for _ in units]
-        self.state = [_Progress() for _ in units]
+        self.state = [UnitProgress() for _ in units]
         self.kept: dict[int, tuple[int, TrialResult | None]] = {}  # refits and fits again
         self.replay: list[tuple[int, int, TrialResult]] = []
         self.videos = VideoStore(cfg, in_memory=not cfg.cluster.ray.enabled)  # Ray's driver reads labels only
@@ -386,8 +357,7 @@ class _Schedule:
             return
         if state.best is None:  # cannot happen: ASHA never prunes a chain's first trial
             raise RunError(f"{unit.label}: every trial was pruned; none can be the fold's model")
-        _, bt, best = state.best
-        state.best = None
+        bt, best = state.take(self.cfg.train.auto.prefer if unit.kind == "auto" else "best")
         if bt not in self.logged[i]:  # fitted by this run: its models are here
             self.keep(i, bt, best)
             return
@@ -418,8 +388,9 @@ class _Schedule:
 
     def write(self, i: int, best: TrialResult, bt: int, probs: FoldProbabilities | None) -> None:
         unit, search = self.units[i], self.searches[i]
-        write_unit(self.cfg, self.run, unit, best, search.trials[bt], _trial_records(unit, search, self.state[i]),
-                   self.videos.get(unit.backbone), search.record(), probs)
+        write_unit(self.cfg, self.run, unit, best, search.trials[bt], trial_records(unit, search, self.state[i]),
+                   self.videos.get(unit.backbone),
+                   {**search.record(), **({"prefer": self.state[i].rule} if self.state[i].rule else {})}, probs)
         self.logs[i].remove()
         self.done += 1
         log.info("%s done (%d/%d); run ETA %s", unit.label, self.done, len(self.units),

@@ -37,6 +37,28 @@ def test_inner_videos_needs_two_training_videos_in_every_fold():
         check_choice(cfg, one)
     check_choice(cfg.replace(**{"train.auto.select": "validation"}), one)
     check_choice(cfg.replace(**{"train.models": ["lstm"]}), one)  # only auto chooses
+    check_choice(cfg.replace(**{"train.auto.prefer": "simplest"}), three)
+    with pytest.raises(ConfigError, match="train.auto.prefer: simplest weighs the held-out training videos' "
+                                          "standard error, which only train.auto.select: inner_videos measures"):
+        check_choice(cfg.replace(**{"train.auto.prefer": "simplest", "train.auto.select": "validation"}), three)
+    with pytest.raises(ConfigError, match=r"train\.auto\.prefer"):
+        cfg.replace(**{"train.auto.prefer": "smallest"})
+
+
+def test_the_one_standard_error_rule_keeps_the_simplest_trial_within_the_best_s_error():
+    from mouse_pipeline.sequences.choice import one_standard_error, standard_error
+
+    assert standard_error([0.7, 0.9]) == pytest.approx(0.1)  # std 0.1414 (ddof 1) / sqrt(2)
+    assert standard_error([0.8]) == 0.0 and standard_error([0.8, float("nan")]) == 0.0
+    rec = lambda score, se, params: {"pr_auc": score, "standard_error": se, "parameters": params}  # noqa: E731
+    trials = [(0, rec(0.80, 0.05, 9000)), (1, rec(0.76, 0.01, 50)), (2, rec(0.74, 0.02, 10))]
+    kept, why = one_standard_error(trials)
+    assert kept == 1 and why["best_trial"] == 0 and why["floor"] == pytest.approx(0.75)
+    assert why["within"] == [0, 1] and why["kept_parameters"] == 50  # trial 2 is below the floor
+    assert one_standard_error([(0, rec(0.80, 0.0, 9000)), (1, rec(0.79, 0.0, 50))])[0] == 0  # no error: the best
+    # equal parameters: the higher score, then the earlier trial
+    assert one_standard_error([(0, rec(0.78, 0.1, 50)), (1, rec(0.80, 0.1, 50))])[0] == 1
+    assert one_standard_error([(3, rec(0.80, 0.1, 50)), (1, rec(0.80, 0.1, 50))])[0] == 1
 
 
 def test_a_converged_linear_head_refuses_a_projection_it_would_not_train():
@@ -144,6 +166,31 @@ def test_auto_chooses_on_held_out_training_videos_never_the_test_video(data, tmp
     assert again["auto/fold_0/history"]["trials"] == trials
     assert again["auto/fold_0/history"]["kind"] == best
     assert not np.array_equal(again["auto/fold_0/test/m0"], out["auto/fold_0/test/m0"])
+
+
+@pytest.mark.slow
+def test_auto_prefers_the_simplest_kind_within_one_standard_error(data, tmp_path):
+    """``train.auto.prefer: simplest``: each trial records its held-out videos' scores, their
+    standard error and its trainable parameters; the fold keeps the trial the one-standard-error
+    rule picks from those records, says so in its history, and is that kind's own fold."""
+    out = outputs(_train(data.replace(**{"train.models": ["linear", "mlp", "auto"],
+                                         "train.auto.prefer": "simplest"}), tmp_path / "run"))
+    history = out["auto/fold_0/history"]
+    records = [t["inner_videos"] for t in history["trials"]]
+    for r in records:
+        assert len(r["per_video"]) == 3 and r["parameters"] > 0
+        assert r["standard_error"] == pytest.approx(np.std(r["per_video"], ddof=1) / np.sqrt(3))
+    assert records[0]["parameters"] < records[1]["parameters"]  # linear is the simpler kind
+    rule = history["search"]["prefer"]
+    best = int(np.argmax([r["pr_auc"] for r in records]))
+    floor = records[best]["pr_auc"] - records[best]["standard_error"]
+    within = [k for k, r in enumerate(records) if r["pr_auc"] >= floor]
+    kept = min(within, key=lambda k: records[k]["parameters"])
+    assert (rule["best_trial"], rule["within"], rule["kept_trial"]) == (best, within, kept)
+    assert rule["floor"] == pytest.approx(floor)
+    kind = history["trials"][kept]["kind"]
+    assert history["kind"] == kind
+    np.testing.assert_array_equal(out["auto/fold_0/test/m0"], out[f"{kind}/fold_0/test/m0"])
 
 
 def test_a_full_batch_fit_over_the_memory_budget_is_one_line():
