@@ -84,6 +84,15 @@ def ray_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
+def pose_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--pose DIR``: the new videos' pose files (``predict``, ``suggest``)."""
+    return click.option(
+        "--pose", "pose_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+        help="Folder of pose files for these videos, when the run crops around a body part or uses pose "
+             "features (default: the run's data.crop.pose, or extract.pose_features.pose).",
+    )(func)
+
+
 def with_ray(cfg: Config, address: str | None) -> Config:
     """``cfg`` with ``--ray`` applied; Ray must be installed (else one ConfigError line)."""
     if address is None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from mouse_pipeline.annotations import FORMATS
-from stages.common import common_options, handle_errors, ray_option
+from stages.common import common_options, handle_errors, pose_option, ray_option
 
 
 @click.command("predict")
@@ -22,10 +22,7 @@ from stages.common import common_options, handle_errors, ray_option
                    "model, thresholds chosen on their validation videos) or 'per-behavior' (for each "
                    "behaviour the model with the best cross-validated PR-AUC; needs `report`). "
                    "Default: the best by cross-validated PR-AUC, or the only one.")
-@click.option("--pose", "pose_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              default=None, help="Folder of pose files for these videos, when the run crops around "
-                                 "a body part or uses pose features (default: the run's "
-                                 "data.crop.pose, or extract.pose_features.pose).")
+@pose_option
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Feature cache of these videos (default: the run's extract.cache): their embeddings "
                    "are extracted into it, and features imported with `cache import` are read from it.")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from stages.common import common_options, handle_errors
+from stages.common import common_options, handle_errors, pose_option
 
 
 @click.command("suggest")
@@ -21,10 +21,7 @@ from stages.common import common_options, handle_errors
 @click.option("--labels", "labels_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Folder of label files (the run's label format): windows holding an "
                                  "annotated frame there are not suggested.")
-@click.option("--pose", "pose_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              default=None, help="Folder of pose files for these videos, when the run crops around "
-                                 "a body part or uses pose features (default: the run's "
-                                 "data.crop.pose, or extract.pose_features.pose).")
+@pose_option
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("suggestions.csv"),
               show_default=True, help="The CSV to write.")
 @common_options

@@ -94,7 +94,7 @@ def inner_video_choice(cfg: Config, trial: Trial, n_trials: int, by_id: dict[str
     fits = _TrialFits(cfg, trial, n_trials, by_id, fold, label, progress)
     epochs = list(result.refit_epochs) if result.refit_epochs is not None else \
         [_kept_epoch(h) for h in result.heads]
-    train, probs, seconds, parameters = list(fold.train), {}, 0.0, 0
+    train, probs, seconds = list(fold.train), {}, 0.0
     for i, held in enumerate(train):
         parts = [video_part(by_id[v]) for v in train if v != held]
         models = [fit_parts(trial.kind, fits.tcfg, parts, [], o, fits.seed(h, CHOICE_FIT + i),
@@ -103,7 +103,7 @@ def inner_video_choice(cfg: Config, trial: Trial, n_trials: int, by_id: dict[str
                   for h, o in enumerate(fits.heads)]
         probs[held] = fits.predict(models, by_id[held].features)
         seconds += sum(f.fit_seconds for f in models)
-        parameters = sum(trainable_parameters(f.model) for f in models)
+    parameters = sum(trainable_parameters(f.model) for f in models)  # the same for every held-out fit
     labels = [by_id[v].labels.matrix for v in train]
     per_behavior = [float(mean_pr_auc([y[:, [j]] for y in labels], [probs[v][:, [j]] for v in train]))
                     for j in range(len(cfg.data.behaviors))]

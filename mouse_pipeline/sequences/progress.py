@@ -24,8 +24,9 @@ class UnitProgress:
     records: dict[int, dict[str, Any]] = field(default_factory=dict)
     choices: dict[int, dict[str, Any]] = field(default_factory=dict)
     best: tuple[float, int, TrialResult] | None = None
-    candidates: dict[int, TrialResult] = field(default_factory=dict)  # scored on held-out videos
-    rule: dict[str, Any] = field(default_factory=dict)  # what train.auto.prefer: simplest saw
+    prefer: str = "best"  # train.auto.prefer for auto's units, "best" for the others
+    candidates: dict[int, TrialResult] = field(default_factory=dict)  # with prefer: simplest only
+    rule: dict[str, Any] = field(default_factory=dict)  # what prefer: simplest saw
 
     def add(self, t: int, result: TrialResult) -> None:
         score = result.score if result.choice_score is None else result.choice_score
@@ -34,17 +35,17 @@ class UnitProgress:
             self.choices[t] = result.choice_record
         if result.pruned:
             return
-        if result.choice_record:
+        if result.choice_record and self.prefer == "simplest":
             self.candidates[t] = result
         if self.best is None or score > self.best[0] or (score == self.best[0] and t < self.best[1]):
             self.best = (score, t, result)
 
-    def take(self, prefer: str) -> tuple[int, TrialResult]:
+    def take(self) -> tuple[int, TrialResult]:
         """The kept trial once every trial is in: the best, or with ``prefer: simplest`` the
         simplest within one standard error of it (:func:`.choice.one_standard_error`)."""
         assert self.best is not None
         (_, t, result), self.best = self.best, None
-        if prefer == "simplest" and self.candidates:
+        if self.candidates:
             t, self.rule = one_standard_error([(k, r.choice_record) for k, r in sorted(self.candidates.items())])
             result = self.candidates[t]
         self.candidates = {}

@@ -286,7 +286,7 @@ class _Schedule:
         self.logs = [run.trial_log(cfg, u.backbone, u.kind, u.fold.index) for u in units]
         self.logged = [trial_log.read() for trial_log in self.logs]
         self.entries: list[dict[int, dict[str, Any]]] = [{} for _ in units]
-        self.state = [UnitProgress() for _ in units]
+        self.state = [UnitProgress(prefer=cfg.train.auto.prefer if u.kind == "auto" else "best") for u in units]
         self.kept: dict[int, tuple[int, TrialResult | None]] = {}  # refits and fits again
         self.replay: list[tuple[int, int, TrialResult]] = []
         self.videos = VideoStore(cfg, in_memory=not cfg.cluster.ray.enabled)  # Ray's driver reads labels only
@@ -357,7 +357,7 @@ class _Schedule:
             return
         if state.best is None:  # cannot happen: ASHA never prunes a chain's first trial
             raise RunError(f"{unit.label}: every trial was pruned; none can be the fold's model")
-        bt, best = state.take(self.cfg.train.auto.prefer if unit.kind == "auto" else "best")
+        bt, best = state.take()
         if bt not in self.logged[i]:  # fitted by this run: its models are here
             self.keep(i, bt, best)
             return
