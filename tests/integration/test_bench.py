@@ -67,7 +67,9 @@ def check_motion(m, output):
     cpu = m["cpu_ms_per_frame"]
     assert all(math.isfinite(cpu[k]) and cpu[k] > 0 for k in ("rgb", "motion", "both"))
     assert m["both_vs_rgb_cpu"] == pytest.approx(cpu["both"] / cpu["rgb"])
-    assert cpu["both"] > cpu["rgb"] and cpu["both"] > cpu["motion"]  # CPU time: both do more work
+    # CPU time: both do more work (within the same timing noise as the wall-time checks: on 64
+    # frames a busy machine once measured motion alone 1.98 ms/frame against both's 1.75)
+    assert TOLERANCE * cpu["both"] > max(cpu["rgb"], cpu["motion"])
     assert m["target_both_vs_rgb"] == 2.2
     # both streams do what either does and more; motion images are made on top of decoding
     assert m["both_frames_per_s"] <= TOLERANCE * min(m["rgb_frames_per_s"], m["motion_frames_per_s"])
