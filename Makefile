@@ -30,8 +30,10 @@ $(STAMP): setup.cfg setup.py
 	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev,review,cluster,search]"
 	touch $(STAMP)
 
+# Two processes (pytest-xdist), one test file each at a time: module fixtures are built once.
+TEST_WORKERS ?= 2
 test: setup
-	$(BIN)/python -m pytest -q --durations=20
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=20
 
 lint: setup
 	$(BIN)/ruff check .
