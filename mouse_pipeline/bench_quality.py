@@ -77,6 +77,7 @@ AUTO_SELECT = "inner_videos"
 #: (:func:`.sequences.choice.one_standard_error`); with 3 videos the held-out scores of the
 #: kinds are often closer than the two held-out videos are to each other.
 AUTO_PREFER = "simplest"
+MARGIN = 0.03  # the acceptance's distance to the best head: auto "within 0.03 of the best head"
 
 
 @dataclass(frozen=True)
@@ -404,9 +405,9 @@ def checks(res: dict[str, Any], mode: str, means: bool = False) -> list[str]:
     for j, b in enumerate(res["behaviors"]):
         best = max(heads, key=lambda m: heads[m][j])
         auto, lr = run["auto"][j], lr_scores[j]
-        ok_lr, ok_best = auto >= lr, auto >= heads[best][j] - 0.03
+        ok_lr, ok_best = auto >= lr, auto >= heads[best][j] - MARGIN
         lines.append(f"{b}: auto {auto:.3f} {'>=' if ok_lr else '<'} logistic {lr:.3f}; best head "
-                     f"{best} {heads[best][j]:.3f} ({'within' if ok_best else 'NOT within'} 0.03)")
+                     f"{best} {heads[best][j]:.3f} ({'within' if ok_best else 'NOT within'} {MARGIN})")
     return lines
 
 

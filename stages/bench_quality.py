@@ -30,19 +30,21 @@ from stages.common import common_options, handle_errors
 @click.option("--resume", is_flag=True,
               help="Keep the finished folds of the work folder's earlier runs (train refuses a run of another "
                    "config) instead of training every model again; the seconds then count only what was trained.")
-@click.option("--seed", type=int, default=None,
+@click.option("--seed", "seeds", type=int, multiple=True,
               help="Seed of the regimes' videos (default: the protocol's fresh seed, 2026); another seed "
-                   "needs its own --work folder. Run a few to see how much one seed's figures move.")
+                   "needs its own --work folder. Repeat it to run the protocol once per seed "
+                   "(in <work>/seed_<N>) and print the figures over the seeds: how much one seed's verdict moves.")
 @common_options
 @handle_errors
 def bench_quality_command(work, regimes, models, validations, pt_python, streams_on, stream_models, resume,
-                          seed, debug, quiet):
+                          seeds, debug, quiet):
     """Train every head, auto and a per-frame logistic regression on hard synthetic regimes.
 
     \b
     Examples:
       mouse-pipeline bench-quality
       PT_PYTHON=pt-venv/bin/python mouse-pipeline bench-quality --regime pretrained
+      mouse-pipeline bench-quality --regime few_videos --validation blocks --seed 2026 --seed 2027
     """
     from mouse_pipeline import bench_quality as bq
 
@@ -50,10 +52,19 @@ def bench_quality_command(work, regimes, models, validations, pt_python, streams
     unknown = [r for r in regimes if r not in names]
     if unknown:
         raise click.BadParameter(f"unknown regime(s) {unknown}; expected some of {names}", param_hint="--regime")
-    out = bq.run_quality(work, list(regimes) or names, list(models) or [*bq.HEADS, "auto"],
-                         list(validations) or list(bq.VALIDATION_MODES), pt_python,
-                         tuple(r for r in streams_on if r != "none"), tuple(stream_models) or None, resume,
-                         bq.SEED if seed is None else seed)
+    kwargs = dict(regimes=list(regimes) or names, models=list(models) or [*bq.HEADS, "auto"],
+                  validations=list(validations) or list(bq.VALIDATION_MODES), pt_python=pt_python,
+                  streams_on=tuple(r for r in streams_on if r != "none"),
+                  stream_models=tuple(stream_models) or None, resume=resume)
+    if len(set(seeds)) > 1:
+        from mouse_pipeline import bench_seeds
+
+        summary = bench_seeds.run_seeds(work, list(dict.fromkeys(seeds)), **kwargs)
+        click.echo(bench_seeds.format_seeds(summary))
+        click.echo(f"\nfigures written to {work / 'bench_quality_seeds.json'} and {work / 'bench_quality_seeds.md'}"
+                   f" (each seed's own in {work}/seed_<N>)")
+        return
+    out = bq.run_quality(work, seed=seeds[0] if seeds else bq.SEED, **kwargs)
     text = bq.format_quality(out)
     (work / "bench_quality.md").write_text(text + "\n")
     click.echo(text)

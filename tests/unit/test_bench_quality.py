@@ -114,3 +114,63 @@ def test_a_work_folder_made_for_one_seed_is_refused_for_another(tmp_path):
     assert prepare_dataset("base", tmp_path, seed=7) == data
     with pytest.raises(InputError, match=f"made for seed 7, not {SEED}"):
         prepare_dataset("base", tmp_path)
+
+
+def _seed_result(seed, auto, linear, lr, prevalence=0.15):
+    run = {"seconds": 60.0, "scores": {"auto": [auto], "linear": [linear]}}
+    return {"date": "2026-12-07", "seed": seed, "videos": 3, "machine": "m", "seconds": 60.0,
+            "regimes": [{"regime": "few_videos", "what": "3 videos", "behaviors": ["grooming"],
+                         "prevalence": [prevalence], "label_noise": 0.0, "runs": {"blocks": run},
+                         "logistic": [lr]}]}
+
+
+def test_figures_over_seeds_are_means_with_their_range_and_each_seed_s_verdict():
+    from mouse_pipeline.bench_seeds import format_seeds, summarize
+
+    # seed 1: auto below the logistic regression; seed 2: auto passes; seed 3: 0.05 below linear
+    outs = [_seed_result(1, 0.60, 0.62, 0.70), _seed_result(2, 0.80, 0.80, 0.70), _seed_result(3, 0.70, 0.75, 0.60)]
+    (entry,) = summarize(outs)
+    assert entry["models"]["auto"]["mean"] == pytest.approx([0.70])
+    assert (entry["models"]["auto"]["min"], entry["models"]["auto"]["max"]) == ([0.60], [0.80])
+    assert entry["logistic"]["mean"] == pytest.approx([2.0 / 3])
+    assert entry["passed"] == {"1": False, "2": True, "3": False}
+    diffs = np.array([-0.10, 0.10, 0.10])  # auto - logistic per seed
+    assert entry["auto_minus_logistic"]["mean"] == pytest.approx([diffs.mean()])
+    assert entry["auto_minus_logistic"]["se"] == pytest.approx([diffs.std(ddof=1) / np.sqrt(3)])
+    assert entry["auto_minus_best_head"]["mean"] == pytest.approx([np.mean([-0.02, 0.0, -0.05])])
+    # on the means auto (0.700) is above the logistic regression (0.667) and within 0.03 of linear (0.723)
+    assert entry["checks_on_means"] == ["grooming: auto 0.700 >= logistic 0.667; best head linear 0.723 (within 0.03)"]
+    text = format_seeds([entry])
+    assert "### few_videos, validation blocks: seeds 1, 2, 3" in text
+    assert "| grooming | 0.150 | 0.667 (0.600-0.700) | 0.700 (0.600-0.800) | 0.723 (0.620-0.800) |" in text
+    assert "auto passed every check of the regime on 1 of 3 seeds (2)" in text
+    assert "grooming: auto - logistic +0.033 ± 0.067 (standard error over seeds)" in text
+
+
+def test_only_regimes_and_modes_every_seed_ran_are_summarised():
+    from mouse_pipeline.bench_seeds import summarize
+
+    a, b = _seed_result(1, 0.6, 0.6, 0.5), _seed_result(2, 0.7, 0.7, 0.5)
+    b["regimes"][0]["runs"]["videos"] = b["regimes"][0]["runs"]["blocks"]  # seed 2 alone ran videos
+    b["regimes"].append({**b["regimes"][0], "regime": "rare"})  # and alone ran rare
+    assert [(e["regime"], e["mode"]) for e in summarize([a, b])] == [("few_videos", "blocks")]
+
+
+def test_each_seed_runs_in_its_own_folder_and_the_summary_is_written(tmp_path, monkeypatch):
+    from mouse_pipeline import bench_seeds
+
+    calls = []
+
+    def fake_run_quality(work, seed, **kwargs):
+        calls.append((work, seed, kwargs))
+        return _seed_result(seed, 0.7, 0.7, 0.6)
+
+    monkeypatch.setattr(bench_seeds, "run_quality", fake_run_quality)
+    bench_seeds.run_seeds(tmp_path, [5, 6], regimes=["few_videos"])
+    assert [(w, s) for w, s, _ in calls] == [(tmp_path / "seed_5", 5), (tmp_path / "seed_6", 6)]
+    assert all(k == {"regimes": ["few_videos"]} for _, _, k in calls)
+    assert "seeds 5, 6" in (tmp_path / "bench_quality_seeds.md").read_text()
+    import json
+
+    saved = json.loads((tmp_path / "bench_quality_seeds.json").read_text())
+    assert saved["seeds"] == [5, 6] and saved["summary"][0]["passed"] == {"5": True, "6": True}
