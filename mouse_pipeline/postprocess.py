@@ -111,8 +111,15 @@ def apply(
     -------
     numpy.ndarray
         ``(T, K)`` ``int8`` of 0/1.
+
+    Notes
+    -----
+    Probabilities are compared in float64, as the thresholds were chosen
+    (:func:`~mouse_pipeline.metrics.choose_threshold`): compared in float32, a threshold
+    halfway between two adjacent float32 scores would round onto the lower one and mark
+    its frames present.
     """
-    probs = np.asarray(probs)
+    probs = np.asarray(probs, dtype=np.float64)
     if probs.ndim != 2:
         raise ValueError(f"Expected probabilities of shape (T, K), but got {probs.shape}")
     k = probs.shape[1]

@@ -74,6 +74,20 @@ def test_apply_per_behaviour():
         apply(probs, [0.5], 0, 1)
 
 
+def test_apply_to_float32_cuts_where_the_validation_threshold_cut():
+    # predict hands apply float32 probabilities; the threshold lies halfway between two
+    # adjacent float32 scores and must not round onto the lower one in the comparison
+    hi = np.float32(0.7)
+    lo = np.nextafter(hi, np.float32(0))
+    y = np.array([1, 1, 0, 0, 0])
+    p = np.array([0.9, hi, lo, 0.2, 0.1], dtype=np.float32)
+    params = choose_postprocess([y], [p], gap_grid=(0,), min_len_grid=(1,))
+    expected = (p.astype(np.float64) >= params.threshold).astype(np.int8)  # independent: float64
+    np.testing.assert_array_equal(expected, [1, 1, 0, 0, 0])  # validation F1 1 at this cut
+    out = apply(p[:, None], params.threshold, params.max_gap, params.min_len)[:, 0]
+    np.testing.assert_array_equal(out, expected)
+
+
 def test_choose_postprocess_on_validation_videos():
     # truth: long bouts; predictions flicker inside them and have isolated false frames
     truth = np.zeros(60, dtype=np.int8)
