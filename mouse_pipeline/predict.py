@@ -130,6 +130,22 @@ def video_probabilities(predictor: Predictor, heads: list, cache: str | Path,
     return probs, binary
 
 
+def refuse_resampled_motion(videos: list[NewVideo], streams: list[str], train_fps: float | None) -> None:
+    """A motion stream shows the movement between consecutive frames at the video's own rate:
+    taking its embeddings at another rate would not rescale that movement (at 60 frames/s a
+    frame holds half the displacement of one at 30), so such a video is refused."""
+    from .features.motion import is_motion_stream
+
+    motion = [s for s in streams if is_motion_stream(s)]
+    resampled = [v for v in videos if v.resample_to is not None]
+    if motion and resampled:
+        v = resampled[0]
+        raise InputError(f"{v.file.path}: {v.fps:g} frames/s, and the run's input {motion[0]} is motion "
+                         f"between consecutive frames, which --resample cannot rescale to {train_fps:g} "
+                         f"frames/s; re-encode the video at {train_fps:g} frames/s (for example ffmpeg -i IN "
+                         f"-r {train_fps:g} OUT) and predict that")
+
+
 def prepare_videos(run: RunFolder, cfg: Config, predictor: Predictor, videos: list[Path],
                    resample: bool, allow_fps_mismatch: bool, progress: bool,
                    train_cache: str | Path | None = None) -> list[NewVideo]:
@@ -150,6 +166,7 @@ def prepare_videos(run: RunFolder, cfg: Config, predictor: Predictor, videos: li
     for f in files:
         fps = container_fps(f.path)
         out.append(NewVideo(f, fps, check_rate(str(f.path), fps, train_fps, resample, allow_fps_mismatch)))
+    refuse_resampled_motion(out, predictor.streams, train_fps)
     roots = list(dict.fromkeys([cfg.extract.cache, *([train_cache] if train_cache is not None else [])]))
     imported = imported_names(roots, predictor.streams)
     check_imported(cfg.extract.cache, imported, files)

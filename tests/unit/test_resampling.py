@@ -48,3 +48,21 @@ def test_upsampled_video_frames_get_the_prediction_of_their_own_features(fps, ta
     r = Resampling(n, float(fps), float(target))
     probs = r.to_video(predict_video(model, r.features(features), length=8, stride=2))
     np.testing.assert_allclose(probs[:, 0], features[:, 0], rtol=1e-6)
+
+
+def test_a_run_with_a_motion_stream_refuses_to_resample_before_anything_is_written(tmp_path):
+    """Motion images show the movement between consecutive frames at the video's own rate:
+    taken at another rate, their embeddings would show another speed than in training."""
+    from pathlib import Path
+
+    from mouse_pipeline.dataset import VideoFile
+    from mouse_pipeline.errors import InputError
+    from mouse_pipeline.predict import NewVideo, refuse_resampled_motion
+
+    same = NewVideo(VideoFile(Path("/v/a.mp4"), "a"), 30.0, None)
+    fast = NewVideo(VideoFile(Path("/v/b.mp4"), "b"), 60.0, 30.0)
+    refuse_resampled_motion([same, fast], ["resnet50v2"], 30.0)  # no motion: resampled
+    refuse_resampled_motion([same], ["resnet50v2", "resnet50v2+motion"], 30.0)  # no video resampled
+    with pytest.raises(InputError, match=r"/v/b.mp4: 60 frames/s, and the run's input resnet50v2\+motion "
+                                         r"is motion .* re-encode the video at 30 frames/s"):
+        refuse_resampled_motion([same, fast], ["resnet50v2", "resnet50v2+motion"], 30.0)
