@@ -8,7 +8,7 @@
     The only model of the run, or the one with the best mean cross-validated PR-AUC in
     the report's ``metrics.json``.
 ``ensemble``
-    The mean of every final model's probabilities (as the report's ensemble), with
+    The mean of every final model's probabilities but ``auto``'s (as the report's ensemble), with
     thresholds and post-processing chosen on the final models' validation videos from
     the mean of their validation probabilities (never on anything else).
 ``per-behavior``
@@ -100,8 +100,13 @@ def choose(run: RunFolder, cfg: Config, model_name: str | None) -> Predictor:
     if model_name in (ENSEMBLE, PER_BEHAVIOR):
         if len(names) < 2:
             raise RunError(f"--model {model_name}: {run.path} has one model ({names[0]}); choose it")
-        finals = [run.read_final(cfg, b, m) for b, m in combos]
-        return _ensemble(run, cfg, finals) if model_name == ENSEMBLE else _per_behavior(run, finals)
+        if model_name == ENSEMBLE:
+            members = [c for c in combos if c[1] != "auto"]  # auto is one of the kinds beside it
+            if len(members) < 2:
+                raise RunError(f"--model {ENSEMBLE}: {run.path} has fewer than two models other than auto "
+                               f"(auto is, per fold, one of the kinds it chose from); choose one of {choices}")
+            return _ensemble(run, cfg, [run.read_final(cfg, b, m) for b, m in members])
+        return _per_behavior(run, [run.read_final(cfg, b, m) for b, m in combos])
     if model_name:
         if model_name not in names:
             raise RunError(f"--model {model_name!r}: not trained in {run.path}; choose one of {choices}")

@@ -133,17 +133,24 @@ def _video_labels(cfg: Config, vid: str, n_frames: int, fps: float, recorded: st
     return check_length(labels, n_frames, cfg.data.max_frame_mismatch, vid)
 
 
+def ensemble_members(names: list[str]) -> list[str]:
+    """The models an ensemble averages: every one but ``auto``, which in each fold *is* one
+    of the kinds beside it (averaged too, it would count that kind twice)."""
+    return [n for n in names if n != ENSEMBLE and n.rsplit("/", 1)[-1] != "auto"]
+
+
 def add_ensemble(data: RunData) -> None:
-    """Add the ``ensemble`` model when two or more models are complete.
+    """Add the ``ensemble`` model when two or more models other than ``auto`` are complete
+    (:func:`ensemble_members`).
 
     Per fold, test and validation probabilities are the mean over the complete models;
     threshold, ``max_gap`` and ``min_len`` of each behaviour are chosen on the fold's
     validation videos with :func:`~mouse_pipeline.postprocess.choose_postprocess` and the
     config's ``postprocess`` grids. Test probabilities play no part in any choice.
     """
-    names = [n for n in data.models if n != ENSEMBLE]
+    names = ensemble_members(list(data.models))
     if len(names) < 2:
-        data.ensemble_note = "not built: it needs at least two complete models"
+        data.ensemble_note = "not built: it needs at least two complete models other than auto"
         return
     grids = (list(data.cfg.postprocess.max_gap), list(data.cfg.postprocess.min_len))
     results = []

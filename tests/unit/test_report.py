@@ -18,6 +18,7 @@ from mouse_pipeline.errors import RunError
 from mouse_pipeline.features.store import cache_path
 from mouse_pipeline.folds import make_folds
 from mouse_pipeline.postprocess import choose_postprocess
+from mouse_pipeline.report.data import add_ensemble, load_run
 from mouse_pipeline.runs import PROBS_FILE, RunFolder
 
 BEHAVIORS = ("grooming", "mid_rearing", "wall_rearing")
@@ -199,6 +200,26 @@ def test_ensemble_thresholds_are_chosen_on_validation_probabilities_only(tmp_pat
     assert pooled_pr_auc(second) != pooled_pr_auc(first)  # the test data did change
 
 
+def test_the_ensemble_leaves_auto_out_as_it_is_one_of_the_kinds_beside_it(tmp_path):
+    """auto's fold is the fold of the kind it chose: averaged as a member too, that kind
+    would count twice."""
+    run, folds, _ = make_run(tmp_path / "a", models=("lstm", "tcn", "auto"))
+    report.write_report(run)
+    meta = json.loads((run / "metrics.json").read_text())
+    assert meta["ensemble"]["members"] == ["resnet50v2/lstm", "resnet50v2/tcn"]
+    data = load_run(run)
+    add_ensemble(data)
+    vid = folds[0].test[0]
+    with h5py.File(RunFolder(run).unit("resnet50v2", "lstm", 0) / PROBS_FILE) as fl, \
+            h5py.File(RunFolder(run).unit("resnet50v2", "tcn", 0) / PROBS_FILE) as ft:
+        expected = (fl[f"test/{vid}"][()].astype(np.float64) + ft[f"test/{vid}"][()]) / 2
+    np.testing.assert_allclose(data.models["ensemble"][0].test[vid], expected, rtol=1e-6)
+    run2, _, _ = make_run(tmp_path / "b", models=("lstm", "auto"))
+    report.write_report(run2)
+    assert "ensemble" not in {r["model"] for r in json.loads((run2 / "metrics.json").read_text())["pooled"]}
+    assert "not built: it needs at least two complete models other than auto" in (run2 / "report.md").read_text()
+
+
 def test_html_is_self_contained_and_escapes_names(reported):
     run, *_ = reported
     page = (run / "report.html").read_text(encoding="utf-8")
@@ -319,3 +340,12 @@ def test_undefined_values_are_null_in_json_and_a_dash_in_html(tmp_path):
     assert mean["recall"] == pytest.approx(np.mean(others))  # undefined folds are skipped
     assert "“–”: undefined" in page
     assert "NaN" not in (run / "metrics.json").read_text()
+
+
+def test_predict_s_ensemble_leaves_auto_out_too(tmp_path):
+    from mouse_pipeline.predictor import choose
+
+    run, _, _ = make_run(tmp_path, models=("lstm", "auto"))
+    folder = RunFolder(run)
+    with pytest.raises(RunError, match="--model ensemble: .* fewer than two models other than auto"):
+        choose(folder, folder.read_config(), "ensemble")
