@@ -17,8 +17,9 @@ Written into the run folder (each file under a temporary name, then renamed):
 ``metrics.csv``
     One row per model x behaviour x fold x stage (``row`` = ``fold``, ``fold`` = the fold
     index), plus rows ``row`` = ``pooled`` (all test frames of all folds together, each
-    fold judged with its own threshold), ``mean`` and ``std`` (over folds), whose ``fold``
-    is empty. Missing values (a metric undefined in a fold, post-processing keys of raw and
+    fold judged with its own threshold), ``mean`` and ``std`` (over the folds where the
+    metric is defined) and ``n`` (the number of those folds), whose ``fold`` is empty.
+    Missing values (a metric undefined in a fold, post-processing keys of raw and
     summary rows) are empty cells. Stage ``raw``: the validation threshold; ``post``: threshold,
     gap closing and minimum bout length. Columns: :data:`CSV_COLUMNS`. Bout metrics are
     summed over videos (a bout never spans two videos); a bout is a run of annotated

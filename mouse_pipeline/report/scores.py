@@ -25,8 +25,9 @@ BOUT_KEYS = ("bout_precision", "bout_recall", "bout_f1", "bout_count_error",
              "bout_duration_error_s", "n_true_bouts", "n_pred_bouts")
 POST_KEYS = ("threshold", "max_gap", "min_len")
 CSV_COLUMNS = ("model", "behavior", "row", "fold", "stage", *FRAME_KEYS, *BOUT_KEYS, *POST_KEYS)
-#: What a row of metrics.csv is: one fold, all folds pooled, or the mean or std over folds.
-ROW_KINDS = ("fold", "pooled", "mean", "std")
+#: What a row of metrics.csv is: one fold, all folds pooled, the mean or std over folds, or
+#: ``n``: over how many folds each metric was defined (the mean and std skip the others).
+ROW_KINDS = ("fold", "pooled", "mean", "std", "n")
 STAGES = ("raw", "post")
 
 
@@ -107,7 +108,7 @@ def compute_metrics(data: RunData) -> dict[str, list[dict[str, Any]]]:
                 pooled.append({"model": name, "behavior": b, "row": "pooled", "fold": "pooled", "stage": stage,
                                **score})
                 summary = summarize_folds([{k: r[k] for k in FRAME_KEYS + BOUT_KEYS} for r in rows])
-                for stat in ("mean", "std"):
+                for stat in ("mean", "std", "n"):
                     mean_std.append({"model": name, "behavior": b, "row": stat, "fold": stat, "stage": stage,
                                      **{k: summary[k][stat] for k in FRAME_KEYS + BOUT_KEYS}})
     return {"folds": fold_rows, "pooled": pooled, "mean_std": mean_std}

@@ -58,12 +58,17 @@ NAN_NOTE = ("“–”: undefined, e.g. recall and PR-AUC without a positive tes
             "when no frame was predicted present, a standard deviation from fewer than two folds.")
 
 
-def _value_cell(value: float, mean: float | None = None, std: float | None = None, best: bool = False) -> Cell:
+def _value_cell(value: float, mean: float | None = None, std: float | None = None, best: bool = False,
+                n: tuple[float, int] | None = None) -> Cell:
+    """A pooled value, and below it the mean ± std over folds (``n``: over how many of how
+    many folds the metric was defined; said when some were not)."""
     main = _fmt(value)
     h = f'<span class="best">{html.escape(main)}</span>' if best else html.escape(main)
     md = f"**{main}**" if best and main != "–" else main
     if mean is not None:
         sd = f"{_fmt(mean)} ± {_fmt(std)}"
+        if n is not None and 0 < n[0] < n[1]:
+            sd += f" ({int(n[0])} of {n[1]} folds)"
         h += f'<span class="sd">{html.escape(sd)}</span>'
         md += f" ({sd})"
     return Cell(h, md)
@@ -143,11 +148,13 @@ def _section_results(doc: Document, data: RunData, metrics: dict[str, Any]) -> N
                 signed = key in ("bout_count_error", "bout_duration_error_s")  # best: closest to 0
                 top = (min(abs(v) for v in finite) if signed else max(finite)) if len(finite) > 1 else None
                 rows.append([label, *[_value_cell(v, ms[(n, b, stage, "mean")][key], ms[(n, b, stage, "std")][key],
-                                                  best=top is not None and (abs(v) if signed else v) == top)
+                                                  best=top is not None and (abs(v) if signed else v) == top,
+                                                  n=(ms[(n, b, stage, "n")][key], len(data.folds)))
                                       for n, v in zip(names, values, strict=True)]])
         doc.table(["metric", *map(display_name, names)], rows)
     doc.para(f"Each cell: the pooled value (all test frames of the {len(data.folds)} folds together; "
-             "bold: the best model) and below it the mean ± standard deviation over folds. Bout F1: "
+             "bold: the best model) and below it the mean ± standard deviation over folds (over the "
+             "folds where it is defined: \"2 of 3 folds\" says one was not). Bout F1: "
              "a predicted bout matches an annotated one when their intersection over union is at "
              "least 0.5. Count and duration errors are predicted minus annotated, summed over test "
              "videos. " + NAN_NOTE, cls="caption")

@@ -109,8 +109,8 @@ def test_files_are_written_with_one_row_per_model_behaviour_fold_and_stage(repor
     assert list(rows[0])[:5] == ["model", "behavior", "row", "fold", "stage"]
     models = ["resnet50v2/lstm", "resnet50v2/tcn", "ensemble"]
     assert {r["model"] for r in rows} == set(models)
-    assert len(rows) == len(models) * len(BEHAVIORS) * 2 * (len(folds) + 3)
-    assert {r["row"] for r in rows} == {"fold", "pooled", "mean", "std"}
+    assert len(rows) == len(models) * len(BEHAVIORS) * 2 * (len(folds) + 4)
+    assert {r["row"] for r in rows} == {"fold", "pooled", "mean", "std", "n"}
     assert {r["fold"] for r in rows if r["row"] == "fold"} == {"0", "1", "2", "3"}
     assert {r["fold"] for r in rows if r["row"] != "fold"} == {""}  # the fold column is numeric
     meta = json.loads((run / "metrics.json").read_text())
@@ -338,6 +338,13 @@ def test_undefined_values_are_null_in_json_and_a_dash_in_html(tmp_path):
     others = [r["recall"] for r in meta["folds"] if r["behavior"] == "mid_rearing" and r["stage"] == "raw"
               and r["fold"] != 0]
     assert mean["recall"] == pytest.approx(np.mean(others))  # undefined folds are skipped
+    n = next(r for r in meta["mean_std"] if r["row"] == "n" and r["behavior"] == "mid_rearing"
+             and r["stage"] == "raw")
+    assert (n["recall"], n["pr_auc"], n["accuracy"]) == (len(folds) - 1, len(folds) - 1, len(folds))
+    # and the report says so beside the mean, instead of a mean over fewer folds without a word
+    std = next(r for r in meta["mean_std"] if r["row"] == "std" and r["behavior"] == "mid_rearing"
+               and r["stage"] == "raw")
+    assert f"{mean['recall']:.3f} ± {std['recall']:.3f} ({len(folds) - 1} of {len(folds)} folds)" in page
     assert "“–”: undefined" in page
     assert "NaN" not in (run / "metrics.json").read_text()
 
