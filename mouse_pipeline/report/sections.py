@@ -74,6 +74,21 @@ def _value_cell(value: float, mean: float | None = None, std: float | None = Non
     return Cell(h, md)
 
 
+def _unvalidated_thresholds(data: RunData) -> list[str]:
+    """``fold <i>: <behaviour>, ...`` for every fold whose validation frames hold no positive
+    frame of a behaviour (its threshold fell back to 0.5, :func:`.metrics.choose_threshold`)."""
+    out = []
+    for fold in data.folds:
+        segments = [data.labels[v].matrix[a:b] for v, a, b in fold.val_segments if v in data.labels]
+        if not segments:
+            continue
+        positives = np.sum([(m == 1).sum(axis=0) for m in segments], axis=0)
+        missing = [b for b, n in zip(data.behaviors, positives, strict=True) if n == 0]
+        if missing:
+            out.append(f"fold {fold.index}: " + ", ".join(missing))
+    return out
+
+
 def _section_header(doc: Document, data: RunData, metrics: dict[str, Any]) -> None:
     cfg = data.cfg
     test_videos = [v for f in data.folds for v in f.test]
@@ -103,6 +118,11 @@ def _section_header(doc: Document, data: RunData, metrics: dict[str, Any]) -> No
         doc.para("Left out of this report because not all their folds finished: "
                  + ", ".join(f"{n} ({k} of {len(data.folds)} folds)" for n, k in data.incomplete.items())
                  + ". Run `mouse-pipeline train` again with the same config: it resumes them.", cls="note")
+    blind = _unvalidated_thresholds(data)
+    if blind:
+        doc.para("No positive validation frame, so the threshold there could not be chosen and is "
+                 "0.5 (and the post-processing none): " + "; ".join(blind) + ". Annotate that "
+                 "behaviour in more videos, or read those folds' precision and recall with care.", cls="note")
     first = next(iter(data.models))
     rows = []
     for b in data.behaviors:

@@ -356,3 +356,20 @@ def test_predict_s_ensemble_leaves_auto_out_too(tmp_path):
     folder = RunFolder(run)
     with pytest.raises(RunError, match="--model ensemble: .* fewer than two models other than auto"):
         choose(folder, folder.read_config(), "ensemble")
+
+
+def test_the_report_names_the_folds_whose_threshold_no_positive_validation_frame_chose(tmp_path):
+    run, folds, truth = make_run(tmp_path, models=("lstm",))
+    page = report.write_report(run).read_text(encoding="utf-8")
+    assert "No positive validation frame" not in page
+    (val,) = folds[0].val
+    y = truth[val].copy()
+    y[y[:, 1] == 1, 1] = 0  # the validation video of fold 0 shows no mid rearing
+    write_labels_csv(tmp_path / "labels" / f"{val}.csv", Labels(BEHAVIORS, y))
+    blind = [f.index for f in folds if val in f.val]
+    page = report.write_report(run).read_text(encoding="utf-8")
+    assert "No positive validation frame" in page
+    md = (run / "report.md").read_text(encoding="utf-8")
+    for i in blind:
+        assert f"fold {i}: mid_rearing" in page and f"fold {i}: mid_rearing" in md
+    assert not any(f"fold {f.index}: mid_rearing" in page for f in folds if f.index not in blind)
