@@ -17,8 +17,9 @@ Readers (:func:`read_labels`) convert from:
     accepted for unlabelled frames). A leading unnamed index column, as pandas writes
     (header starting with ``,`` or ``Unnamed: 0``), is skipped.
 ``deepethogram``
-    CSV whose first column is the frame index, then a ``background`` column (dropped),
-    then one column per behaviour; ``-1`` means unlabelled.
+    CSV whose first column is the frame index (0, 1, 2, ...: any other start or step is
+    refused), then a ``background`` column (dropped), then one column per behaviour;
+    ``-1`` means unlabelled.
 ``boris_events``
     BORIS tabular events export: a header row with at least ``Time``, ``Behavior`` and
     ``Status`` (or ``Behavior type`` as in BORIS 8), possibly after metadata lines.
@@ -28,9 +29,13 @@ Readers (:func:`read_labels`) convert from:
     BORIS aggregated export: one row per bout with ``Behavior``, ``Start (s)`` and
     ``Stop (s)``.
 
-BORIS times are seconds. Frame ``i`` (0-based) lies at time ``i / fps`` and belongs to a
-bout when ``start <= i / fps < stop`` (times are rounded to 1e-6 frame first, so that
-``0.3 s * 10 fps`` is frame 3). BORIS annotates the whole video, so frames outside every
+BORIS times are seconds (less the observation's ``Time offset (s)``, which BORIS adds to
+every time it exports). Frame ``i`` (0-based) lies at time ``t_i = i / fps`` and belongs
+to a bout when ``start <= t_i + 0.5 ms < stop`` (times are rounded to 1e-6 frame first, so
+that ``0.3 s * 10 fps`` is frame 3). The half millisecond (at most half a frame) is
+because BORIS writes times rounded to the millisecond: at 30 fps a bout coded from frame 2
+(0.0667 s) to frame 5 is written ``0.067``/``0.167`` and must read back as frames 2..4,
+not 3..5. BORIS annotates the whole video, so frames outside every
 bout of a behaviour are ``0``; a requested behaviour with no bout in the file is all ``0``
 and logged as a warning naming the behaviours found (a typo shows up there). The BORIS
 readers need ``fps`` and ``n_frames`` (from the video).
@@ -401,11 +406,17 @@ def _read_frame_table(
 
 
 def _check_index(path: Path, cells: np.ndarray, data: list[tuple[int, list[str]]]) -> None:
-    """The DeepEthogram frame index must count up by one."""
+    """The DeepEthogram frame index must start at 0 and count up by one (row ``i`` is frame ``i``)."""
     try:
         index = [int(float(c)) for c in cells]
     except ValueError:
         raise InputError(f"label file {path}: first column is not a frame index") from None
+    if index[0] != 0:
+        raise InputError(
+            f"label file {path}, data row 1 (line {data[0][0]}): frame index starts at {index[0]}, "
+            "not 0; rows are read as frames 0, 1, 2, ... of the video, so export every frame "
+            "from frame 0 (a 1-based index: subtract 1)"
+        )
     bad = np.flatnonzero(np.diff(index) != 1)
     if bad.size:
         r = int(bad[0]) + 1

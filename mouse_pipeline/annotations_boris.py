@@ -3,13 +3,17 @@
 Both turn a BORIS export, already split into ``(line number, cells)`` rows, into bouts of
 ``(behaviour, start s, stop s, line number)``; :func:`bouts_to_matrix` turns bouts into the
 per-frame matrix of the label contract (see :mod:`mouse_pipeline.annotations`).
+
+Times are taken in seconds of the video: BORIS adds an observation's time offset to the
+times it exports (and names it in a ``Time offset (s)`` column, or a metadata line above
+the header in older exports), so the offset is subtracted again.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +23,12 @@ from mouse_pipeline.errors import InputError
 logger = logging.getLogger("mouse_pipeline.annotations")
 
 Rows = list[tuple[int, list[str]]]
+
+#: BORIS writes event times rounded to the millisecond (the player's position when the event
+#: was coded): the time of frame ``i`` may be written up to half a millisecond after ``i / fps``.
+_HALF_MS = 0.0005
+#: The column (or metadata line) of an observation's time offset, which BORIS adds to its times.
+_OFFSET = "Time offset (s)"
 
 _Bout = tuple[str, float, float, int]  # behaviour, start s, stop s, line number
 
@@ -46,9 +56,53 @@ def _seconds(path: Path, line_no: int, column: str, cell: str) -> float:
     return value
 
 
+def _time_offset(path: Path, rows: Rows, h: int, col: dict[str, int]) -> Callable[[int, list[str]], float]:
+    """The observation's BORIS time offset per data row: ``offset(line_no, cells)`` in seconds.
+
+    BORIS adds the observation's time offset to every event time it records and exports
+    (its own clip extraction subtracts it again to find the video position); exports name
+    it in a ``Time offset (s)`` column, older ones in a metadata line above the header.
+    No offset given: 0.
+    """
+    default = 0.0
+    for line_no, cells in rows[:h]:
+        if len(cells) > 1 and cells[0] == _OFFSET and cells[1]:
+            default = _number(path, line_no, _OFFSET, cells[1])
+    j = col.get(_OFFSET)
+
+    def offset(line_no: int, cells: list[str]) -> float:
+        if j is None or j >= len(cells) or cells[j].upper() in ("", "NA", "NAN"):
+            return default
+        return _number(path, line_no, _OFFSET, cells[j])
+
+    return offset
+
+
+def _number(path: Path, line_no: int, column: str, cell: str) -> float:
+    try:
+        value = float(cell)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise InputError(f"label file {path}, line {line_no}, column {column!r}: bad value {cell!r}")
+    return value
+
+
+def _video_time(path: Path, line_no: int, column: str, cell: str, offset: float) -> float:
+    """A BORIS time in seconds of the video: the time less the observation's time offset."""
+    time = _seconds(path, line_no, column, cell) - offset
+    if time < -_HALF_MS:
+        raise InputError(
+            f"label file {path}, line {line_no}, column {column!r}: {cell} s less the time offset "
+            f"{offset:g} s is before the video's start; check the observation's time offset in BORIS"
+        )
+    return max(time, 0.0)
+
+
 def boris_events(path: Path, rows: Rows) -> list[_Bout]:
     h, col = _find_header(path, rows, (("Time",), ("Behavior",), ("Status", "Behavior type")))
     status_col = col["Status"] if "Status" in col else col["Behavior type"]
+    offset = _time_offset(path, rows, h, col)
     open_at: dict[tuple[str, str], tuple[float, int]] = {}
     bouts: list[_Bout] = []
     for line_no, cells in rows[h + 1 :]:
@@ -62,7 +116,7 @@ def boris_events(path: Path, rows: Rows) -> list[_Bout]:
         key = (subject, behavior)
         if status == "POINT":
             continue
-        time = _seconds(path, line_no, "Time", cells[col["Time"]])
+        time = _video_time(path, line_no, "Time", cells[col["Time"]], offset(line_no, cells))
         if status == "START":
             if key in open_at:
                 raise InputError(
@@ -99,6 +153,7 @@ def boris_events(path: Path, rows: Rows) -> list[_Bout]:
 
 def boris_aggregated(path: Path, rows: Rows) -> list[_Bout]:
     h, col = _find_header(path, rows, (("Behavior",), ("Start (s)",), ("Stop (s)",)))
+    offset = _time_offset(path, rows, h, col)
     bouts: list[_Bout] = []
     for line_no, cells in rows[h + 1 :]:
         if not any(cells):
@@ -110,12 +165,38 @@ def boris_aggregated(path: Path, rows: Rows) -> list[_Bout]:
         if kind == "POINT" or stop_cell.upper() in ("", "NA", "NAN"):
             logger.debug("Label file %s, line %d: point event ignored", path, line_no)
             continue
-        start = _seconds(path, line_no, "Start (s)", cells[col["Start (s)"]])
-        stop = _seconds(path, line_no, "Stop (s)", stop_cell)
+        start = _video_time(path, line_no, "Start (s)", cells[col["Start (s)"]], offset(line_no, cells))
+        stop = _video_time(path, line_no, "Stop (s)", stop_cell, offset(line_no, cells))
         if stop < start:
             raise InputError(f"label file {path}, line {line_no}: Stop (s) is before Start (s)")
         bouts.append((cells[col["Behavior"]], start, stop, line_no))
     return bouts
+
+
+def frame_at(seconds: float, fps: float) -> int:
+    """The first frame whose time is at or after ``seconds`` (a bout's first frame, or the
+    frame after its last).
+
+    A frame's time is ``i / fps`` plus half a millisecond (at most half a frame): BORIS
+    rounds times to the millisecond, so at 30 fps frame 2 (0.0667 s) is written 0.067 s and
+    must still be frame 2, not 3. Times exactly at ``i / fps`` (this project's BORIS
+    exports) give frame ``i``; the product is rounded to 1e-6 frame first, so that
+    ``0.3 s * 10 fps`` is frame 3.
+
+    Parameters
+    ----------
+    seconds
+        A bout's start or stop time.
+    fps
+        The video's frame rate.
+
+    Returns
+    -------
+    int
+        The smallest ``i`` with ``seconds <= i / fps + min(0.5 ms, 0.5 / fps)``.
+    """
+    slack = min(_HALF_MS * fps, 0.5)  # in frames
+    return math.ceil(round(seconds * fps - slack, 6))
 
 
 def bouts_to_matrix(
@@ -145,8 +226,8 @@ def bouts_to_matrix(
         k = index.get(mapped[name])
         if k is None:
             continue
-        first = math.ceil(round(start * fps, 6))
-        end = math.ceil(round(stop * fps, 6))  # exclusive
+        first = frame_at(start, fps)
+        end = frame_at(stop, fps)  # exclusive
         if first >= n_frames and end > first:
             raise InputError(
                 f"label file {path}, line {line_no}: bout of {name!r} starts at {start} s = frame "

@@ -122,6 +122,14 @@ def test_deepethogram_index_must_be_consecutive(tmp_path):
         read_labels(path, "deepethogram", ["a"])
 
 
+def test_deepethogram_index_must_start_at_frame_0(tmp_path):
+    # a 1-based index (1, 2, 3, 4): the file says 'a' at frames 2 and 3, which reading rows
+    # as frames 0, 1, 2, ... would put at frames 1 and 2 without a word
+    path = write(tmp_path / "deg.csv", ",background,a\n1,1,0\n2,0,1\n3,0,1\n4,1,0\n")
+    with pytest.raises(InputError, match="data row 1 .line 2.: frame index starts at 1, not 0"):
+        read_labels(path, "deepethogram", ["a"])
+
+
 BORIS_EVENTS = """Observation id,obs1
 Observation date,2022-01-01
 Description,
@@ -213,6 +221,48 @@ def test_boris_aggregated(tmp_path):
     expected[0:4] = 1  # 0, 0.1, 0.2, 0.3 < 0.35
     expected[11:15] = 1  # clipped at the video end
     np.testing.assert_array_equal(labels.matrix[:, 0], expected)
+
+
+
+@pytest.mark.parametrize("fps", [30.0, 30000 / 1001, 60.0, 25.0, 10.0, 240.0])
+def test_boris_times_rounded_to_the_millisecond_keep_their_frames(tmp_path, fps):
+    # BORIS writes the player's time of the coded frame rounded to the millisecond: at 30 fps
+    # a bout coded from frame 2 to frame 5 (exclusive) is written 0.067 / 0.167 s, which is
+    # 2.01 / 5.01 frames; taking the next frame at or after it made frames 3..5 of 2..4.
+    n = 90
+    truth = np.zeros(n, dtype=np.int8)
+    events, aggregated = ["Time,Behavior,Status"], ["Behavior,Start (s),Stop (s)"]
+    for s in range(1, n - 2, 4):  # bouts s, s + 1: starts and stops at every phase of 1/fps
+        truth[s : s + 2] = 1
+        start, stop = f"{round(s / fps, 3):.3f}", f"{round((s + 2) / fps, 3):.3f}"
+        events += [f"{start},a,START", f"{stop},a,STOP"]
+        aggregated.append(f"a,{start},{stop}")
+    for fmt, rows in (("boris_events", events), ("boris_aggregated", aggregated)):
+        path = write(tmp_path / f"{fmt}.csv", "\n".join(rows) + "\n")
+        labels = read_labels(path, fmt, ["a"], fps=fps, n_frames=n)
+        np.testing.assert_array_equal(labels.matrix[:, 0], truth, err_msg=f"{fmt} at {fps} fps")
+
+def test_boris_time_offset_is_subtracted(tmp_path):
+    # BORIS adds the observation's time offset (here 12.5 s) to every time it exports: the
+    # bout at 0.3..0.6 s of the video (frames 3, 4, 5 at 10 fps) is written 12.8..13.1 s,
+    # which read as it stands are frames 128..130 of this 200-frame video, without a word
+    expected = np.zeros((200, 1), dtype=np.int8)
+    expected[3:6] = 1
+    files = {
+        "events_column": ("boris_events", "Observation id,Time offset (s),Behavior,Behavior type,Time\n"
+                          "o,12.500,a,START,12.800\no,12.500,a,STOP,13.100\n"),
+        "events_metadata": ("boris_events", "Observation id,o\nTime offset (s),12.500\n\n"
+                            "Time,Behavior,Status\n12.8,a,START\n13.1,a,STOP\n"),
+        "aggregated": ("boris_aggregated", "Observation id,Time offset (s),Behavior,Start (s),Stop (s)\n"
+                       "o,12.500,a,12.800,13.100\n"),
+    }
+    for name, (fmt, text) in files.items():
+        path = write(tmp_path / f"{name}.csv", text)
+        labels = read_labels(path, fmt, ["a"], fps=10, n_frames=200)
+        np.testing.assert_array_equal(labels.matrix, expected, err_msg=name)
+    early = write(tmp_path / "early.csv", "Time offset (s),Behavior,Start (s),Stop (s)\n5,a,4.0,6.0\n")
+    with pytest.raises(InputError, match=r"line 2, column 'Start \(s\)': 4.0 s less the time offset 5 s is before"):
+        read_labels(early, "boris_aggregated", ["a"], fps=10, n_frames=20)
 
 
 def test_check_length(tmp_path, caplog):
