@@ -9,7 +9,9 @@ Frames and times
 ----------------
 A bout of frames ``s .. e`` (inclusive) is a ``START`` at ``s / fps`` and a ``STOP`` at
 ``(e + 1) / fps``: the reader's rule (frame ``i`` is in a bout when
-``start <= i / fps < stop``) gives back exactly ``s .. e``. Times are written with
+``start <= i / fps + 0.5 ms < stop``, the half millisecond for BORIS's own times rounded to
+the millisecond: :func:`mouse_pipeline.annotations_boris.frame_at`) gives back exactly
+``s .. e``. Times are written with
 Python's shortest exact float text, so no rounding moves an edge.
 
 BORIS has no "not annotated": it describes the whole video, so frames that are ``-1``
