@@ -169,6 +169,19 @@ def fit_parts(kind: str, tcfg: TrainConfig, train: list[tuple[Any, np.ndarray]],
                      monitor.pruned_at)
 
 
+def trial_score(head_scores: list[float]) -> float:
+    """A trial's validation score from its heads' PR-AUCs: their mean over the heads that
+    could be scored, as :func:`~mouse_pipeline.metrics.mean_pr_auc` averages a joint head
+    over the behaviours with a positive frame; ``-inf`` when none could.
+
+    A head whose behaviour has no positive validation frame scores ``-inf`` (or NaN); left in
+    the mean, it would make every trial of the fold ``-inf``, and the first trial would be
+    kept whatever the other heads scored.
+    """
+    scored = [float(s) for s in head_scores if np.isfinite(s)]
+    return float(np.mean(scored)) if scored else -np.inf
+
+
 def chosen_epochs(best_epochs: list[int]) -> int:
     """The refit's epochs from the inner fits' best epochs: their median, halves rounded up."""
     return max(1, int(np.floor(np.median(best_epochs) + 0.5)))
@@ -236,7 +249,7 @@ def fit_trial(cfg: Config, trial: Trial, n_trials: int, by_id: dict[str, VideoDa
     try:
         if fold.validation == "videos":
             heads = fits.fit([video_part(by_id[v]) for v in fold.train], [video_part(by_id[v]) for v in fold.val], "")
-            result = TrialResult(heads, float(np.mean([h.val_score for h in heads])))
+            result = TrialResult(heads, trial_score([h.val_score for h in heads]))
         else:
             result = _inner_folds(fits) if fold.validation == "inner_folds" else _blocks(fits)
     except Pruned as p:
@@ -281,7 +294,7 @@ def _inner_folds(fits: _TrialFits) -> TrialResult:
     record = {"validation": "inner_folds", "inner": inner, "chosen_epochs": epochs,
               "epoch_rule": "median of the inner fits' best epochs (halves up)", "val_pr_auc": scores,
               "refit": True}
-    return TrialResult([], float(np.mean(scores)), oof, record, epochs, scores, seconds)
+    return TrialResult([], trial_score(scores), oof, record, epochs, scores, seconds)
 
 
 def _blocks(fits: _TrialFits) -> TrialResult:
@@ -305,6 +318,6 @@ def _blocks(fits: _TrialFits) -> TrialResult:
               "best_epochs": [f.best_epoch for f in models], "val_curves": [f.history["val_pr_auc"] for f in models],
               "val_pr_auc": scores, "refit": refit, **({"chosen_epochs": epochs} if refit else {})}
     if refit:
-        return TrialResult([], float(np.mean(scores)), probs, record, epochs, scores,
+        return TrialResult([], trial_score(scores), probs, record, epochs, scores,
                            float(sum(f.fit_seconds for f in models)))
-    return TrialResult(models, float(np.mean(scores)), probs, record, None, scores)
+    return TrialResult(models, trial_score(scores), probs, record, None, scores)

@@ -17,6 +17,7 @@ import pytest
 
 from mouse_pipeline.annotations import Labels, write_labels_csv
 from mouse_pipeline.config import Config
+from mouse_pipeline.dataset import VideoData
 from mouse_pipeline.errors import ConfigError, RunError
 from mouse_pipeline.features.store import DATASET, cache_path
 from mouse_pipeline.folds import (
@@ -258,3 +259,55 @@ def test_the_final_fold_is_validated_like_the_others(mode):
     else:
         assert final.val == () and list(final.train) == IDS and sorted(final.val_videos) == IDS
         assert len(final.inner) == (3 if mode == "inner_folds" else 0)
+
+
+def _cue_video(rng, vid, b_from=0, n=200):
+    """Two behaviours each marked by one feature; ``b`` only from frame ``b_from`` on."""
+    x = rng.normal(size=(n, 6)).astype(np.float32)
+    y = np.zeros((n, 2), np.int8)
+    y[:, 0] = x[:, 0] > 0.5
+    y[b_from:, 1] = x[b_from:, 1] > 0.8
+    y[:2] = -1
+    return VideoData(vid, x, Labels(("a", "b"), y), 10.0, Path(f"{vid}.h5"))
+
+
+@pytest.mark.parametrize("mode", ["videos", "blocks"])
+def test_a_head_without_validation_positives_leaves_the_trial_scored_by_the_others(mode):
+    """``train.heads: per_behavior`` with a behaviour that has no positive frame in the
+    validation frames: the trial's score is the mean over the heads that could be scored
+    (as a joint head's PR-AUC averages the behaviours with a positive), so trials still
+    compare; -inf for that head made every trial -inf and kept the first whatever the rest."""
+    from sklearn.metrics import average_precision_score
+
+    from mouse_pipeline.sequences.fit import fit_trial, trial_score
+    from mouse_pipeline.sequences.inference import predict_video
+    from mouse_pipeline.sequences.progress import UnitProgress
+
+    rng = np.random.default_rng(0)
+    b_from = {"videos": 0, "blocks": 120}[mode]  # blocks: b's positives lie past each block
+    by_id = {v: _cue_video(rng, v, b_from) for v in ("t0", "t1", "test")}
+    by_id["val"] = _cue_video(rng, "val", b_from=200)  # no positive frame of b
+    if mode == "videos":
+        fold = Fold(0, ("t0", "t1"), ("val",), ("test",))
+    else:
+        fold = Fold(0, ("t0", "t1"), (), ("test",), "blocks", blocks=(("t0", 0, 50), ("t1", 0, 50)))
+    cfg = Config().replace(**{"data.behaviors": ["a", "b"], "train.heads": "per_behavior",
+                              "train.validation": mode, "train.blocks.refit": False,
+                              "train.window.length": 16, "train.window.stride": 8, "train.epochs": 2,
+                              "train.models": ["mlp"], "train.search.space": {"mlp.units": [2, 32]}})
+    state = UnitProgress()
+    for trial in unit_trials(cfg, "mlp", KINDS):
+        result = fit_trial(cfg, trial, 2, by_id, fold, "t", progress=False)
+        a, b = result.heads
+        assert b.val_score == -np.inf  # nothing to rank for b
+        parts = [(by_id[v].features, by_id[v].labels.matrix) for v in fold.val] if mode == "videos" else \
+            [(by_id[v].features[s:e], by_id[v].labels.matrix[s:e]) for v, s, e in fold.blocks]
+        y = np.concatenate([m[:, 0] for _, m in parts])
+        p = np.concatenate([predict_video(a.model, x, 16, 4)[:, 0] for x, _ in parts])
+        expected = average_precision_score(y[y >= 0], p[y >= 0])  # independent of the project's metrics
+        assert result.score == pytest.approx(expected, abs=1e-9) and result.score == pytest.approx(a.val_score)
+        state.add(trial.index, result)
+    _, best = state.take()
+    assert best.score == max(state.scores.values()) > -np.inf
+    assert trial_score([0.5, float("nan"), -np.inf, 0.7]) == pytest.approx(0.6)
+    assert trial_score([float("nan"), -np.inf]) == -np.inf
