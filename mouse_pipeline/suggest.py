@@ -41,7 +41,7 @@ import numpy as np
 
 from .annotations import check_length, find_label_file, read_labels
 from .config import Config
-from .dataset import open_input
+from .dataset import VideoFile, open_input
 from .errors import InputError, RunError
 from .predictor import Predictor
 from .runs import FinalModel, RunFolder
@@ -200,10 +200,18 @@ def _recorded_frames(rec: dict) -> int | None:
     return probe_video(video).n_frames if video and Path(video).is_file() else None
 
 
-def annotated_frames(cfg: Config, labels_dir: Path, video_id: str, n_frames: int, fps: float) -> np.ndarray:
+def annotated_frames(cfg: Config, labels_dir: Path, video: VideoFile | str, n_frames: int,
+                     fps: float) -> np.ndarray:
     """``(n_frames,)`` True where the video's label file in ``labels_dir`` annotates a frame
-    (all False when the video has no label file there)."""
-    path = find_label_file(labels_dir, video_id)
+    (all False when the video has no label file there).
+
+    ``video`` is the video's file, whose label file is found as training finds it: by the
+    file's real stem or by its id (``mouse 1.mp4``: ``mouse 1.csv`` or ``mouse_1.csv``); or
+    an id alone.
+    """
+    names = video.stems if isinstance(video, VideoFile) else video
+    video_id = video.video_id if isinstance(video, VideoFile) else video
+    path = find_label_file(labels_dir, names)
     if path is None:
         return np.zeros(n_frames, bool)
     lab = read_labels(path, cfg.data.label_format, tuple(cfg.data.behaviors),
@@ -256,7 +264,8 @@ def suggest(run_dir: str | Path, videos: list[Path], out: str | Path, minutes: f
                 features.close()
         terms = frame_terms(np.stack(probs), thresholds, rarity)
         n = probs[0].shape[0]
-        annotated = annotated_frames(cfg, Path(labels_dir), vid, n, video.fps) if labels_dir is not None else None
+        annotated = (annotated_frames(cfg, Path(labels_dir), video.file, n, video.fps)
+                     if labels_dir is not None else None)
         found = score_windows(vid, video.fps, terms, behaviors, length, annotated)
         log.info("%s: %d frames, %d candidate window(s) of %d frames", vid, n, len(found), length)
         candidates.extend(found)

@@ -101,3 +101,40 @@ def test_suggestions_csv_has_its_columns_frames_and_seconds(tmp_path):
     assert (float(first["start_s"]), float(first["end_s"])) == (30.0, 36.0)
     assert float(first["score"]) == pytest.approx(sum(float(first[t]) for t in TERMS), abs=1e-5)
     assert sorted(tmp_path.iterdir()) == [path]  # no temporary file left
+
+
+def test_a_label_file_named_after_the_videos_real_stem_keeps_its_frames_out(tmp_path, monkeypatch):
+    """``mouse 1.mp4`` (id ``mouse_1``) is annotated in ``mouse 1.csv``, as training finds it:
+    suggest must not offer those frames (it looked for ``mouse_1.csv`` only)."""
+    from types import SimpleNamespace
+
+    from mouse_pipeline import predict
+    from mouse_pipeline import suggest as suggest_module
+    from mouse_pipeline.annotations import Labels, write_labels_csv
+    from mouse_pipeline.config import Config
+    from mouse_pipeline.dataset import VideoFile
+    from mouse_pipeline.predict import NewVideo
+    from mouse_pipeline.runs import RunFolder
+
+    n, fps = 120, 10.0
+    RunFolder(tmp_path / "run").write_config(Config().replace(**{"data.behaviors": list(BEHAVIORS)}))
+    member = SimpleNamespace(behaviors=BEHAVIORS, thresholds=(0.5, 0.5), max_gap=(0, 0), min_len=(1, 1),
+                             backbone="resnet50v2")
+    video = VideoFile(tmp_path / "videos" / "mouse 1.mp4", "mouse_1")
+    probs = np.full((n, 2), 0.05)
+    probs[:60, 0] = 0.5  # the most uncertain frames are the annotated ones
+    monkeypatch.setattr(suggest_module, "run_members", lambda run, cfg: [member])
+    monkeypatch.setattr(suggest_module, "prevalence", lambda run, cfg: np.array([0.2, 0.2]))
+    monkeypatch.setattr(suggest_module, "open_input",
+                        lambda cache, name, vid: SimpleNamespace(check_finite=lambda: None, close=lambda: None))
+    monkeypatch.setattr(predict, "prepare_videos", lambda *a, **k: [NewVideo(video, fps, None)])
+    monkeypatch.setattr(predict, "load_heads", lambda group: [[]])
+    monkeypatch.setattr(predict, "member_probabilities", lambda member, heads, features: probs)
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    matrix = np.full((n, 2), -1, np.int8)
+    matrix[:60] = 0  # frames 0-59 annotated
+    write_labels_csv(labels / "mouse 1.csv", Labels(BEHAVIORS, matrix))
+    chosen = suggest_module.suggest(tmp_path / "run", [video.path], tmp_path / "s.csv", minutes=1 / 6,
+                                    window_s=3.0, labels_dir=labels, progress=False)
+    assert chosen and all(w.start >= 60 for w in chosen), [(w.video, w.start, w.stop) for w in chosen]
