@@ -204,6 +204,8 @@ class _Endpoints:
             return _not_found()
         try:
             path = self.session.store.export_boris(video.video_id)
+        except LockError as err:  # another server is saving this video
+            return JSONResponse({"error": str(err)}, status_code=409)
         except (ReadOnly, InputError) as err:
             return JSONResponse({"error": str(err)}, status_code=403)
         return JSONResponse({"path": str(path)})

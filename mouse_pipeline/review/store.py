@@ -19,7 +19,9 @@ Versions: a video's version is the sha256 of its saved ``<id>.csv`` (``"original
 the first save). A save names the version it was made on; if the file changed since (a
 second tab, a second server), the save is refused with :class:`StaleEdit` and nothing is
 written. The check and the writes hold ``.<id>.review.lock`` in the labels folder
-(:mod:`mouse_pipeline.locks`), so two servers cannot both pass the check.
+(:mod:`mouse_pipeline.locks`), so two servers cannot both pass the check. Whatever another
+server saved is taken up (under the same lock) before a video's labels are shown, saved
+on or exported, so a reloaded page shows it and can save again.
 
 Edits (one save is a list, applied in order):
 
@@ -37,6 +39,7 @@ import hashlib
 import json
 import os
 import threading
+from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -44,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from ..annotations import Labels, read_labels, write_labels_csv
-from ..errors import InputError, PipelineError
+from ..errors import InputError, LockError, PipelineError
 from ..exports.boris import write_boris_events
 from ..fileio import write_json
 from ..locks import acquire_lock
@@ -151,29 +154,52 @@ class LabelStore:
         return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ORIGINAL
 
     def _resume(self, state: _Video) -> None:
-        """Start from the labels saved by an earlier session, when there are some."""
+        """The labels as saved in the labels folder (by an earlier session, or by another
+        server since), with their reviewed stretches and history; the original annotations
+        when nothing is saved there. ``state`` is left as it was when they cannot be read."""
         vid = state.video.video_id
-        state.version = self._current_version(vid)
-        if state.version == ORIGINAL:
+        version = self._current_version(vid)
+        if version == ORIGINAL:
+            state.matrix, state.reviewed, state.history = state.video.annotations.matrix.copy(), [], []
+            state.version = ORIGINAL
             return
         saved = read_labels(self.labels_file(vid), "thesis", self.behaviors)
         if saved.n_frames != state.video.n_frames:
             raise InputError(f"{self.labels_file(vid)}: {saved.n_frames} frames, but video {vid!r} has "
                              f"{state.video.n_frames}; move it away or choose another --out")
-        state.matrix = saved.matrix.copy()
+        reviewed: list[list[int]] = []
+        history: list[dict[str, Any]] = []
         sidecar = self.sidecar_file(vid)
         if sidecar.is_file():
             try:
                 record = json.loads(sidecar.read_text(encoding="utf-8"))
-                state.reviewed = _intervals_union([[int(s), int(e)] for s, e in record.get("reviewed", [])])
-                state.history = list(record.get("history", []))
+                reviewed = _intervals_union([[int(s), int(e)] for s, e in record.get("reviewed", [])])
+                history = list(record.get("history", []))
             except (OSError, ValueError, TypeError, AttributeError) as err:
                 raise InputError(f"{sidecar}: not a review record ({err}); move it away") from None
+        state.matrix, state.reviewed, state.history, state.version = saved.matrix.copy(), reviewed, history, version
+
+    def _follow(self, state: _Video) -> None:
+        """Take up what another server saved since this one last read or wrote the video's
+        labels. The caller holds ``state.lock`` and the video's lock file."""
+        if self._current_version(state.video.video_id) != state.version:
+            self._resume(state)
+
+    def _file_lock(self, video_id: str) -> AbstractContextManager[Path]:
+        """The video's lock file in the labels folder (one server at a time reads or writes it)."""
+        assert self.out is not None
+        return acquire_lock(self.out, name=f".{video_id}.review.lock", wait=LOCK_WAIT_S)
 
     def state(self, video_id: str) -> dict[str, Any]:
         """The current labels of a video for the page: runs per behaviour, version, reviewed."""
         state = self._videos[video_id]
         with state.lock:
+            if self.writable:
+                try:
+                    with self._file_lock(video_id):
+                        self._follow(state)
+                except (LockError, InputError):  # another server is saving it, or the file is not
+                    pass  # readable (a symbolic link...): a save made on this page is checked anyway
             return {"labels": {b: runs(state.matrix[:, j]) for j, b in enumerate(self.behaviors)},
                     "version": state.version, "reviewed": [list(r) for r in state.reviewed],
                     "writable": self.writable,
@@ -195,9 +221,9 @@ class LabelStore:
             raise ReadOnly("this review session is read-only: start it with --out LABELS_DIR to save")
         state = self._videos[video_id]
         # the thread lock orders this server's saves; the lock file another server's
-        with state.lock, acquire_lock(self.out, name=f".{video_id}.review.lock", wait=LOCK_WAIT_S):
-            current = self._current_version(video_id)
-            if version != state.version or current != state.version:
+        with state.lock, self._file_lock(video_id):
+            self._follow(state)
+            if version != state.version:
                 raise StaleEdit(f"the labels of {video_id} were saved elsewhere since this page loaded them "
                                 "(another tab?); reload the page and redo the edit")
             matrix, reviewed, changes = self._apply(state, edits)
@@ -252,7 +278,8 @@ class LabelStore:
         if not self.writable:
             raise ReadOnly("this review session is read-only: start it with --out LABELS_DIR to export")
         state = self._videos[video_id]
-        with state.lock:
+        with state.lock, self._file_lock(video_id):
+            self._follow(state)
             folder = self.out / BORIS_DIR
             if folder.is_symlink():
                 raise InputError(f"{folder}: is a symbolic link; remove it")
