@@ -20,6 +20,7 @@ import csv
 import json
 import logging
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,7 +79,8 @@ def run_predictions(run: RunFolder, cfg: Config, model: str | None) -> dict[str,
                        f"of {', '.join(complete)}")
     if model is None:
         scores = {n: s for n, s in run.model_scores().items() if n in complete and not math.isnan(s)}
-        model = max(complete, key=lambda n: scores[n]) if scores else complete[0]
+        # a model the report has not scored (finished since) is never the best of scored ones
+        model = max(complete, key=lambda n: scores.get(n, -math.inf)) if scores else complete[0]
         if len(complete) > 1:
             log.info("showing %s's out-of-fold predictions (%s); --model chooses another", model,
                      "best cross-validated PR-AUC" if scores else "no report yet: the first")
@@ -180,6 +182,10 @@ def load_videos(run_dir: str | Path, videos: list[Path] | None = None, labels: P
     out = []
     for f in files:
         vid = f.video_id
+        _check_same_video(f, (recorded.get(vid) or {}).get("video"), "the run's labelled video",
+                          "out-of-fold predictions and labels")
+        _check_same_video(f, (records.get(vid) or {}).get("source"), f"the video predicted in {predictions}",
+                          "predictions")
         pred = preds.get(vid)
         fps = _fps(cfg, recorded.get(vid) or records.get(vid) or {}, f.path)
         n_frames = pred.probs.shape[0] if pred is not None else _count_frames(f.path)
@@ -205,6 +211,31 @@ def _recorded_files(run: RunFolder, recorded: dict[str, dict], records: dict[str
                              "with the folder that holds it")
         files.append(VideoFile(path, sanitize_id(path.stem)))
     return files
+
+
+def _check_same_video(video: VideoFile, recorded: str | None, what: str, shown: str) -> None:
+    """Refuse a video whose id names another file in the run or predictions folder.
+
+    Predictions and labels are matched to a video by its id (its file name): a different
+    recording with the same name would be shown, and its corrections would start from,
+    another video's. The same file, or a copy of it (same size, first and last MiB), is
+    that video; so is any file when the recorded one is not there any more (moved).
+
+    Raises
+    ------
+    InputError
+        ``recorded`` is an existing file other than ``video``'s.
+    """
+    if not recorded or not Path(recorded).is_file():
+        return
+    from ..video import video_fingerprint
+
+    other = Path(recorded)
+    if os.path.samefile(video.path, other):
+        return
+    if video_fingerprint(video.path)["sha256"] != video_fingerprint(other)["sha256"]:
+        raise InputError(f"{video.path}: its id {video.video_id!r} is that of {what} {other}, a different "
+                         f"file: it would be shown that video's {shown}; rename this video to review it")
 
 
 def _fps(cfg: Config, record: dict, path: Path) -> float:
