@@ -3,8 +3,9 @@
 ``load_dataset(cfg, backbone)`` finds the videos named by ``data.videos`` (by name only:
 no video is opened), opens each one's cache file ``<cache>/<backbone>/<id>.h5`` and reads
 its label file ``<labels>/<id>.csv``, checks that they agree in frame count (within
-``data.max_frame_mismatch``) and that every cache file of the backbone was made with the
-same settings, and returns one :class:`VideoData` per labelled video.
+``data.max_frame_mismatch``) and that every cache file of the backbone was made from its
+video with the config's settings (what extract would leave as it is), and returns one
+:class:`VideoData` per labelled video.
 
 Embeddings are not read until they are needed: :class:`CachedFeatures` slices frames
 from the cache file as a window asks for them, so a labelled set larger than memory can
@@ -282,19 +283,65 @@ def check_cache_is_of(video: VideoFile, cache_file: Path, attrs: dict) -> None:
         raise CacheError(f"{cache_file}: not the embeddings of {video.path} ({why}); run {again}")
 
 
+def check_cache_settings(cfg: Config, stream: str, video: VideoFile, cache_file: Path, attrs: dict,
+                         weights: str | None = None) -> None:
+    """Refuse a cache file that extract with ``cfg`` would make again: made with other
+    settings than the config's (weights, input size, crop, the video's pose file, dtype,
+    precision, motion or pose-feature settings).
+
+    The run records ``cfg``, and predict extracts new videos with it: a model trained on
+    embeddings of other settings would be applied to embeddings it never saw, without a
+    word. The rule is extract's (:func:`.features.planning.expected_now`), except that
+    with ``extract.precision: auto`` the precision is not compared (auto means what the
+    extracting machine chose). Imported features are judged against their video only
+    (:func:`check_cache_is_of`).
+
+    Parameters
+    ----------
+    cfg
+        The config stage 2 runs with.
+    stream
+        The stream (backbone) the file is of.
+    video, cache_file, attrs
+        The video, its cache file and the file's attributes (:func:`.features.store.read_attrs`).
+    weights
+        The config's weights identity when already known (:func:`.backbones.weights_id`).
+
+    Raises
+    ------
+    CacheError
+        The file was made with other settings; the message names the first that differs.
+    """
+    if is_imported(attrs):
+        return
+    from .features.planning import expected_now
+
+    expected, check = expected_now(cfg, stream, video.path, weights=weights)
+    if cfg.extract.precision == "auto":
+        expected.pop("precision", None)
+    fresh, reason = check(cache_file, expected)
+    if not fresh:
+        raise CacheError(f"{cache_file}: made with other settings than this config's ({reason}); run "
+                         "`mouse-pipeline extract` with this config to extract it again (or train with "
+                         "the settings it was made with)")
+
+
 def cache_settings(attrs: dict) -> dict:
     """The attributes that must agree across videos of one backbone."""
     return {k: attrs.get(k) for k in SETTINGS_KEYS}
 
 
-def load_video(cfg: Config, backbone: str, video: VideoFile, need_labels: bool = True) -> VideoData:
-    """Embeddings (and labels) of one video, checked to be this video's and finite.
+def load_video(cfg: Config, backbone: str, video: VideoFile, need_labels: bool = True,
+               weights: str | None = None) -> VideoData:
+    """Embeddings (and labels) of one video, checked to be this video's, made with ``cfg``'s
+    settings (:func:`check_cache_settings`; ``weights``: the config's weights identity when
+    already known) and finite.
 
     Raises
     ------
     CacheError
-        Not extracted, made from another video or an older version of it, damaged, or
-        holding NaN or infinite values.
+        Not extracted, made from another video or an older version of it, made with other
+        settings than the config's, damaged, or holding NaN or infinite values.
     """
     video_id = video.video_id
     path = cache_path(cfg.extract.cache, backbone, video_id)
@@ -305,6 +352,7 @@ def load_video(cfg: Config, backbone: str, video: VideoFile, need_labels: bool =
     features = open_features(path, backbone)
     attrs = read_attrs(path)
     check_cache_is_of(video, path, attrs)
+    check_cache_settings(cfg, backbone, video, path, attrs, weights)
     features.check_finite()
     fps = float(cfg.data.fps or attrs.get("fps") or 0.0)
     if fps <= 0:
@@ -351,6 +399,15 @@ def open_input(cache: str | Path, name: str, video_id: str) -> Any:
     return FusedFeatures(parts)
 
 
+def _weights_of(cfg: Config, stream: str) -> str | None:
+    """The config's weights identity for a stream a backbone computes (hashed once: a
+    weights file may be large); None for others (``pose``, imported streams)."""
+    from .backbones import REGISTRY, weights_id
+    from .features.motion import stream_backbone
+
+    return weights_id(cfg.extract.weights) if stream_backbone(stream) in REGISTRY else None
+
+
 def load_dataset(cfg: Config, backbone: str) -> list[VideoData]:
     """Every labelled video of the config for one backbone (or input set), checked for consistency.
 
@@ -369,13 +426,14 @@ def load_dataset(cfg: Config, backbone: str) -> list[VideoData]:
         return [fuse(list(parts)) for parts in zip(*per_stream, strict=True)]
     out: list[VideoData] = []
     reference: tuple[str, dict] | None = None
+    weights = _weights_of(cfg, backbone)
     for video in video_files(cfg.data.videos):
         vid = video.video_id
         if label_file(cfg, video) is None:
             log.warning("video %s has no label file in %s: not used for training", video.path.name,
                         cfg.data.labels)
             continue
-        data = load_video(cfg, backbone, video)
+        data = load_video(cfg, backbone, video, weights=weights)
         settings = cache_settings(read_attrs(data.cache_file))
         if reference is None:
             reference = (vid, settings)

@@ -17,6 +17,7 @@ files' attributes alone (see :mod:`.store`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -294,23 +295,68 @@ def _entry_status(entry: CacheEntry, cfg: Config | None) -> tuple[str, str]:
     expected: dict[str, Any] = {"video_size": fingerprint["size"], "video_mtime_ns": fingerprint["mtime_ns"],
                                 "video_sha256": fingerprint["sha256"]}
     if cfg is not None and not is_imported(entry.attrs):
-        from ..backbones import resolve_input_size, weights_id
-
-        job = VideoJob(entry.video_id, video, fingerprint, crop_settings(cfg))
         try:
-            if entry.backbone == "pose":  # the pose stream: features of the pose file, no backbone
-                from .pose_stream import expected_for_video
-                from .pose_stream import is_fresh as pose_fresh
-
-                return _judge(entry, expected_for_video(cfg, job), pose_fresh)
-            if cfg.data.crop.mode == "pose":
-                pose = find_pose_file(cfg.data.crop.pose, video.stem)
-                job = replace(job, pose_file=pose, pose_sha256=_pose_sha256(pose))
-            size = resolve_input_size(entry.backbone, cfg.extract.input_size)
-            expected = expected_for(cfg, entry.backbone, weights_id(cfg.extract.weights), size, job)
+            expected, check = expected_now(cfg, entry.backbone, video, fingerprint)
         except PipelineError as exc:
             return "stale", str(exc)[:80]
+        return _judge(entry, expected, check)
     return _judge(entry, expected)
+
+
+FreshCheck = Callable[[Path, dict[str, Any]], tuple[bool, str]]
+
+
+def expected_now(cfg: Config, stream: str, video: Path, fingerprint: dict[str, Any] | None = None,
+                 weights: str | None = None) -> tuple[dict[str, Any], FreshCheck]:
+    """What extract with ``cfg`` would record now in ``stream``'s cache file of ``video``.
+
+    Extract's rule of freshness (:func:`plan`, :class:`.pose_stream.PosePlan`), for one
+    file, as ``cache ls`` and stage 2 (:func:`mouse_pipeline.dataset.check_cache_settings`)
+    judge it: a computed stream's file by :func:`.store.is_fresh` against
+    :func:`expected_for` (weights, input size, crop, the pose file of a pose crop, dtype,
+    precision, motion settings, the video), the ``pose`` stream's by
+    :func:`.pose_stream.is_fresh` (its pose file and settings too).
+
+    Parameters
+    ----------
+    cfg
+        The config.
+    stream
+        A registry backbone, its motion stream, or ``pose`` (not an imported stream:
+        those are judged against their video only).
+    video
+        The video file (its stem finds its pose file).
+    fingerprint
+        Its ``video.video_fingerprint`` when already taken.
+    weights
+        The weights identity (:func:`mouse_pipeline.backbones.weights_id`) when already
+        known (it hashes a weights file).
+
+    Returns
+    -------
+    tuple of (dict, callable)
+        The expected attributes, and the check ``(path, expected) -> (fresh, reason)``.
+
+    Raises
+    ------
+    PipelineError
+        An unknown backbone, a weights file or the video's pose file that cannot be read.
+    """
+    from ..backbones import resolve_input_size, weights_id
+    from .pose_stream import POSE_STREAM, expected_for_video
+    from .pose_stream import is_fresh as pose_fresh
+
+    video = Path(video)
+    fingerprint = fingerprint if fingerprint is not None else video_fingerprint(video)
+    job = VideoJob(sanitize_id(video.stem), video, fingerprint, crop_settings(cfg))
+    if stream == POSE_STREAM:  # the pose stream: features of the pose file, no backbone
+        return expected_for_video(cfg, job), pose_fresh
+    if cfg.data.crop.mode == "pose":
+        pose = find_pose_file(cfg.data.crop.pose, video.stem)
+        job = replace(job, pose_file=pose, pose_sha256=_pose_sha256(pose))
+    size = resolve_input_size(stream, cfg.extract.input_size)
+    wid = weights if weights is not None else weights_id(cfg.extract.weights)
+    return expected_for(cfg, stream, wid, size, job), is_fresh
 
 
 def _judge(entry: CacheEntry, expected: dict[str, Any], fresh_check: Any = is_fresh) -> tuple[str, str]:

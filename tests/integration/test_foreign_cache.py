@@ -136,8 +136,8 @@ def test_file_made_at_another_input_size_is_stale_refused_by_training_and_re_ext
 
     with pytest.raises(CacheError) as info:
         load_dataset(cfg, "resnet50v2")
-    assert str(info.value) == (f"{target}: made with different input_size than the cache file of mouse_000; "
-                               "re-run `mouse-pipeline extract --overwrite` so all videos match")
+    assert str(info.value).startswith(f"{target}: made with other settings than this config's (input_size "
+                                      "changed (48 -> 32)); run `mouse-pipeline extract` with this config")
 
     summary = extract(cfg, progress=False)
     by_id = {r.video_id: r for r in summary.results}
@@ -147,3 +147,19 @@ def test_file_made_at_another_input_size_is_stale_refused_by_training_and_re_ext
     for vid in reference:
         np.testing.assert_array_equal(got[vid], reference[vid])
     assert len(load_dataset(cfg, "resnet50v2")) == 3
+
+
+def test_a_whole_cache_made_at_another_input_size_is_refused_by_training(data, tmp_path, run_cli):
+    """Every file alike, but at 48 px where the config says 32: the run would record 32 and
+    predict would extract new videos at 32 for a model trained on 48 px embeddings."""
+    cache = tmp_path / "cache"
+    extract(config(data, cache, size=48), progress=False)
+    result = run_cli("train", "--config", REPO / "configs" / "demo.yaml", "--quiet", *set_args(data, cache),
+                     "--run", tmp_path / "run")
+    assert result.exit_code == 2
+    errors = [line for line in result.output.splitlines() if line.startswith("error")]
+    assert len(errors) == 1, result.output
+    assert errors[0].startswith(f"error: {cache / 'resnet50v2' / 'mouse_000.h5'}: made with other settings than "
+                                "this config's (input_size changed (48 -> 32)); run `mouse-pipeline extract`")
+    assert not list((tmp_path / "run").rglob("*.keras"))
+    assert len(load_dataset(config(data, cache, size=48), "resnet50v2")) == 3  # its own settings: used

@@ -110,7 +110,8 @@ def test_label_files_are_found_by_the_videos_real_name(copy):
         (data / "videos" / f"{vid}.mp4").rename(data / "videos" / f"{vid.replace('_', ' ')}.mp4")
         (data / "labels" / f"{vid}.csv").rename(data / "labels" / f"{vid.replace('_', ' ')}.csv")
     cfg = load_config(None, [f"data.videos={data / 'videos'}", f"data.labels={data / 'labels'}",
-                             f"extract.cache={copy / 'cache'}", f"extract.backbones=[{BACKBONE}]"])
+                             f"extract.cache={copy / 'cache'}", f"extract.backbones=[{BACKBONE}]",
+                             "extract.weights=random", "extract.input_size=32"])  # as the cache was made
     # the ids (and so the cache files) are sanitised; the label files keep the real names
     videos = load_dataset(cfg, BACKBONE)
     assert [v.video_id for v in videos] == ["mouse_000", "mouse_001", "mouse_002", "mouse_003"]

@@ -181,7 +181,8 @@ def make_data(root: Path, n_videos: int = 4, seed: int = 0) -> Config:
     return Config().replace(**{
         "data.videos": str(root / "videos"), "data.labels": str(root / "labels"),
         "data.behaviors": ["a", "b"], "extract.cache": str(root / "cache"),
-        "extract.backbones": ["resnet50v2"], "train.models": ["lstm", "tcn"],
+        "extract.backbones": ["resnet50v2"], "extract.weights": "random", "extract.input_size": 32,
+        "extract.precision": "float32", "train.models": ["lstm", "tcn"],
         # one validation video per fold (the other modes' workers are in test_validation.py)
         "train.validation": "videos",
         "train.folds.scheme": "group_kfold", "train.folds.k": 2, "train.epochs": 2,
