@@ -59,7 +59,7 @@ import numpy as np
 
 from .config import Config
 from .dataset import VideoFile, open_input, video_files
-from .errors import InputError
+from .errors import CacheError, InputError
 from .exports.boris import write_boris_events
 from .features.store import cache_path, is_imported, read_attrs
 from .fileio import atomic_open, write_bytes
@@ -146,6 +146,27 @@ def refuse_resampled_motion(videos: list[NewVideo], streams: list[str], train_fp
                          f"-r {train_fps:g} OUT) and predict that")
 
 
+def refuse_replacing(cache: str | Path, streams: list[str], files: list[VideoFile]) -> None:
+    """Refuse a new video whose cache file holds the embeddings of another video file that
+    is still there (a training video of the same name, say): extracting it would replace
+    them, and the run's next ``train`` would find its cache gone stale."""
+    from .video import video_fingerprint
+
+    for f in files:
+        for stream in streams:
+            path = cache_path(cache, stream, f.video_id)
+            try:
+                made_from = Path(str(read_attrs(path).get("video_path") or "")) if path.is_file() else None
+            except CacheError:  # damaged: extract replaces it, nothing of value is lost
+                continue
+            if (made_from is None or not made_from.is_file() or made_from.resolve() == f.path.resolve()
+                    or video_fingerprint(made_from)["sha256"] == video_fingerprint(f.path)["sha256"]):
+                continue
+            raise InputError(f"{f.path}: its cache file {path} holds the embeddings of another video, "
+                             f"{made_from}; extracting this one would replace them: rename this video, "
+                             "or give predict a cache folder of its own (--cache)")
+
+
 def prepare_videos(run: RunFolder, cfg: Config, predictor: Predictor, videos: list[Path],
                    resample: bool, allow_fps_mismatch: bool, progress: bool,
                    train_cache: str | Path | None = None) -> list[NewVideo]:
@@ -171,6 +192,7 @@ def prepare_videos(run: RunFolder, cfg: Config, predictor: Predictor, videos: li
     imported = imported_names(roots, predictor.streams)
     check_imported(cfg.extract.cache, imported, files)
     computed = [b for b in predictor.streams if b not in imported]
+    refuse_replacing(cfg.extract.cache, computed, files)
     if computed:
         vcfg = cfg.replace(**{"data.labels": None, "extract.backbones": computed, "train.inputs": None})
         extract(vcfg, videos=[f.path for f in files], progress=progress)
