@@ -176,6 +176,12 @@ def score_files(labels: Path, predictions: Path, columns: str | None = None,
                              "--label-format, or name the behaviours with --columns")
     if not mapping:
         mapping = {b: (f"p_{b}" if f"p_{b}" in table.header else b) for b in behaviors}
+        both = [b for b in behaviors if mapping[b] == f"p_{b}" and b in table.header]
+        if both:  # predict's files: probabilities and, beside them, its post-processed 0/1 labels
+            log.info("%s: scoring the probabilities %s at threshold %g; the 0/1 columns %s beside them "
+                     "(predict's labels, at its thresholds and post-processing) are scored with --columns %s",
+                     predictions, ", ".join(f"p_{b}" for b in both), threshold, ", ".join(both),
+                     ",".join(f"{b}={b}" for b in both))
     cols = [mapping[b] for b in behaviors]
     probs = np.stack([table.floats(c, "a probability or 0/1", 0.0, 1.0) for c in cols], axis=1)
     rate, source = frame_rate(table, fps)

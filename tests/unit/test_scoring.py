@@ -289,3 +289,20 @@ def test_cli_prints_durations_in_seconds_and_refuses_in_one_line(tmp_path, timed
         assert len(lines) == 1 and lines[0].startswith("error: ") and name in lines[0], result.stderr
     result = run_score("--labels", labels, "--predictions", preds, "--label-format", "boris_events")
     assert result.exit_code == 2 and "no header row with columns" in result.stderr
+
+
+def test_predict_s_files_score_the_probabilities_and_say_how_to_score_its_labels(tmp_path, caplog):
+    y = np.array([0, 0, 1, 1, 0, 1, 0, 0])
+    p = np.array([0.1, 0.6, 0.7, 0.9, 0.2, 0.55, 0.3, 0.1])
+    labels = write_csv(tmp_path / "labels.csv", ["grooming"], [[v] for v in y])
+    label = (p >= 0.65).astype(int)  # predict's 0/1 column, at its own threshold
+    preds = write_csv(tmp_path / "p.csv", ["video", "frame", "time_s", "p_grooming", "grooming"],
+                      [["v", i, i / 10, p[i], label[i]] for i in range(len(y))])
+    with caplog.at_level("INFO", logger="mouse_pipeline.scoring"):
+        (row,) = score_files(labels, preds)
+    assert row["column"] == "p_grooming" and row["pr_auc"] == pytest.approx(average_precision_score(y, p))
+    assert (row["tp"], row["fp"]) == (3, 1)  # at 0.5: 0.6, 0.7, 0.9, 0.55
+    assert "scoring the probabilities p_grooming at threshold 0.5" in caplog.text
+    assert "--columns grooming=grooming" in caplog.text
+    (row,) = score_files(labels, preds, columns="grooming=grooming")
+    assert (row["tp"], row["fp"]) == (2, 0)  # predict's labels: 0.7 and 0.9
