@@ -68,7 +68,7 @@ def _value_cell(value: float, mean: float | None = None, std: float | None = Non
     if mean is not None:
         sd = f"{_fmt(mean)} ± {_fmt(std)}"
         if n is not None and 0 < n[0] < n[1]:
-            sd += f" ({int(n[0])} of {n[1]} folds)"
+            sd += f", {int(n[0])} of {n[1]} folds"
         h += f'<span class="sd">{html.escape(sd)}</span>'
         md += f" ({sd})"
     return Cell(h, md)
@@ -174,7 +174,7 @@ def _section_results(doc: Document, data: RunData, metrics: dict[str, Any]) -> N
         doc.table(["metric", *map(display_name, names)], rows)
     doc.para(f"Each cell: the pooled value (all test frames of the {len(data.folds)} folds together; "
              "bold: the best model) and below it the mean ± standard deviation over folds (over the "
-             "folds where it is defined: \"2 of 3 folds\" says one was not). Bout F1: "
+             "folds where it is defined: \", 2 of 3 folds\" says one was not). Bout F1: "
              "a predicted bout matches an annotated one when their intersection over union is at "
              "least 0.5. Count and duration errors are predicted minus annotated, summed over test "
              "videos. " + NAN_NOTE, cls="caption")

@@ -344,7 +344,7 @@ def test_undefined_values_are_null_in_json_and_a_dash_in_html(tmp_path):
     # and the report says so beside the mean, instead of a mean over fewer folds without a word
     std = next(r for r in meta["mean_std"] if r["row"] == "std" and r["behavior"] == "mid_rearing"
                and r["stage"] == "raw")
-    assert f"{mean['recall']:.3f} ± {std['recall']:.3f} ({len(folds) - 1} of {len(folds)} folds)" in page
+    assert f"{mean['recall']:.3f} ± {std['recall']:.3f}, {len(folds) - 1} of {len(folds)} folds" in page
     assert "“–”: undefined" in page
     assert "NaN" not in (run / "metrics.json").read_text()
 
