@@ -402,7 +402,25 @@ def _read_frame_table(
         matrix[:, k] = [_CELL_VALUES[c] for c in cells]
     if fmt == "deepethogram":
         _check_index(path, table[:, 0], data)
+    elif skip_index:
+        _warn_index(path, table[:, 0])
     return matrix
+
+
+def _warn_index(path: Path, cells: np.ndarray) -> None:
+    """Warn when a thesis file's unnamed index column (pandas') does not count 0, 1, 2, ...:
+    rows are read as frames in order whatever it says, and a file cut from a longer table (or
+    a 1-based index) is then read shifted."""
+    try:
+        index = np.array([float(c) for c in cells])
+    except ValueError:
+        return  # not numbers: not a frame index, nothing to compare
+    if not np.array_equal(index, np.arange(len(index))):
+        first_off = int(np.argmax(index != np.arange(len(index))))
+        logger.warning("label file %s: its index column does not count 0, 1, 2, ... (row %d says %g); rows "
+                       "are read as frames 0, 1, 2, ... of the video in order: if the file was cut from a "
+                       "longer table, its labels are not on the right frames", path, first_off + 1,
+                       index[first_off])
 
 
 def _check_index(path: Path, cells: np.ndarray, data: list[tuple[int, list[str]]]) -> None:

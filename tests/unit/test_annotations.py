@@ -375,3 +375,18 @@ def test_non_utf8_label_file_names_byte_offset_and_line(tmp_path):
                                          r"offset 24 \(line 3\) cannot be decoded; save it as UTF-8") as err:
         read_labels(path, "thesis", ["grooming"])
     assert "\n" not in str(err.value)
+
+
+def test_a_thesis_file_whose_pandas_index_does_not_count_from_0_is_warned_about(tmp_path, caplog):
+    from mouse_pipeline.annotations import read_labels as read
+
+    good = tmp_path / "good.csv"
+    good.write_text(",grooming\n0,0\n1,1\n2,1\n")
+    cut = tmp_path / "cut.csv"  # rows 100-102 of a longer table, as pandas writes a slice
+    cut.write_text(",grooming\n100,0\n101,1\n102,1\n")
+    with caplog.at_level("WARNING", logger="mouse_pipeline.annotations"):
+        assert read(good, "thesis", ("grooming",)).matrix[:, 0].tolist() == [0, 1, 1]
+    assert "index column" not in caplog.text
+    with caplog.at_level("WARNING", logger="mouse_pipeline.annotations"):
+        assert read(cut, "thesis", ("grooming",)).matrix[:, 0].tolist() == [0, 1, 1]  # read in order
+    assert f"label file {cut}: its index column does not count 0, 1, 2, ... (row 1 says 100)" in caplog.text
