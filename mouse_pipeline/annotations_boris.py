@@ -47,11 +47,8 @@ def _find_header(
 
 
 def _seconds(path: Path, line_no: int, column: str, cell: str) -> float:
-    try:
-        value = float(cell)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < 0:
+    value = _number(path, line_no, column, cell, "time")
+    if value < 0:
         raise InputError(f"label file {path}, line {line_no}, column {column!r}: bad time {cell!r}")
     return value
 
@@ -78,13 +75,13 @@ def _time_offset(path: Path, rows: Rows, h: int, col: dict[str, int]) -> Callabl
     return offset
 
 
-def _number(path: Path, line_no: int, column: str, cell: str) -> float:
+def _number(path: Path, line_no: int, column: str, cell: str, what: str = "value") -> float:
     try:
         value = float(cell)
     except ValueError:
         value = math.nan
     if not math.isfinite(value):
-        raise InputError(f"label file {path}, line {line_no}, column {column!r}: bad value {cell!r}")
+        raise InputError(f"label file {path}, line {line_no}, column {column!r}: bad {what} {cell!r}")
     return value
 
 

@@ -263,15 +263,15 @@ def label_file(cfg: Config, video: VideoFile | str) -> Path | None:
     return find_label_file(cfg.data.labels, video.stems if isinstance(video, VideoFile) else video)
 
 
-def check_cache_is_of(video: VideoFile, cache_file: Path, attrs: dict) -> None:
-    """Refuse a cache file that was not made from this video as it is now.
+def check_cache_is_of(video: VideoFile, cache_file: Path, attrs: dict, now: dict | None = None) -> None:
+    """Refuse a cache file not made from this video as it is now (``now``: its fingerprint).
 
     A video copied over another after extraction, or two cache files swapped, would
     otherwise train on another video's embeddings without a word.
     """
     from .video import video_fingerprint
 
-    now = video_fingerprint(video.path)
+    now = now if now is not None else video_fingerprint(video.path)
     recorded = {k: attrs.get(f"video_{k}") for k in ("size", "mtime_ns", "sha256")}
     made_from = str(attrs.get("video_path") or "")
     other = made_from and sanitize_id(Path(made_from).stem) != video.video_id
@@ -284,7 +284,7 @@ def check_cache_is_of(video: VideoFile, cache_file: Path, attrs: dict) -> None:
 
 
 def check_cache_settings(cfg: Config, stream: str, video: VideoFile, cache_file: Path, attrs: dict,
-                         weights: str | None = None) -> None:
+                         weights: str | None = None, fingerprint: dict | None = None) -> None:
     """Refuse a cache file that extract with ``cfg`` would make again: made with other
     settings than the config's (weights, input size, crop, the video's pose file, dtype,
     precision, motion or pose-feature settings).
@@ -298,14 +298,13 @@ def check_cache_settings(cfg: Config, stream: str, video: VideoFile, cache_file:
 
     Parameters
     ----------
-    cfg
-        The config stage 2 runs with.
-    stream
-        The stream (backbone) the file is of.
+    cfg, stream
+        The config stage 2 runs with; the stream (backbone) the file is of.
     video, cache_file, attrs
         The video, its cache file and the file's attributes (:func:`.features.store.read_attrs`).
-    weights
-        The config's weights identity when already known (:func:`.backbones.weights_id`).
+    weights, fingerprint
+        When already known: the config's weights identity (:func:`.backbones.weights_id`)
+        and the video's :func:`.video.video_fingerprint`.
 
     Raises
     ------
@@ -316,7 +315,7 @@ def check_cache_settings(cfg: Config, stream: str, video: VideoFile, cache_file:
         return
     from .features.planning import expected_now
 
-    expected, check = expected_now(cfg, stream, video.path, weights=weights)
+    expected, check = expected_now(cfg, stream, video.path, fingerprint, weights)
     if cfg.extract.precision == "auto":
         expected.pop("precision", None)
     fresh, reason = check(cache_file, expected)
@@ -351,8 +350,11 @@ def load_video(cfg: Config, backbone: str, video: VideoFile, need_labels: bool =
                          "`mouse-pipeline cache import` for features made by another tool)")
     features = open_features(path, backbone)
     attrs = read_attrs(path)
-    check_cache_is_of(video, path, attrs)
-    check_cache_settings(cfg, backbone, video, path, attrs, weights)
+    from .video import video_fingerprint
+
+    fingerprint = video_fingerprint(video.path)  # read once for both checks
+    check_cache_is_of(video, path, attrs, fingerprint)
+    check_cache_settings(cfg, backbone, video, path, attrs, weights, fingerprint)
     features.check_finite()
     fps = float(cfg.data.fps or attrs.get("fps") or 0.0)
     if fps <= 0:
@@ -400,8 +402,7 @@ def open_input(cache: str | Path, name: str, video_id: str) -> Any:
 
 
 def _weights_of(cfg: Config, stream: str) -> str | None:
-    """The config's weights identity for a stream a backbone computes (hashed once: a
-    weights file may be large); None for others (``pose``, imported streams)."""
+    """The config's weights identity for a backbone's stream (a weights file hashed once); else None."""
     from .backbones import REGISTRY, weights_id
     from .features.motion import stream_backbone
 

@@ -150,7 +150,7 @@ def refuse_replacing(cache: str | Path, streams: list[str], files: list[VideoFil
     """Refuse a new video whose cache file holds the embeddings of another video file that
     is still there (a training video of the same name, say): extracting it would replace
     them, and the run's next ``train`` would find its cache gone stale."""
-    from .video import video_fingerprint
+    from .video import same_video
 
     for f in files:
         for stream in streams:
@@ -159,8 +159,7 @@ def refuse_replacing(cache: str | Path, streams: list[str], files: list[VideoFil
                 made_from = Path(str(read_attrs(path).get("video_path") or "")) if path.is_file() else None
             except CacheError:  # damaged: extract replaces it, nothing of value is lost
                 continue
-            if (made_from is None or not made_from.is_file() or made_from.resolve() == f.path.resolve()
-                    or video_fingerprint(made_from)["sha256"] == video_fingerprint(f.path)["sha256"]):
+            if made_from is None or not made_from.is_file() or same_video(made_from, f.path):
                 continue
             raise InputError(f"{f.path}: its cache file {path} holds the embeddings of another video, "
                              f"{made_from}; extracting this one would replace them: rename this video, "

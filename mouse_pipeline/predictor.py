@@ -92,6 +92,12 @@ def _single(final: FinalModel) -> Predictor:
                      final.max_gap, final.min_len)
 
 
+def ensemble_members(names: list[str]) -> list[str]:
+    """The models (``backbone/model``) an ensemble averages: every one but ``auto``, which in
+    each fold *is* one of the kinds beside it (averaged too, it would count that kind twice)."""
+    return [n for n in names if n != ENSEMBLE and n.rsplit("/", 1)[-1] != "auto"]
+
+
 def choose(run: RunFolder, cfg: Config, model_name: str | None) -> Predictor:
     """The predictor named by ``--model`` (see the module docstring)."""
     combos = [(b, m) for b in input_sets(cfg) for m in cfg.train.models]
@@ -101,7 +107,7 @@ def choose(run: RunFolder, cfg: Config, model_name: str | None) -> Predictor:
         if len(names) < 2:
             raise RunError(f"--model {model_name}: {run.path} has one model ({names[0]}); choose it")
         if model_name == ENSEMBLE:
-            members = [c for c in combos if c[1] != "auto"]  # auto is one of the kinds beside it
+            members = [c for c, n in zip(combos, names, strict=True) if n in ensemble_members(names)]
             if len(members) < 2:
                 raise RunError(f"--model {ENSEMBLE}: {run.path} has fewer than two models other than auto "
                                f"(auto is, per fold, one of the kinds it chose from); choose one of {choices}")

@@ -200,23 +200,17 @@ def _recorded_frames(rec: dict) -> int | None:
     return probe_video(video).n_frames if video and Path(video).is_file() else None
 
 
-def annotated_frames(cfg: Config, labels_dir: Path, video: VideoFile | str, n_frames: int,
-                     fps: float) -> np.ndarray:
+def annotated_frames(cfg: Config, labels_dir: Path, video: VideoFile, n_frames: int, fps: float) -> np.ndarray:
     """``(n_frames,)`` True where the video's label file in ``labels_dir`` annotates a frame
-    (all False when the video has no label file there).
-
-    ``video`` is the video's file, whose label file is found as training finds it: by the
-    file's real stem or by its id (``mouse 1.mp4``: ``mouse 1.csv`` or ``mouse_1.csv``); or
-    an id alone.
-    """
-    names = video.stems if isinstance(video, VideoFile) else video
-    video_id = video.video_id if isinstance(video, VideoFile) else video
-    path = find_label_file(labels_dir, names)
+    (all False when the video has no label file there). The file is found as training finds
+    it: by the video's real stem or by its id (``mouse 1.mp4``: ``mouse 1.csv`` or
+    ``mouse_1.csv``)."""
+    path = find_label_file(labels_dir, video.stems)
     if path is None:
         return np.zeros(n_frames, bool)
     lab = read_labels(path, cfg.data.label_format, tuple(cfg.data.behaviors),
                       columns=dict(cfg.data.label_columns) or None, fps=fps, n_frames=n_frames)
-    lab = check_length(lab, n_frames, cfg.data.max_frame_mismatch, video_id)
+    lab = check_length(lab, n_frames, cfg.data.max_frame_mismatch, video.video_id)
     return (lab.matrix != -1).any(axis=1)
 
 

@@ -221,6 +221,13 @@ def video_fingerprint(path: str | Path) -> dict:
     return {"size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns), "sha256": h.hexdigest()}
 
 
+def same_video(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths are one video file, or copies of it (the same size and first and
+    last MiB: :func:`video_fingerprint`)."""
+    a, b = Path(a), Path(b)
+    return os.path.samefile(a, b) or video_fingerprint(a)["sha256"] == video_fingerprint(b)["sha256"]
+
+
 def _out_shape(frame: np.ndarray, crop: Crop | None, out_size: int | None) -> tuple[int, int, int]:
     """Shape of one frame as :func:`iter_batches` yields it."""
     if out_size is not None:

@@ -17,12 +17,11 @@ from ..errors import CacheError, RunError
 from ..features.store import cache_path, read_attrs
 from ..folds import Fold
 from ..postprocess import choose_postprocess_per_behavior
+from ..predictor import ENSEMBLE, ensemble_members
 from ..runs import FoldResult, RunFolder
 from ..streams import all_streams, input_sets
 
 log = logging.getLogger(__name__)
-
-ENSEMBLE = "ensemble"
 
 
 @dataclass
@@ -133,15 +132,9 @@ def _video_labels(cfg: Config, vid: str, n_frames: int, fps: float, recorded: st
     return check_length(labels, n_frames, cfg.data.max_frame_mismatch, vid)
 
 
-def ensemble_members(names: list[str]) -> list[str]:
-    """The models an ensemble averages: every one but ``auto``, which in each fold *is* one
-    of the kinds beside it (averaged too, it would count that kind twice)."""
-    return [n for n in names if n != ENSEMBLE and n.rsplit("/", 1)[-1] != "auto"]
-
-
 def add_ensemble(data: RunData) -> None:
     """Add the ``ensemble`` model when two or more models other than ``auto`` are complete
-    (:func:`ensemble_members`).
+    (:func:`~mouse_pipeline.predictor.ensemble_members`).
 
     Per fold, test and validation probabilities are the mean over the complete models;
     threshold, ``max_gap`` and ``min_len`` of each behaviour are chosen on the fold's

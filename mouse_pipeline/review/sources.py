@@ -20,7 +20,6 @@ import csv
 import json
 import logging
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -228,12 +227,10 @@ def _check_same_video(video: VideoFile, recorded: str | None, what: str, shown: 
     """
     if not recorded or not Path(recorded).is_file():
         return
-    from ..video import video_fingerprint
+    from ..video import same_video
 
     other = Path(recorded)
-    if os.path.samefile(video.path, other):
-        return
-    if video_fingerprint(video.path)["sha256"] != video_fingerprint(other)["sha256"]:
+    if not same_video(video.path, other):
         raise InputError(f"{video.path}: its id {video.video_id!r} is that of {what} {other}, a different "
                          f"file: it would be shown that video's {shown}; rename this video to review it")
 
