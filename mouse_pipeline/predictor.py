@@ -8,9 +8,10 @@
     The only model of the run, or the one with the best mean cross-validated PR-AUC in
     the report's ``metrics.json``.
 ``ensemble``
-    The mean of every final model's probabilities but ``auto``'s (as the report's ensemble), with
-    thresholds and post-processing chosen on the final models' validation videos from
-    the mean of their validation probabilities (never on anything else).
+    Per behaviour, a weighted mean of every final model's probabilities but ``auto``'s (as
+    the report's ensemble), the weights (:func:`.ensemble.select_weights`), thresholds and
+    post-processing chosen on the final models' validation probabilities (never on
+    anything else).
 ``per-behavior``
     For each behaviour, the final model with the best cross-validated PR-AUC for it in
     ``metrics.json``, with that model's post-processing.
@@ -33,6 +34,7 @@ import numpy as np
 
 from .annotations import check_length, read_labels
 from .config import Config
+from .ensemble import select_weights
 from .errors import InputError, RunError
 from .postprocess import choose_postprocess_per_behavior
 from .runs import POST_KEYS, FinalModel, RunFolder, read_probs
@@ -50,7 +52,8 @@ class Predictor:
     """The final models a prediction needs and how their probabilities combine.
 
     ``source[j]`` is the member whose column ``j`` is behaviour ``j``'s probability, or
-    None for the mean of every member's column.
+    None for the mean of every member's column: weighted by ``weights[j]`` (one weight per
+    member) where ``weights`` is given, equal weights otherwise.
     """
 
     name: str
@@ -59,6 +62,7 @@ class Predictor:
     thresholds: tuple[float, ...]
     max_gap: tuple[int, ...]
     min_len: tuple[int, ...]
+    weights: tuple[tuple[float, ...], ...] | None = None
 
     @property
     def backbones(self) -> list[str]:
@@ -72,8 +76,10 @@ class Predictor:
 
     def combine(self, member_probs: list[np.ndarray]) -> np.ndarray:
         """Per-frame probabilities from each member's ``(n_frames, K)`` probabilities."""
-        mean = np.mean(member_probs, axis=0) if any(s is None for s in self.source) else None
-        cols = [mean[:, j] if s is None else member_probs[s][:, j] for j, s in enumerate(self.source)]
+        k = len(self.source)
+        weights = self.weights or ((1.0 / len(self.members),) * len(self.members),) * k
+        cols = [sum(w * np.asarray(p[:, j], np.float64) for w, p in zip(weights[j], member_probs, strict=True))
+                if s is None else member_probs[s][:, j] for j, s in enumerate(self.source)]
         return np.stack(cols, axis=1).astype(np.float32)
 
     def record(self) -> dict[str, Any]:
@@ -83,7 +89,9 @@ class Predictor:
                 "streams": {m.name: list(streams_of(m.backbone)) for m in self.members},
                 "behaviors": {b: {"model": self.members[s].name if s is not None else ENSEMBLE,
                                   "threshold": self.thresholds[j], "max_gap": self.max_gap[j],
-                                  "min_len": self.min_len[j]}
+                                  "min_len": self.min_len[j],
+                                  **({"weights": {m.name: w for m, w in zip(self.members, self.weights[j], strict=True)}}
+                                     if s is None and self.weights else {})}
                               for j, (b, s) in enumerate(zip(behaviors, self.source, strict=True))}}
 
 
@@ -146,8 +154,9 @@ def _per_behavior(run: RunFolder, finals: list[FinalModel]) -> Predictor:
 
 
 def _ensemble(run: RunFolder, cfg: Config, finals: list[FinalModel]) -> Predictor:
-    """The final models' mean, post-processing chosen on their validation probabilities
-    (validation videos, inner out-of-fold predictions or validation blocks)."""
+    """The final models' weighted mean per behaviour, weights and post-processing chosen on
+    their validation probabilities (validation videos, inner out-of-fold predictions or
+    validation blocks)."""
     fold = finals[0].fold
     segments = fold.val_segments
     if not segments or any(m.fold.val_segments != segments for m in finals):
@@ -172,11 +181,15 @@ def _ensemble(run: RunFolder, cfg: Config, finals: list[FinalModel]) -> Predicto
                           columns=dict(cfg.data.label_columns) or None, fps=float(recorded[vid]["fps"]),
                           n_frames=n)
         labels.append(check_length(lab, n, cfg.data.max_frame_mismatch, vid).matrix[start:stop])
-    mean = [np.mean([v[vid] for v in val], axis=0) for vid in fold.val_videos]
+    pick = select_weights(labels, [[v[vid] for vid, _, _ in segments] for v in val])
+    for b, w, chosen in zip(behaviors, pick.weights, pick.chosen, strict=True):
+        log.info("ensemble, %s: %s", b, ", ".join(f"{m.name} {x:.2f}" for m, x in zip(finals, w, strict=True) if x)
+                 + ("" if chosen else " (equal: no positive or no negative validation frame to choose by)"))
+    mean = [pick.mean([v[vid] for v in val]) for vid, _, _ in segments]
     post = choose_postprocess_per_behavior(behaviors, labels, mean, list(cfg.postprocess.max_gap),
                                            list(cfg.postprocess.min_len))
     return Predictor(ENSEMBLE, tuple(finals), (None,) * len(behaviors),
-                     *(tuple(post[b][k] for b in behaviors) for k in POST_KEYS))
+                     *(tuple(post[b][k] for b in behaviors) for k in POST_KEYS), weights=pick.weights)
 
 
 # --------------------------------------------------------------------------- frame rates

@@ -8,9 +8,10 @@ early stopping and post-processing come from each fold's validation videos.
 Models of a run are the ``<backbone>/<model>`` folders holding ``fold_<i>`` folders
 (``final`` and ``*.partial`` are ignored). A model with fewer fold folders than
 ``folds.json`` has folds is incomplete: it is named in the report and left out of it.
-When two or more models are complete an ``ensemble`` is added: per fold, the mean of
-their probabilities, with thresholds and post-processing chosen on the fold's
-*validation* probabilities (never on test).
+When two or more models are complete an ``ensemble`` is added: per fold and behaviour,
+the weighted mean of their probabilities, with the weights (:mod:`mouse_pipeline.ensemble`),
+thresholds and post-processing chosen on the fold's *validation* probabilities (never on
+test).
 
 Written into the run folder (each file under a temporary name, then renamed):
 
@@ -29,7 +30,7 @@ Written into the run folder (each file under a temporary name, then renamed):
 ``metrics.json``
     ``{"version": 1, "run", "models", "behaviors", "incomplete_models": {name: folds
     done}, "ensemble": {"members", "postprocess": [{fold, behavior, threshold, max_gap,
-    min_len}]} or null, "pooled": [rows], "folds": [rows], "mean_std": [rows], "cost":
+    min_len, weights: {member: weight}}]} or null, "pooled": [rows], "folds": [rows], "mean_std": [rows], "cost":
     {"backbones": [...], "models": [...]}}``; rows are the CSV rows as objects (``NaN`` as
     ``null``; ``fold`` is the fold index in ``folds`` rows and, as in version 1, the
     ``row`` kind in the others).
@@ -96,7 +97,8 @@ def write_report(run_dir: str | Path) -> Path:
     ensemble = None
     if ENSEMBLE in data.models:
         ensemble = {"members": data.ensemble_members,
-                    "postprocess": [{"fold": fr.fold.index, "behavior": b, **fr.post[b]}
+                    "postprocess": [{"fold": fr.fold.index, "behavior": b, **fr.post[b],
+                                     "weights": fr.meta["weights"][b]}
                                     for fr in data.models[ENSEMBLE] for b in data.behaviors]}
     payload = {"version": 1, "run": run.name, "models": list(data.models), "behaviors": list(data.behaviors),
                "incomplete_models": data.incomplete, "ensemble": ensemble, **metrics,

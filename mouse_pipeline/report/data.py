@@ -8,11 +8,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from ..annotations import Labels, check_length, read_labels
 from ..config import Config
 from ..dataset import label_file
+from ..ensemble import select_weights
 from ..errors import CacheError, RunError
 from ..features.store import cache_path, read_attrs
 from ..folds import Fold
@@ -136,10 +135,13 @@ def add_ensemble(data: RunData) -> None:
     """Add the ``ensemble`` model when two or more models other than ``auto`` are complete
     (:func:`~mouse_pipeline.predictor.ensemble_members`).
 
-    Per fold, test and validation probabilities are the mean over the complete models;
-    threshold, ``max_gap`` and ``min_len`` of each behaviour are chosen on the fold's
-    validation videos with :func:`~mouse_pipeline.postprocess.choose_postprocess` and the
-    config's ``postprocess`` grids. Test probabilities play no part in any choice.
+    Per fold and behaviour, test and validation probabilities are the weighted mean of the
+    complete models' that :func:`~mouse_pipeline.ensemble.select_weights` chose on the fold's
+    validation probabilities; threshold, ``max_gap`` and ``min_len`` of each behaviour are
+    then chosen on the same validation frames with
+    :func:`~mouse_pipeline.postprocess.choose_postprocess` and the config's ``postprocess``
+    grids. Test probabilities play no part in any choice. The weights are kept in each
+    fold result's ``meta["weights"]`` (behaviour -> member -> weight).
     """
     names = ensemble_members(list(data.models))
     if len(names) < 2:
@@ -154,15 +156,16 @@ def add_ensemble(data: RunData) -> None:
             data.ensemble_note = f"not built: fold {fold.index} has no validation probabilities"
             log.warning("ensemble %s", data.ensemble_note)
             return
-        test = {v: np.mean([p.test[v] for p in parts], axis=0) for v in fold.test}
-        val = {v: np.mean([p.val[v] for p in parts], axis=0) for v, _, _ in segments}
-        post = choose_postprocess_per_behavior(data.behaviors, [data.labels[v].matrix[a:b] for v, a, b in segments],
-                                               [val[v] for v, _, _ in segments], *grids)
+        val_labels = [data.labels[v].matrix[a:b] for v, a, b in segments]
+        pick = select_weights(val_labels, [[p.val[v] for v, _, _ in segments] for p in parts])
+        test = {v: pick.mean([p.test[v] for p in parts]) for v in fold.test}
+        val = {v: pick.mean([p.val[v] for p in parts]) for v, _, _ in segments}
+        post = choose_postprocess_per_behavior(data.behaviors, val_labels, [val[v] for v, _, _ in segments], *grids)
         windows = {(p.meta.get("window"), p.meta.get("inference_stride")) for p in parts}
         meta = dict(zip(("window", "inference_stride"), windows.pop(), strict=True)) if len(windows) == 1 else {}
+        meta["weights"] = {b: dict(zip(names, w, strict=True)) for b, w in zip(data.behaviors, pick.weights, strict=True)}
         results.append(FoldResult(fold, test, val, post, meta=meta))
     data.models[ENSEMBLE] = results
     data.ensemble_members = names
-    data.ensemble_note = "mean of the probabilities of " + ", ".join(names)
-
-
+    data.ensemble_note = ("per behaviour and fold, a weighted mean of the probabilities of " + ", ".join(names)
+                          + ", the weights chosen on validation (greedy forward selection)")

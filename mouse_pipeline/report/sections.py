@@ -348,7 +348,7 @@ def build_document(data: RunData, metrics: dict[str, Any], cost: tuple[list[dict
                    "The dot marks the epoch kept: early stopping watches validation videos, never test "
                    "videos.")
     if ENSEMBLE in data.models:
-        doc.para("The ensemble is not trained: it averages the probabilities of its members.")
+        _ensemble_weights(doc, data)
 
     doc.heading(2, titles["cost"], "cost")
     _section_cost(doc, data, cost)
@@ -358,3 +358,15 @@ def build_document(data: RunData, metrics: dict[str, Any], cost: tuple[list[dict
     return doc
 
 
+
+
+def _ensemble_weights(doc: Document, data: RunData) -> None:
+    """Per fold and behaviour, the weight of each member of the ensemble."""
+    names = data.ensemble_members
+    rows = [[f"{fr.fold.index}", b, *(fr.meta["weights"][b][n] for n in names)]
+            for fr in data.models[ENSEMBLE] for b in data.behaviors]
+    doc.table(["fold", "behaviour", *map(display_name, names)], rows,
+              "The ensemble is not trained: per fold and behaviour it is the weighted mean of its members' "
+              "probabilities, the weights chosen on the fold's validation probabilities by greedy forward "
+              "selection (a member with weight 0 takes no part). Equal weights where the validation "
+              "frames had no positive (or no negative) frame of the behaviour to choose by.", digits=2)

@@ -215,13 +215,16 @@ def predictions(folder):
     return read_csv(folder / PREDICTIONS)
 
 
-def test_ensemble_is_the_mean_of_the_final_models(run_dataset, run, by_model, tmp_path):
+def test_ensemble_is_the_weighted_mean_of_the_final_models(run_dataset, run, by_model, tmp_path):
     result = run_dataset.predict(run, tmp_path / "out", "--model", "ensemble")
     assert result.exit_code == 0, result.output
     rows = predictions(tmp_path / "out")
     single = {k: list(csv.DictReader(io.StringIO(text))) for k, text in by_model.items()}
+    record = json.loads((tmp_path / "out" / "predictions.json").read_text())["behaviors"]
     for b in BEHAVIORS:
-        mean = np.mean([[float(r[f"p_{b}"]) for r in single[k]] for k in KINDS], axis=0)
+        weights = record[b]["weights"]  # chosen on the final models' validation probabilities
+        assert set(weights) == {f"{BACKBONE}/{k}" for k in KINDS} and sum(weights.values()) == pytest.approx(1)
+        mean = sum(weights[f"{BACKBONE}/{k}"] * np.array([float(r[f"p_{b}"]) for r in single[k]]) for k in KINDS)
         np.testing.assert_allclose([float(r[f"p_{b}"]) for r in rows], mean, atol=2e-5)
     # thresholds chosen on the final models' validation videos: 0/1 columns are exactly
     # the mean's post-processed labels at the recorded thresholds

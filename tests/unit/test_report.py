@@ -14,6 +14,7 @@ from sklearn.metrics import average_precision_score
 from mouse_pipeline import report
 from mouse_pipeline.annotations import Labels, write_labels_csv
 from mouse_pipeline.config import Config
+from mouse_pipeline.ensemble import select_weights
 from mouse_pipeline.errors import RunError
 from mouse_pipeline.features.store import cache_path
 from mouse_pipeline.folds import make_folds
@@ -181,9 +182,12 @@ def test_ensemble_thresholds_are_chosen_on_validation_probabilities_only(tmp_pat
             for vid in fold.val:
                 val.setdefault(vid, []).append(f[f"val/{vid}"][()])
     chosen = {(p["fold"], p["behavior"]): p for p in first["ensemble"]["postprocess"]}
+    pick = select_weights([truth[v] for v in fold.val], [[val[v][m] for v in fold.val] for m in range(len(MODELS))])
     for j, b in enumerate(BEHAVIORS):
-        expected = choose_postprocess([truth[v][:, j] for v in fold.val],
-                                      [np.mean(val[v], axis=0)[:, j] for v in fold.val])
+        weights = chosen[(0, b)]["weights"]
+        assert [weights[f"resnet50v2/{m}"] for m in MODELS] == pytest.approx(pick.weights[j])
+        mean = {v: sum(w * val[v][m][:, j].astype(np.float64) for m, w in enumerate(pick.weights[j])) for v in fold.val}
+        expected = choose_postprocess([truth[v][:, j] for v in fold.val], [mean[v] for v in fold.val])
         assert chosen[(0, b)]["threshold"] == pytest.approx(expected.threshold)
     # scramble the test probabilities of fold 0: the chosen thresholds must not move
     for model in MODELS:
@@ -210,9 +214,13 @@ def test_the_ensemble_leaves_auto_out_as_it_is_one_of_the_kinds_beside_it(tmp_pa
     data = load_run(run)
     add_ensemble(data)
     vid = folds[0].test[0]
+    weights = data.models["ensemble"][0].meta["weights"]
+    assert all(set(weights[b]) == {"resnet50v2/lstm", "resnet50v2/tcn"} for b in BEHAVIORS)
     with h5py.File(RunFolder(run).unit("resnet50v2", "lstm", 0) / PROBS_FILE) as fl, \
             h5py.File(RunFolder(run).unit("resnet50v2", "tcn", 0) / PROBS_FILE) as ft:
-        expected = (fl[f"test/{vid}"][()].astype(np.float64) + ft[f"test/{vid}"][()]) / 2
+        lstm, tcn = fl[f"test/{vid}"][()].astype(np.float64), ft[f"test/{vid}"][()].astype(np.float64)
+    expected = np.column_stack([weights[b]["resnet50v2/lstm"] * lstm[:, j] + weights[b]["resnet50v2/tcn"] * tcn[:, j]
+                                for j, b in enumerate(BEHAVIORS)])
     np.testing.assert_allclose(data.models["ensemble"][0].test[vid], expected, rtol=1e-6)
     run2, _, _ = make_run(tmp_path / "b", models=("lstm", "auto"))
     report.write_report(run2)
