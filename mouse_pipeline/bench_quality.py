@@ -9,11 +9,15 @@ PR-AUC of
 - ``auto``: the head chosen per fold on validation alone (what a lab gets when it does not
   know which head to take), here on the fold's training videos held out in turn
   (``train.auto.select: inner_videos``, :data:`AUTO_SELECT`),
+- ``ensemble``: the report's ensemble of the heads (per fold and behaviour, a weighted mean
+  whose weights are chosen on the fold's validation probabilities: :mod:`.ensemble`),
 - a per-frame logistic regression (scikit-learn, standardised embeddings, balanced class
   weights, fitted on each fold's non-test videos; no choice is made on any video), the
   baseline a temporal model must beat,
 
-beside each behaviour's prevalence. Regimes (:data:`REGIMES`), each 3 videos and
+beside each behaviour's prevalence, pooled over the folds and as the mean over folds of
+each fold's PR-AUC (which does not put different folds' models on one scale). The
+acceptance (:mod:`.bench_checks`) is judged for ``auto`` and ``ensemble``. Regimes (:data:`REGIMES`), each 3 videos and
 leave-one-video-out:
 
 ``few_videos``
@@ -52,6 +56,7 @@ from typing import Any
 import numpy as np
 
 from .annotations import Labels, read_labels, write_labels_csv
+from .bench_checks import checks
 from .config import Config, load_config
 from .errors import InputError
 from .fileio import write_json
@@ -77,7 +82,6 @@ AUTO_SELECT = "inner_videos"
 #: (:func:`.sequences.choice.one_standard_error`); with 3 videos the held-out scores of the
 #: kinds are often closer than the two held-out videos are to each other.
 AUTO_PREFER = "simplest"
-MARGIN = 0.03  # the acceptance's distance to the best head: auto "within 0.03 of the best head"
 
 
 @dataclass(frozen=True)
@@ -265,14 +269,15 @@ def score_run(run_dir: Path, data: Path) -> tuple[dict[str, list[float]], dict[s
     """Per behaviour and model of a run, on the clean labels: the pooled out-of-fold PR-AUC,
     and the mean over folds of each fold's own (which does not mix probabilities of
     different folds' models on one scale: under ``auto``, of different kinds)."""
-    from .runs import RunFolder
+    from .report import ENSEMBLE, add_ensemble, load_run
 
-    run = RunFolder(run_dir)
-    folds = run.read_folds()
+    run = load_run(run_dir)  # validation labels as training saw them (moved edges too)
+    add_ensemble(run)
     pooled, fold_means = {}, {}
-    for name in sorted(run.find_models()):
-        ys, ps = fold_predictions(run, folds, name, data)
-        key = name.split("/", 1)[1]
+    for name in sorted(run.models):
+        ys = [[clean_labels(data, vid) for vid in fold.test] for fold in run.folds]
+        ps = [[r.test[vid] for vid in r.fold.test] for r in run.models[name]]
+        key = name.split("/", 1)[-1] if name != ENSEMBLE else name
         pooled[key] = pooled_pr_auc([y for f in ys for y in f], [p for f in ps for p in f])
         fold_means[key] = _fold_mean_pr_auc(ys, ps)
     return pooled, fold_means
@@ -391,24 +396,6 @@ def _machine() -> str:
     import platform
 
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"
-
-
-def checks(res: dict[str, Any], mode: str, means: bool = False) -> list[str]:
-    """The acceptance of one regime's run: auto >= logistic regression, auto within 0.03 of
-    the best head (on the pooled scores, or with ``means`` on the means over folds)."""
-    run = res["runs"][mode]["fold_means" if means else "scores"]
-    lr_scores = res["logistic_fold_means" if means else "logistic"]
-    lines = []
-    if "auto" not in run:
-        return ["no auto model in this run"]
-    heads = {m: s for m, s in run.items() if m != "auto"}
-    for j, b in enumerate(res["behaviors"]):
-        best = max(heads, key=lambda m: heads[m][j])
-        auto, lr = run["auto"][j], lr_scores[j]
-        ok_lr, ok_best = auto >= lr, auto >= heads[best][j] - MARGIN
-        lines.append(f"{b}: auto {auto:.3f} {'>=' if ok_lr else '<'} logistic {lr:.3f}; best head "
-                     f"{best} {heads[best][j]:.3f} ({'within' if ok_best else 'NOT within'} {MARGIN})")
-    return lines
 
 
 def format_quality(out: dict[str, Any]) -> str:

@@ -6,13 +6,15 @@ from seed to seed, and which head is best moves with it (docs/BENCHMARKS.md). So
 seed, each in its own folder (``<work>/seed_<N>``: a work folder belongs to one seed), and
 summarises them (:func:`summarize`):
 
-- per regime, validation mode, model and behaviour, the mean of the pooled out-of-fold
-  PR-AUC over the seeds, with its smallest and largest value;
-- the acceptance checks of :func:`.bench_quality.checks` on those means;
-- per seed, whether ``auto`` passed every check of the regime;
-- the paired differences ``auto - logistic regression`` and ``auto - best head`` per
-  behaviour: their mean over seeds and its standard error, which says whether a gap is
-  larger than the seed-to-seed spread.
+- per regime, validation mode, measure (the pooled out-of-fold PR-AUC, and the mean over
+  folds of each fold's PR-AUC), model and behaviour, the mean over the seeds, with its
+  smallest and largest value;
+- for each model chosen on validation alone (:data:`.bench_checks.CHOSEN`: ``auto``, the
+  ``ensemble``), the acceptance checks of :func:`.bench_checks.check` on those means and
+  whether it passed every check of the regime on each seed;
+- its paired differences to the logistic regression and to the best head per behaviour:
+  their mean over seeds and its standard error, which says whether a gap is larger than
+  the seed-to-seed spread.
 
 Only regimes and validation modes present in every seed's results are summarised.
 No TensorFlow here (the per-seed runs import it through :func:`.bench_quality.run_quality`).
@@ -25,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from .bench_quality import MARGIN, checks, run_quality
+from .bench_checks import CHOSEN, check, passes
+from .bench_quality import run_quality
 from .fileio import write_json, write_text
 
 
@@ -56,20 +59,14 @@ def _paired(diffs: list[list[float]]) -> dict[str, list[float]]:
     return {"mean": a.mean(0).tolist(), "se": se.tolist()}
 
 
-def _gaps(res: dict[str, Any], mode: str) -> tuple[list[float], list[float], bool]:
-    """One seed's ``auto - logistic`` and ``auto - best head`` per behaviour, and whether
-    auto passed every check (the comparisons of :func:`.bench_quality.checks`)."""
-    run = res["runs"][mode]["scores"]
-    heads = [s for m, s in run.items() if m != "auto"]
-    auto, lr = run["auto"], res["logistic"]
-    best = [max(s[j] for s in heads) for j in range(len(auto))]
-    passed = all(a >= x and a >= b - MARGIN for a, x, b in zip(auto, lr, best, strict=True))
-    return [a - x for a, x in zip(auto, lr, strict=True)], [a - b for a, b in zip(auto, best, strict=True)], passed
+#: The figures summarised: key in a run's results, key of the logistic regression's, title.
+MEASURES = (("scores", "logistic", "pooled out-of-fold PR-AUC"),
+            ("fold_means", "logistic_fold_means", "mean over folds of each fold's PR-AUC"))
 
 
 def summarize(outs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per regime and validation mode common to every seed's ``bench_quality.json``, the
-    figures over seeds (see the module docstring)."""
+    """Per regime, validation mode and measure (:data:`MEASURES`) common to every seed's
+    ``bench_quality.json``, the figures over seeds (see the module docstring)."""
     seeds = [o["seed"] for o in outs]
     by_seed = [{r["regime"]: r for r in o["regimes"]} for o in outs]
     names = [r["regime"] for r in outs[0]["regimes"] if all(r["regime"] in b for b in by_seed)]
@@ -77,46 +74,49 @@ def summarize(outs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for name in names:
         results = [b[name] for b in by_seed]
         modes = [m for m in results[0]["runs"] if all(m in r["runs"] for r in results)]
-        for mode in modes:
-            models = [m for m in results[0]["runs"][mode]["scores"]
-                      if all(m in r["runs"][mode]["scores"] for r in results)]
+        for mode, (key, lr_key, title) in ((m, k) for m in modes for k in MEASURES):
+            runs = [r["runs"][mode].get(key) for r in results]
+            if any(run is None for run in runs) or any(lr_key not in r for r in results):
+                continue
+            models = [m for m in runs[0] if all(m in run for run in runs)]
             entry: dict[str, Any] = {
-                "regime": name, "mode": mode, "seeds": seeds, "behaviors": results[0]["behaviors"],
+                "regime": name, "mode": mode, "measure": title, "seeds": seeds, "behaviors": results[0]["behaviors"],
                 "prevalence": _spread([r["prevalence"] for r in results]),
-                "logistic": _spread([r["logistic"] for r in results]),
-                "models": {m: _spread([r["runs"][mode]["scores"][m] for r in results]) for m in models}}
-            if "auto" in models:
-                gaps = [_gaps(r, mode) for r in results]
-                entry["auto_minus_logistic"] = _paired([g[0] for g in gaps])
-                entry["auto_minus_best_head"] = _paired([g[1] for g in gaps])
-                entry["passed"] = {str(s): g[2] for s, g in zip(seeds, gaps, strict=True)}
-                mean_res = {"behaviors": entry["behaviors"], "logistic": entry["logistic"]["mean"],
-                            "runs": {mode: {"scores": {m: v["mean"] for m, v in entry["models"].items()}}}}
-                entry["checks_on_means"] = checks(mean_res, mode)
+                "logistic": _spread([r[lr_key] for r in results]),
+                "models": {m: _spread([run[m] for run in runs]) for m in models}, "chosen": {}}
+            for chosen in (c for c in CHOSEN if c in models):
+                gaps = [check(run, r[lr_key], chosen) for run, r in zip(runs, results, strict=True)]
+                on_means = check({m: v["mean"] for m, v in entry["models"].items()}, entry["logistic"]["mean"], chosen)
+                entry["chosen"][chosen] = {
+                    "minus_logistic": _paired([g[0] for g in gaps]), "minus_best_head": _paired([g[1] for g in gaps]),
+                    "passed": {str(s): passes(g[0], g[1]) for s, g in zip(seeds, gaps, strict=True)},
+                    "passed_on_means": passes(on_means[0], on_means[1]),
+                    "checks_on_means": [f"{b}: {line}" for b, line in zip(entry["behaviors"], on_means[2], strict=True)]}
             summary.append(entry)
     return summary
 
 
 def format_seeds(summary: list[dict[str, Any]]) -> str:
-    """Markdown: per regime and mode, mean (min-max) over seeds, the checks and the gaps."""
+    """Markdown: per regime, mode and measure, mean (min-max) over seeds, the checks and the gaps."""
     lines: list[str] = []
     for e in summary:
         seeds = ", ".join(map(str, e["seeds"]))
-        lines += [f"### {e['regime']}, validation {e['mode']}: seeds {seeds}", "",
-                  "pooled out-of-fold PR-AUC, mean over seeds (smallest-largest):", "",
+        lines += [f"### {e['regime']}, validation {e['mode']}, {e['measure']}: seeds {seeds}", "",
+                  "mean over seeds (smallest-largest):", "",
                   "| behaviour | prevalence | logistic | " + " | ".join(e["models"]) + " |",
                   "| --- | ---: | ---: | " + " | ".join("---:" for _ in e["models"]) + " |"]
         for j, b in enumerate(e["behaviors"]):
             cells = [_cell(e["logistic"], j), *(_cell(v, j) for v in e["models"].values())]
             lines.append(f"| {b} | {e['prevalence']['mean'][j]:.3f} | " + " | ".join(cells) + " |")
-        if "passed" in e:
-            held = [s for s, ok in e["passed"].items() if ok]
-            lines += ["", f"- auto passed every check of the regime on {len(held)} of {len(e['passed'])} seeds"
-                      + (f" ({', '.join(held)})" if held else "")]
-            lines += [f"- on the means: {c}" for c in e["checks_on_means"]]
+        for chosen, c in e["chosen"].items():
+            held = [s for s, ok in c["passed"].items() if ok]
+            lines += ["", f"- {chosen} passed every check of the regime on {len(held)} of {len(c['passed'])} seeds"
+                      + (f" ({', '.join(held)})" if held else "")
+                      + f"; on the means it {'passes' if c['passed_on_means'] else 'fails'}:"]
+            lines += [f"  - on the means: {line}" for line in c["checks_on_means"]]
             for j, b in enumerate(e["behaviors"]):
-                lr, best = e["auto_minus_logistic"], e["auto_minus_best_head"]
-                lines.append(f"- {b}: auto - logistic {_gap(lr, j)}; auto - best head {_gap(best, j)}")
+                lines.append(f"  - {b}: {chosen} - logistic {_gap(c['minus_logistic'], j)}; "
+                             f"{chosen} - best head {_gap(c['minus_best_head'], j)}")
         lines.append("")
     return "\n".join(lines)
 

@@ -116,12 +116,13 @@ def test_a_work_folder_made_for_one_seed_is_refused_for_another(tmp_path):
         prepare_dataset("base", tmp_path)
 
 
-def _seed_result(seed, auto, linear, lr, prevalence=0.15):
-    run = {"seconds": 60.0, "scores": {"auto": [auto], "linear": [linear]}}
+def _seed_result(seed, auto, linear, lr, prevalence=0.15, ensemble=None):
+    scores = {"auto": [auto], "linear": [linear], **({"ensemble": [ensemble]} if ensemble is not None else {})}
+    run = {"seconds": 60.0, "scores": scores, "fold_means": {k: [v[0] + 0.1] for k, v in scores.items()}}
     return {"date": "2026-12-07", "seed": seed, "videos": 3, "machine": "m", "seconds": 60.0,
             "regimes": [{"regime": "few_videos", "what": "3 videos", "behaviors": ["grooming"],
                          "prevalence": [prevalence], "label_noise": 0.0, "runs": {"blocks": run},
-                         "logistic": [lr]}]}
+                         "logistic": [lr], "logistic_fold_means": [lr + 0.1]}]}
 
 
 def test_figures_over_seeds_are_means_with_their_range_and_each_seed_s_verdict():
@@ -129,22 +130,45 @@ def test_figures_over_seeds_are_means_with_their_range_and_each_seed_s_verdict()
 
     # seed 1: auto below the logistic regression; seed 2: auto passes; seed 3: 0.05 below linear
     outs = [_seed_result(1, 0.60, 0.62, 0.70), _seed_result(2, 0.80, 0.80, 0.70), _seed_result(3, 0.70, 0.75, 0.60)]
-    (entry,) = summarize(outs)
-    assert entry["models"]["auto"]["mean"] == pytest.approx([0.70])
-    assert (entry["models"]["auto"]["min"], entry["models"]["auto"]["max"]) == ([0.60], [0.80])
-    assert entry["logistic"]["mean"] == pytest.approx([2.0 / 3])
-    assert entry["passed"] == {"1": False, "2": True, "3": False}
+    pooled, means = summarize(outs)
+    assert (pooled["measure"], means["measure"]) == ("pooled out-of-fold PR-AUC", "mean over folds of each fold's PR-AUC")
+    assert pooled["models"]["auto"]["mean"] == pytest.approx([0.70])
+    assert means["models"]["auto"]["mean"] == pytest.approx([0.80])
+    assert (pooled["models"]["auto"]["min"], pooled["models"]["auto"]["max"]) == ([0.60], [0.80])
+    assert pooled["logistic"]["mean"] == pytest.approx([2.0 / 3])
+    auto = pooled["chosen"]["auto"]
+    assert auto["passed"] == {"1": False, "2": True, "3": False}
     diffs = np.array([-0.10, 0.10, 0.10])  # auto - logistic per seed
-    assert entry["auto_minus_logistic"]["mean"] == pytest.approx([diffs.mean()])
-    assert entry["auto_minus_logistic"]["se"] == pytest.approx([diffs.std(ddof=1) / np.sqrt(3)])
-    assert entry["auto_minus_best_head"]["mean"] == pytest.approx([np.mean([-0.02, 0.0, -0.05])])
+    assert auto["minus_logistic"]["mean"] == pytest.approx([diffs.mean()])
+    assert auto["minus_logistic"]["se"] == pytest.approx([diffs.std(ddof=1) / np.sqrt(3)])
+    assert auto["minus_best_head"]["mean"] == pytest.approx([np.mean([-0.02, 0.0, -0.05])])
     # on the means auto (0.700) is above the logistic regression (0.667) and within 0.03 of linear (0.723)
-    assert entry["checks_on_means"] == ["grooming: auto 0.700 >= logistic 0.667; best head linear 0.723 (within 0.03)"]
-    text = format_seeds([entry])
-    assert "### few_videos, validation blocks: seeds 1, 2, 3" in text
+    assert auto["checks_on_means"] == ["grooming: auto 0.700 >= logistic 0.667; best head linear 0.723 (within 0.03)"]
+    assert auto["passed_on_means"]
+    text = format_seeds([pooled])
+    assert "### few_videos, validation blocks, pooled out-of-fold PR-AUC: seeds 1, 2, 3" in text
     assert "| grooming | 0.150 | 0.667 (0.600-0.700) | 0.700 (0.600-0.800) | 0.723 (0.620-0.800) |" in text
-    assert "auto passed every check of the regime on 1 of 3 seeds (2)" in text
+    assert "auto passed every check of the regime on 1 of 3 seeds (2); on the means it passes" in text
     assert "grooming: auto - logistic +0.033 ± 0.067 (standard error over seeds)" in text
+
+
+def test_the_ensemble_is_judged_beside_auto_and_is_not_a_head():
+    from mouse_pipeline.bench_checks import checks
+    from mouse_pipeline.bench_seeds import format_seeds, summarize
+
+    # the ensemble above every head: the best head stays linear, not the ensemble
+    outs = [_seed_result(1, 0.60, 0.70, 0.65, ensemble=0.90), _seed_result(2, 0.60, 0.70, 0.65, ensemble=0.68)]
+    pooled, _ = summarize(outs)
+    assert set(pooled["chosen"]) == {"auto", "ensemble"}
+    ens = pooled["chosen"]["ensemble"]
+    assert ens["passed"] == {"1": True, "2": True} and ens["minus_best_head"]["mean"] == pytest.approx([0.09])
+    assert pooled["chosen"]["auto"]["passed"] == {"1": False, "2": False}
+    text = format_seeds([pooled])
+    assert "ensemble passed every check of the regime on 2 of 2 seeds (1, 2); on the means it passes" in text
+    assert "auto passed every check of the regime on 0 of 2 seeds; on the means it fails" in text
+    lines = checks(outs[0]["regimes"][0], "blocks")
+    assert lines == ["grooming: auto 0.600 < logistic 0.650; best head linear 0.700 (NOT within 0.03)",
+                     "grooming: ensemble 0.900 >= logistic 0.650; best head linear 0.700 (within 0.03)"]
 
 
 def test_only_regimes_and_modes_every_seed_ran_are_summarised():
@@ -153,7 +177,7 @@ def test_only_regimes_and_modes_every_seed_ran_are_summarised():
     a, b = _seed_result(1, 0.6, 0.6, 0.5), _seed_result(2, 0.7, 0.7, 0.5)
     b["regimes"][0]["runs"]["videos"] = b["regimes"][0]["runs"]["blocks"]  # seed 2 alone ran videos
     b["regimes"].append({**b["regimes"][0], "regime": "rare"})  # and alone ran rare
-    assert [(e["regime"], e["mode"]) for e in summarize([a, b])] == [("few_videos", "blocks")]
+    assert {(e["regime"], e["mode"]) for e in summarize([a, b])} == {("few_videos", "blocks")}
 
 
 def test_each_seed_runs_in_its_own_folder_and_the_summary_is_written(tmp_path, monkeypatch):
@@ -173,4 +197,4 @@ def test_each_seed_runs_in_its_own_folder_and_the_summary_is_written(tmp_path, m
     import json
 
     saved = json.loads((tmp_path / "bench_quality_seeds.json").read_text())
-    assert saved["seeds"] == [5, 6] and saved["summary"][0]["passed"] == {"5": True, "6": True}
+    assert saved["seeds"] == [5, 6] and saved["summary"][0]["chosen"]["auto"]["passed"] == {"5": True, "6": True}
