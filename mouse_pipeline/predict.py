@@ -66,7 +66,7 @@ from .fileio import atomic_open, write_bytes
 from .metrics import bouts_from_binary
 from .plots import ethogram_figure, save_png
 from .postprocess import apply as apply_postprocess
-from .predictor import Predictor, Resampling, check_rate, choose, training_rate
+from .predictor import Predictor, Resampling, check_rate, choose, stated_rate, training_rate
 from .runs import FinalModel, RunFolder
 from .scoring import write_rows_csv
 
@@ -168,9 +168,12 @@ def refuse_replacing(cache: str | Path, streams: list[str], files: list[VideoFil
 
 def prepare_videos(run: RunFolder, cfg: Config, predictor: Predictor, videos: list[Path],
                    resample: bool, allow_fps_mismatch: bool, progress: bool,
-                   train_cache: str | Path | None = None) -> list[NewVideo]:
+                   train_cache: str | Path | None = None, fps: float | None = None) -> list[NewVideo]:
     """Check every video's frame rate and imported features, then extract the rest (every
     video is checked before anything is written).
+
+    ``fps``: the videos' frame rate as the user states it (``predict --fps``), for
+    containers that record a wrong one; None: each video's container's rate.
 
     A stream imported with ``cache import`` (in ``cfg``'s cache or ``train_cache``, the
     cache the run trained on) cannot be computed: the videos' imported features must be in
@@ -184,8 +187,8 @@ def prepare_videos(run: RunFolder, cfg: Config, predictor: Predictor, videos: li
     train_fps = training_rate(run)
     out = []
     for f in files:
-        fps = container_fps(f.path)
-        out.append(NewVideo(f, fps, check_rate(str(f.path), fps, train_fps, resample, allow_fps_mismatch)))
+        rate = container_fps(f.path) if fps is None else stated_rate(f.path, fps)
+        out.append(NewVideo(f, rate, check_rate(str(f.path), rate, train_fps, resample, allow_fps_mismatch)))
     refuse_resampled_motion(out, predictor.streams, train_fps)
     roots = list(dict.fromkeys([cfg.extract.cache, *([train_cache] if train_cache is not None else [])]))
     imported = imported_names(roots, predictor.streams)
@@ -193,7 +196,8 @@ def prepare_videos(run: RunFolder, cfg: Config, predictor: Predictor, videos: li
     computed = [b for b in predictor.streams if b not in imported]
     refuse_replacing(cfg.extract.cache, computed, files)
     if computed:
-        vcfg = cfg.replace(**{"data.labels": None, "extract.backbones": computed, "train.inputs": None})
+        vcfg = cfg.replace(**{"data.labels": None, "extract.backbones": computed, "train.inputs": None,
+                              **({"data.fps": fps} if fps is not None else {})})  # pose speeds per --fps
         extract(vcfg, videos=[f.path for f in files], progress=progress)
     return out
 
@@ -340,7 +344,7 @@ def predict_videos(run_dir: str | Path, videos: list[Path], out: str | Path,
                    pose_dir: str | Path | None = None, resample: bool = False,
                    allow_fps_mismatch: bool = False, cache: str | Path | None = None,
                    formats: tuple[str, ...] = ("csv",), overlay: bool = False,
-                   ray: str | None = None) -> list[Path]:
+                   ray: str | None = None, fps: float | None = None) -> list[Path]:
     """Predict every video and write the per-video files, ``bouts.csv``, ``summary.csv`` and
     ``predictions.json`` (last); return each video's first file (its predictions CSV with
     ``csv``).
@@ -355,7 +359,8 @@ def predict_videos(run_dir: str | Path, videos: list[Path], out: str | Path,
     process then writes the files and imports no TensorFlow (:mod:`.cluster.predict_ray`).
     ``formats``: per-video files among :data:`FORMATS` (``csv``: predictions and bouts CSVs
     and the ethogram; ``nwb``: ``<stem>.nwb``; ``boris``: ``<stem>_boris.tsv``, BORIS events);
-    ``overlay``: also a labelled video of each.
+    ``overlay``: also a labelled video of each. ``fps``: the videos' frame rate where their
+    containers record a wrong one (default: each container's rate).
     """
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
@@ -370,7 +375,7 @@ def predict_videos(run_dir: str | Path, videos: list[Path], out: str | Path,
         cfg = cfg.replace(**{"extract.cache": str(Path(cache).absolute())})
     predictor = choose(run, cfg, model_name)
     with _engine(cfg, progress) as ray_mod:
-        new = prepare_videos(run, cfg, predictor, videos, resample, allow_fps_mismatch, progress, train_cache)
+        new = prepare_videos(run, cfg, predictor, videos, resample, allow_fps_mismatch, progress, train_cache, fps)
         if ray_mod is None:
             heads = load_heads(predictor)  # before any output: a damaged model file stops here
             results = (video_probabilities(predictor, heads, cfg.extract.cache, v) for v in new)

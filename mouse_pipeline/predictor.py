@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -231,6 +232,18 @@ def check_rate(video: str, fps: float, train_fps: float | None, resample: bool,
     raise InputError(f"{video}: {fps:g} frames/s, but the run was trained at {train_fps:g} frames/s "
                      "(windows, gap closing and minimum bouts count frames); pass --resample to "
                      "predict at the training rate, or --allow-fps-mismatch")
+
+
+def stated_rate(path: Path, fps: float) -> float:
+    """``fps`` for ``path``, said in the log where its container records another rate."""
+    from .video import container_fps
+
+    if not (math.isfinite(fps) and fps > 0):
+        raise InputError(f"--fps {fps}: must be a positive number of frames per second")
+    recorded = container_fps(path)
+    if not (math.isfinite(recorded) and abs(recorded - fps) <= RATE_TOLERANCE * fps):
+        log.info("%s: %g frames/s as --fps says (its container records %g)", path.name, fps, recorded)
+    return float(fps)
 
 
 def _nearest(n_from: int, rate_from: float, n_to: int, rate_to: float) -> np.ndarray:

@@ -18,8 +18,9 @@ from stages.common import common_options, handle_errors, pose_option, ray_option
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for the per-video CSVs, ethograms and summary.csv.")
 @click.option("--model", "model_name", default=None,
-              help="Which trained model to use: backbone/model, 'ensemble' (the mean of every final "
-                   "model, thresholds chosen on their validation videos) or 'per-behavior' (for each "
+              help="Which trained model to use: backbone/model, 'ensemble' (per behaviour a weighted "
+                   "mean of the final models but auto, weights and thresholds chosen on their "
+                   "validation probabilities) or 'per-behavior' (for each "
                    "behaviour the model with the best cross-validated PR-AUC; needs `report`). "
                    "Default: the best by cross-validated PR-AUC, or the only one.")
 @pose_option
@@ -29,6 +30,10 @@ from stages.common import common_options, handle_errors, pose_option, ray_option
 @click.option("--resample", is_flag=True,
               help="Predict a video whose frame rate differs from the training videos' at the "
                    "training rate (nearest frames), then map the labels back to its own frames.")
+@click.option("--fps", type=click.FloatRange(0, min_open=True), default=None,
+              help="The videos' frames per second, where their containers record a wrong rate "
+                   "(default: each video's container's rate). Times, and the check against the "
+                   "training rate, use it.")
 @click.option("--allow-fps-mismatch", is_flag=True,
               help="Predict a video at another frame rate as it is (windows, gap closing and "
                    "minimum bouts then span another time than in training).")
@@ -44,15 +49,16 @@ from stages.common import common_options, handle_errors, pose_option, ray_option
 @ray_option
 @common_options
 @handle_errors
-def predict_command(run_dir, videos, out, model_name, pose_dir, cache_dir, resample, allow_fps_mismatch,
+def predict_command(run_dir, videos, out, model_name, pose_dir, cache_dir, resample, fps, allow_fps_mismatch,
                     formats, overlay, ray_address, debug, quiet):
     """Label new videos with a run's final model: per-frame CSV, bouts CSV, ethogram, summary.
 
     Checks every video and extracts its embeddings first (reusing the run's cache when up
     to date; features imported with `cache import` must be imported for these videos
     first), so a bad video stops the command before anything is written. Times come from
-    each video's own frame rate; a video at another rate than the training videos is refused
-    unless --resample or --allow-fps-mismatch says what to do.
+    each video's own frame rate (or --fps where containers record a wrong one); a video at
+    another rate than the training videos is refused unless --resample or
+    --allow-fps-mismatch says what to do.
 
     \b
     Examples:
@@ -80,7 +86,8 @@ def predict_command(run_dir, videos, out, model_name, pose_dir, cache_dir, resam
         written = predict_videos(run_dir, list(videos), out, model_name=model_name,
                                  progress=not quiet, pose_dir=pose_dir, resample=resample,
                                  allow_fps_mismatch=allow_fps_mismatch, cache=cache_dir,
-                                 formats=tuple(dict.fromkeys(formats)), overlay=overlay, ray=ray_address)
+                                 formats=tuple(dict.fromkeys(formats)), overlay=overlay, ray=ray_address,
+                                 fps=fps)
     click.echo(f"predictions for {len(written)} video(s) in {out} (summary: {out / 'summary.csv'})")
 
 

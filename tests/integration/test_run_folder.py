@@ -275,6 +275,21 @@ def test_a_video_at_another_frame_rate_is_refused_resampled_or_allowed(run_datas
     assert len(rows) == 90 and rows[-1]["time_s"] == "8.9000"
 
 
+def test_fps_states_the_rate_of_videos_whose_containers_record_a_wrong_one(run_dataset, run, fast_videos,
+                                                                             tmp_path):
+    """The container says 10 frames/s; --fps 5 (the training rate) is believed: no refusal,
+    no resampling, times at 5 frames/s and the rate in predictions.json."""
+    base = ("predict", "--run", run, "--videos", fast_videos, "--model", f"{BACKBONE}/lstm", "--quiet")
+    cli_ok(*base, "--out", tmp_path / "stated", "--fps", "5")
+    rows = read_csv(tmp_path / "stated" / "fast_000_predictions.csv")
+    assert len(rows) == 90 and rows[-1]["time_s"] == "17.8000"
+    (video,) = json.loads((tmp_path / "stated" / "predictions.json").read_text())["videos"]
+    assert video["fps"] == 5.0 and video["resampled_to_fps"] is None
+    line = error_line(cli(*base, "--out", tmp_path / "other", "--fps", "8"))
+    assert "fast_000.mp4: 8 frames/s, but the run was trained at 5 frames/s" in line
+    assert not files(tmp_path / "other")
+
+
 def test_one_bad_video_among_several_writes_nothing(run_dataset, run, tmp_path):
     videos = tmp_path / "videos"
     videos.mkdir()
