@@ -100,6 +100,20 @@ def fig_ethogram(data: RunData, vid: str) -> Figure:
                            "model's post-processed predictions")
 
 
+def _validation_curves(history: dict, head: dict, h: int) -> list[np.ndarray]:
+    """Head ``h``'s validation PR-AUC per epoch. A head refitted on every training frame
+    (``inner_folds``, ``blocks`` with a refit) has no validation curve of its own: its
+    curves are those of the fits that validated it (one per inner fold, or the blocks' fit),
+    whose best epochs chose the refit's (``best_epoch``)."""
+    own = np.atleast_1d(np.asarray(head.get("val_pr_auc", []), dtype=float))
+    record = history.get("validation") or {}
+    if not record.get("refit"):
+        return [own] if own.size else []
+    fits = record.get("inner") or [record]
+    return [np.asarray(f["val_curves"][h], dtype=float) for f in fits
+            if len(f.get("val_curves", [])) > h and len(f["val_curves"][h])]
+
+
 def fig_training(data: RunData, name: str) -> Figure:
     """Training loss and validation PR-AUC per epoch, a line per fold (and head)."""
     fig, (a1, a2) = _subplots(1, 2, figsize=(11, 3.4))
@@ -109,21 +123,24 @@ def fig_training(data: RunData, name: str) -> Figure:
         colour = cmap(fr.fold.index % cmap.N)
         for h, head in enumerate(fr.history.get("heads", [])):
             loss = np.asarray(head.get("loss", []), dtype=float)
-            val = np.asarray(head.get("val_pr_auc", []), dtype=float)
             outputs = head.get("outputs", [])
             label = f"fold {fr.fold.index}" + (f" ({outputs[0]})" if len(outputs) == 1 else "")
             ls = styles[h % len(styles)]
-            a1.plot(np.arange(1, len(loss) + 1), loss, color=colour, ls=ls, lw=1.2, label=label)
-            a2.plot(np.arange(1, len(val) + 1), np.where(np.isfinite(val), val, np.nan), color=colour,
-                    ls=ls, lw=1.2)
-            best = head.get("best_epoch")
-            if best and 0 < best <= len(val) and np.isfinite(val[best - 1]):
-                a2.plot([best], [val[best - 1]], "o", color=colour, ms=5)
+            a1.plot(np.arange(1, len(loss) + 1), loss, color=colour, ls=ls, lw=1.2, label=label,
+                    marker="o" if len(loss) == 1 else None)  # one fit, one point: a line would not show
+            for val in _validation_curves(fr.history, head, h):
+                a2.plot(np.arange(1, len(val) + 1), np.where(np.isfinite(val), val, np.nan), color=colour,
+                        ls=ls, lw=1.2, marker="o" if len(val) == 1 else None)
+                best = head.get("best_epoch")
+                if best and 0 < best <= len(val) and np.isfinite(val[best - 1]):
+                    a2.plot([best], [val[best - 1]], "o", color=colour, ms=5)
     a1.set(title=f"{display_name(name)}: training loss", xlabel="epoch", ylabel="loss (masked, weighted BCE)")
     a2.set(title="validation PR-AUC (dot: epoch kept)", xlabel="epoch", ylabel="mean PR-AUC", ylim=(0, 1.02))
     for ax in (a1, a2):
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if ax.get_xlim()[1] - ax.get_xlim()[0] < 2:  # every fit one epoch (converged linear heads)
+            ax.set(xlim=(0.5, 1.5), xticks=[1])
     if len(a1.lines) <= 16:
         a1.legend(fontsize=7, ncol=2)
     fig.tight_layout()

@@ -179,6 +179,12 @@ def test_a_mode_keeps_every_invariant(data, mode, tmp_path):
             assert b <= block["start"] - record["gap"] or a >= block["stop"] + record["gap"]
     assert history["heads"][0]["best_epoch"] == record["chosen_epochs"][0]  # the refit ran those epochs
     assert len(history["heads"][0]["loss"]) == record["chosen_epochs"][0]
+    # the report's validation panel: the refit has no curve of its own, so the validating fits' curves
+    from mouse_pipeline.report.figures import _validation_curves
+
+    drawn = _validation_curves(history, history["heads"][0], 0)
+    fits = record["inner"] if mode == "inner_folds" else [record]
+    assert [list(c) for c in drawn] == [f["val_curves"][0] for f in fits] and all(len(c) > 1 for c in drawn)
     from mouse_pipeline.report import write_report
 
     report = (write_report(ref).parent / "report.md").read_text()  # a block's probabilities are its frames only
@@ -311,3 +317,24 @@ def test_a_head_without_validation_positives_leaves_the_trial_scored_by_the_othe
     assert best.score == max(state.scores.values()) > -np.inf
     assert trial_score([0.5, float("nan"), -np.inf, 0.7]) == pytest.approx(0.6)
     assert trial_score([float("nan"), -np.inf]) == -np.inf
+
+
+@pytest.mark.parametrize("mode", ["inner_folds", "blocks"])
+def test_the_report_draws_a_converged_linear_head_refitted_after_validation(data, mode, tmp_path):
+    """A refitted L-BFGS head records one validation score, not a curve per epoch: the
+    report drew its training figure from it and stopped with a TypeError (the default
+    validation is blocks, so `make report` after training linear failed)."""
+    from mouse_pipeline.report import write_report
+
+    cfg = data.replace(**{"train.validation": mode, "train.models": ["linear"], "train.linear.solver": "lbfgs"})
+    ref = _train(cfg, tmp_path / "run")
+    history = json.loads((ref / "resnet50v2" / "linear" / "fold_0" / "history.json").read_text())
+    head = history["heads"][0]
+    assert history["validation"]["refit"] is True and np.ndim(head["val_pr_auc"]) == 0
+    from mouse_pipeline.report.figures import _validation_curves
+
+    fits = history["validation"]["inner"] if mode == "inner_folds" else [history["validation"]]
+    assert [list(c) for c in _validation_curves(history, head, 0)] == [f["val_curves"][0] for f in fits]
+    page = write_report(ref)
+    figure = page.parent / "figures" / "training_resnet50v2_linear.png"
+    assert figure.is_file() and figure.stat().st_size > 0
