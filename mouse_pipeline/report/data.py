@@ -141,7 +141,8 @@ def add_ensemble(data: RunData) -> None:
     then chosen on the same validation frames with
     :func:`~mouse_pipeline.postprocess.choose_postprocess` and the config's ``postprocess``
     grids. Test probabilities play no part in any choice. The weights are kept in each
-    fold result's ``meta["weights"]`` (behaviour -> member -> weight).
+    fold result's ``meta["weights"]`` (behaviour -> member -> weight), with the number of
+    positive annotated validation frames they were chosen on in ``meta["validation_positives"]``.
     """
     names = ensemble_members(list(data.models))
     if len(names) < 2:
@@ -164,6 +165,9 @@ def add_ensemble(data: RunData) -> None:
         windows = {(p.meta.get("window"), p.meta.get("inference_stride")) for p in parts}
         meta = dict(zip(("window", "inference_stride"), windows.pop(), strict=True)) if len(windows) == 1 else {}
         meta["weights"] = {b: dict(zip(names, w, strict=True)) for b, w in zip(data.behaviors, pick.weights, strict=True)}
+        # how much the weights rest on: a few bouts' frames choose them as surely as many
+        meta["validation_positives"] = {b: sum(int((t[:, j] == 1).sum()) for t in val_labels)
+                                        for j, b in enumerate(data.behaviors)}
         results.append(FoldResult(fold, test, val, post, meta=meta))
     data.models[ENSEMBLE] = results
     data.ensemble_members = names

@@ -363,10 +363,14 @@ def build_document(data: RunData, metrics: dict[str, Any], cost: tuple[list[dict
 def _ensemble_weights(doc: Document, data: RunData) -> None:
     """Per fold and behaviour, the weight of each member of the ensemble."""
     names = data.ensemble_members
-    rows = [[f"{fr.fold.index}", b, *(fr.meta["weights"][b][n] for n in names)]
+    rows = [[f"{fr.fold.index}", b, fr.meta["validation_positives"][b], *(fr.meta["weights"][b][n] for n in names)]
             for fr in data.models[ENSEMBLE] for b in data.behaviors]
-    doc.table(["fold", "behaviour", *map(display_name, names)], rows,
+    doc.table(["fold", "behaviour", "positive validation frames", *map(display_name, names)], rows,
               "The ensemble is not trained: per fold and behaviour it is the weighted mean of its members' "
               "probabilities, the weights chosen on the fold's validation probabilities by greedy forward "
               "selection (a member with weight 0 takes no part). Equal weights where the validation "
-              "frames had no positive (or no negative) frame of the behaviour to choose by.", digits=2)
+              "frames had no positive (or no negative) frame of the behaviour to choose by. Weights chosen "
+              "on the frames of a few bouts are a guess: validation frames cut from the training videos "
+              "score the members that stopped early on them above what they score on a new video, so "
+              "compare the ensemble's cross-validated scores with the best single model's before "
+              "predicting with it.", digits=2)
