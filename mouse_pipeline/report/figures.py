@@ -128,10 +128,10 @@ def fig_training(data: RunData, name: str) -> Figure:
             ls = styles[h % len(styles)]
             a1.plot(np.arange(1, len(loss) + 1), loss, color=colour, ls=ls, lw=1.2, label=label,
                     marker="o" if len(loss) == 1 else None)  # one fit, one point: a line would not show
+            best = head.get("best_epoch")
             for val in _validation_curves(fr.history, head, h):
                 a2.plot(np.arange(1, len(val) + 1), np.where(np.isfinite(val), val, np.nan), color=colour,
                         ls=ls, lw=1.2, marker="o" if len(val) == 1 else None)
-                best = head.get("best_epoch")
                 if best and 0 < best <= len(val) and np.isfinite(val[best - 1]):
                     a2.plot([best], [val[best - 1]], "o", color=colour, ms=5)
     a1.set(title=f"{display_name(name)}: training loss", xlabel="epoch", ylabel="loss (masked, weighted BCE)")
