@@ -97,6 +97,38 @@ def read_meta(folder: Path) -> dict[str, Any]:
     return meta
 
 
+#: Where ``auto``'s held-out fits' probabilities are kept in a fold's probs file
+#: (``train.auto.select: inner_videos``): ``held_out/trial_<t>/<training video>``.
+HELD_OUT = "held_out"
+
+
+def held_out_key(trial: int) -> str:
+    """The probs-file group of ``auto`` trial ``trial``'s held-out probabilities."""
+    return f"{HELD_OUT}/trial_{trial}"
+
+
+def read_held_out(folder: Path, behaviors: tuple[str, ...]) -> dict[int, dict[str, np.ndarray]]:
+    """Per ``auto`` trial, the probabilities its held-out fits gave each training video
+    (``{}`` where the fold kept none: another ``select``, a trial replayed from its log, or an
+    older run); the trial numbers are those of ``history.json``'s ``trials``."""
+    path = folder / PROBS_FILE
+    out: dict[int, dict[str, np.ndarray]] = {}
+    try:
+        with h5py.File(path, "r") as f:
+            if HELD_OUT not in f:
+                return out
+            for name, group in f[HELD_OUT].items():
+                out[int(name.removeprefix("trial_"))] = {v: np.asarray(d[()], np.float64) for v, d in group.items()}
+    except (OSError, KeyError, ValueError, TypeError) as err:
+        raise RunError(f"{path}: unreadable ({first_line(err)}); {_retrain(folder)}") from None
+    for t, probs in out.items():
+        for vid, p in probs.items():
+            if p.ndim != 2 or p.shape[1] != len(behaviors) or not np.isfinite(p).all():
+                raise RunError(f"{path}: {held_out_key(t)}/{vid} must be finite probabilities of shape "
+                               f"(frames, {len(behaviors)}), got shape {p.shape}")
+    return out
+
+
 def read_probs(folder: Path, fold: Fold, behaviors: tuple[str, ...]) -> dict[str, dict[str, np.ndarray]]:
     """A fold folder's probabilities: ``{"test": {video: probs}, "val": {...}}``.
 

@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from mouse_pipeline.annotations import Labels
+from mouse_pipeline.annotations import Labels, read_labels
 from mouse_pipeline.config import Config, load_config
 from mouse_pipeline.dataset import VideoData
 from mouse_pipeline.errors import ConfigError
 from mouse_pipeline.folds import make_folds
+from mouse_pipeline.metrics import mean_pr_auc
 from tests.unit.test_validation import _perturb_video, _train
 from tests.unit.test_workers import assert_same, make_data, outputs
 
@@ -151,6 +152,16 @@ def test_auto_chooses_on_held_out_training_videos_never_the_test_video(data, tmp
     best = trials[int(np.argmax(scores))]["kind"]  # argmax: the first of equal scores
     assert history["kind"] == best
     mine = {k.split("/", 2)[2]: v for k, v in out.items() if k.startswith("auto/fold_0/")}
+    # every trial's held-out probabilities are kept, and are what its held-out score was computed on
+    held = {k: mine.pop(k) for k in [k for k in mine if k.startswith("held_out/")]}
+    assert sorted(held) == [f"held_out/trial_{t}/{v}" for t in range(2) for v in ("m1", "m2", "m3")]
+    labels = {v: read_labels(Path(data.data.labels) / f"{v}.csv", "thesis", ("a", "b")).matrix for v in ("m1", "m2", "m3")}
+    for t, trial in enumerate(trials):
+        probs = {v: held[f"held_out/trial_{t}/{v}"] for v in labels}
+        assert all(probs[v].shape == labels[v].shape for v in labels)
+        assert trial["inner_videos"]["per_behavior"] == pytest.approx(
+            [mean_pr_auc([labels[v][:, [j]] for v in labels], [probs[v][:, [j]] for v in labels])
+             for j in range(labels["m1"].shape[1])])
     theirs = {k.split("/", 2)[2]: v for k, v in out.items() if k.startswith(f"{best}/fold_0/")}
     # auto's own search (its trials are those of both kinds) and selection aside
     mine["history"] = {k: v for k, v in mine["history"].items()

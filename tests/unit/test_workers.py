@@ -197,10 +197,9 @@ def outputs(run: Path) -> dict:
     out = {}
     for folder in sorted(run.glob("resnet50v2/*/*")):
         key = f"{folder.parent.name}/{folder.name}"
-        with h5py.File(folder / PROBS_FILE) as f:
-            for split in f:
-                for vid in f[split]:
-                    out[f"{key}/{split}/{vid}"] = f[split][vid][()]
+        with h5py.File(folder / PROBS_FILE) as f:  # val/<video>, test/<video>, held_out/trial_<t>/<video>
+            f.visititems(lambda name, d: out.__setitem__(f"{key}/{name}", d[()])
+                         if isinstance(d, h5py.Dataset) else None)
         history = json.loads((folder / HISTORY_FILE).read_text())
         out[f"{key}/history"] = history
         out[f"{key}/postprocess"] = json.loads((folder / POSTPROCESS_FILE).read_text())
