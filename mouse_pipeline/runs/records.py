@@ -30,6 +30,7 @@ class FoldResult:
     history: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    held_out: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)  # auto: read_held_out
 
 
 @dataclass(frozen=True)

@@ -198,8 +198,9 @@ def outputs(run: Path) -> dict:
     for folder in sorted(run.glob("resnet50v2/*/*")):
         key = f"{folder.parent.name}/{folder.name}"
         with h5py.File(folder / PROBS_FILE) as f:  # val/<video>, test/<video>, held_out/trial_<t>/<video>
-            f.visititems(lambda name, d: out.__setitem__(f"{key}/{name}", d[()])
-                         if isinstance(d, h5py.Dataset) else None)
+            names: list[str] = []
+            f.visit(names.append)
+            out.update({f"{key}/{n}": f[n][()] for n in names if isinstance(f[n], h5py.Dataset)})
         history = json.loads((folder / HISTORY_FILE).read_text())
         out[f"{key}/history"] = history
         out[f"{key}/postprocess"] = json.loads((folder / POSTPROCESS_FILE).read_text())
