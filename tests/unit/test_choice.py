@@ -179,6 +179,8 @@ def test_auto_chooses_on_held_out_training_videos_never_the_test_video(data, tmp
     finally:
         make_data(Path(data.data.videos).parent)
     assert again["auto/fold_0/history"]["trials"] == trials
+    for key, value in held.items():  # the held-out fits never see the test video
+        np.testing.assert_array_equal(again[f"auto/fold_0/{key}"], value)
     assert again["auto/fold_0/history"]["kind"] == best
     assert not np.array_equal(again["auto/fold_0/test/m0"], out["auto/fold_0/test/m0"])
 
