@@ -124,10 +124,15 @@ def read_held_out(folder: Path, behaviors: tuple[str, ...]) -> dict[int, dict[st
         raise RunError(f"{path}: unreadable ({first_line(err)}); {_retrain(folder)}") from None
     for t, probs in out.items():
         for vid, p in probs.items():
-            if p.ndim != 2 or p.shape[1] != len(behaviors) or not np.isfinite(p).all():
-                raise RunError(f"{path}: {held_out_key(t)}/{vid} must be finite probabilities of shape "
-                               f"(frames, {len(behaviors)}), got shape {p.shape}")
+            _check_probs(path, f"{held_out_key(t)}/{vid}", p, behaviors)
     return out
+
+
+def _check_probs(path: Path, key: str, p: np.ndarray, behaviors: tuple[str, ...]) -> None:
+    """Refuse, naming the file and dataset, probabilities that are not finite ``(frames, K)``."""
+    if p.ndim != 2 or p.shape[1] != len(behaviors) or not np.isfinite(p).all():
+        raise RunError(f"{path}: {key} must be finite probabilities of shape (frames, {len(behaviors)}), "
+                       f"got shape {p.shape}")
 
 
 def read_probs(folder: Path, fold: Fold, behaviors: tuple[str, ...]) -> dict[str, dict[str, np.ndarray]]:
@@ -160,7 +165,5 @@ def read_probs(folder: Path, fold: Fold, behaviors: tuple[str, ...]) -> dict[str
         raise RunError(f"{path}: unreadable ({first_line(err)}); {_retrain(folder)}") from None
     for split, probs in out.items():
         for vid, p in probs.items():
-            if p.ndim != 2 or p.shape[1] != len(behaviors) or not np.isfinite(p).all():
-                raise RunError(f"{path}: {split}/{vid} must be finite probabilities of shape "
-                               f"(frames, {len(behaviors)}), got shape {p.shape}")
+            _check_probs(path, f"{split}/{vid}", p, behaviors)
     return out
