@@ -10,8 +10,7 @@ PR-AUC of
   know which head to take), here on the fold's training videos held out in turn
   (``train.auto.select: inner_videos``, :data:`AUTO_SELECT`),
 - ``ensemble``: the report's ensemble of the heads (per fold and behaviour, a weighted mean
-  whose weights are chosen on ``auto``'s held-out fits of each head's kind, which predicted
-  each training video from the others: :mod:`.ensemble`),
+  whose weights are chosen on the fold's validation probabilities: :mod:`.ensemble`),
 - a per-frame logistic regression (scikit-learn, standardised embeddings, balanced class
   weights, fitted on each fold's non-test videos; no choice is made on any video), the
   baseline a temporal model must beat,

@@ -14,15 +14,8 @@ for each behaviour on its own:
 3. stop when no addition improves the score strictly, or after :data:`MAX_STEPS` additions.
 
 A member's weight is the number of times it was added over the number of additions. Only
-probabilities of frames the test video is not among, and their labels, are read. Which ones
-(:func:`held_out_probs`): where the run also trained ``auto`` with ``train.auto.select:
-inner_videos``, every member's probabilities of the fold's training videos, each predicted
-by a fit of the member's kind and settings on the other training videos (``auto``'s trials
-keep them), so no member has trained or stopped early on the frames its weight is chosen
-on; otherwise the fold's validation probabilities (validation videos, inner out-of-fold
-predictions or validation blocks). Validation blocks are cut from the training videos and
-every member that stops early stops on them: there they score that member above what it
-scores on a new video, and lean the weights toward it (docs/BENCHMARKS.md). A behaviour without a positive or
+validation probabilities and labels are read (validation videos, inner out-of-fold
+predictions or validation blocks: never a test video). A behaviour without a positive or
 without a negative annotated validation frame has no PR-AUC to choose by: its weights are
 equal (the plain mean) and :class:`Selection` says so.
 
@@ -34,7 +27,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -90,19 +82,6 @@ def select_weights(labels: Sequence[np.ndarray], member_probs: Sequence[Sequence
         weights.append(tuple(float(c) / counts.sum() for c in counts))
         chosen.append(True)
     return Selection(tuple(weights), tuple(chosen))
-
-
-def held_out_probs(history: dict[str, Any], held_out: dict[int, dict[str, np.ndarray]], kind: str,
-                   params: dict[str, Any]) -> dict[str, np.ndarray] | None:
-    """The probabilities of the training videos that ``auto``'s held-out fits of ``kind`` with
-    ``params`` gave (``history``: ``auto``'s fold history; ``held_out``: its
-    :func:`~mouse_pipeline.runs.records.read_held_out`); None when ``auto`` kept none for
-    that kind and those settings."""
-    for t in history.get("trials") or []:
-        if isinstance(t, dict) and t.get("kind") == kind and (t.get("params") or {}) == (params or {}) \
-                and t.get("trial") in held_out:
-            return held_out[t["trial"]]
-    return None
 
 
 def _greedy(y: np.ndarray, probs: np.ndarray, max_steps: int) -> np.ndarray:

@@ -9,10 +9,9 @@
     the report's ``metrics.json``.
 ``ensemble``
     Per behaviour, a weighted mean of every final model's probabilities but ``auto``'s (as
-    the report's ensemble): the weights (:func:`.ensemble.select_weights`) chosen on the
-    training videos' probabilities from the final ``auto``'s held-out fits where it kept
-    them for every model, else on the final models' validation probabilities; thresholds
-    and post-processing on the validation probabilities (never on anything else).
+    the report's ensemble), the weights (:func:`.ensemble.select_weights`), thresholds and
+    post-processing chosen on the final models' validation probabilities (never on
+    anything else).
 ``per-behavior``
     For each behaviour, the final model with the best cross-validated PR-AUC for it in
     ``metrics.json``, with that model's post-processing.
@@ -36,11 +35,10 @@ import numpy as np
 
 from .annotations import check_length, read_labels
 from .config import Config
-from .ensemble import held_out_probs, select_weights
+from .ensemble import select_weights
 from .errors import InputError, RunError
 from .postprocess import choose_postprocess_per_behavior
 from .runs import POST_KEYS, FinalModel, RunFolder, read_probs
-from .runs.records import read_held_out
 from .streams import all_streams, input_sets, streams_of
 
 log = logging.getLogger(__name__)
@@ -66,7 +64,6 @@ class Predictor:
     max_gap: tuple[int, ...]
     min_len: tuple[int, ...]
     weights: tuple[tuple[float, ...], ...] | None = None
-    weights_chosen_on: str | None = None  # the ensemble's: held-out training videos, or validation
 
     @property
     def backbones(self) -> list[str]:
@@ -94,8 +91,7 @@ class Predictor:
                 "behaviors": {b: {"model": self.members[s].name if s is not None else ENSEMBLE,
                                   "threshold": self.thresholds[j], "max_gap": self.max_gap[j],
                                   "min_len": self.min_len[j],
-                                  **({"weights": {m.name: w for m, w in zip(self.members, self.weights[j], strict=True)},
-                                      "weights_chosen_on": self.weights_chosen_on}
+                                  **({"weights": {m.name: w for m, w in zip(self.members, self.weights[j], strict=True)}}
                                      if s is None and self.weights else {})}
                               for j, (b, s) in enumerate(zip(behaviors, self.source, strict=True))}}
 
@@ -159,11 +155,9 @@ def _per_behavior(run: RunFolder, finals: list[FinalModel]) -> Predictor:
 
 
 def _ensemble(run: RunFolder, cfg: Config, finals: list[FinalModel]) -> Predictor:
-    """The final models' weighted mean per behaviour: weights chosen as the report's
-    (:func:`.report.add_ensemble`) on the held-out probabilities of the training videos that
-    the final ``auto`` kept for every member, else on the final models' validation
-    probabilities (validation videos, inner out-of-fold predictions or validation blocks);
-    post-processing on their validation probabilities."""
+    """The final models' weighted mean per behaviour, weights and post-processing chosen on
+    their validation probabilities (validation videos, inner out-of-fold predictions or
+    validation blocks)."""
     fold = finals[0].fold
     segments = fold.val_segments
     if not segments or any(m.fold.val_segments != segments for m in finals):
@@ -175,56 +169,28 @@ def _ensemble(run: RunFolder, cfg: Config, finals: list[FinalModel]) -> Predicto
         raise RunError(f"{finals[0].folder}: no validation probabilities to choose the ensemble's "
                        "thresholds on; train the final models again")
     recorded = run.recorded_videos()
-    labels = [_recorded_labels(run, cfg, recorded, vid, len(val[0][vid]) if stop is None else None)[start:stop]
-              for vid, start, stop in segments]
-    held_out = _final_held_out(run, finals)
-    if held_out is not None:
-        videos = list(fold.train)
-        pick = select_weights([_recorded_labels(run, cfg, recorded, v, len(held_out[0][v])) for v in videos],
-                              [[h[v] for v in videos] for h in held_out])
-    else:
-        pick = select_weights(labels, [[v[vid] for vid, _, _ in segments] for v in val])
-    on = "held-out training videos" if held_out is not None else "validation"
+    labels = []
+    for vid, start, stop in segments:
+        if vid not in recorded or not recorded[vid].get("labels"):
+            raise RunError(f"{run.path}: no record of the labels of validation video {vid!r}; train "
+                           "the run again with this version")
+        n = len(val[0][vid]) if stop is None else recorded[vid].get("n_frames")
+        if not isinstance(n, int):
+            raise RunError(f"{run.path}: no record of the frame count of validation video {vid!r}; "
+                           "train the run again with this version")
+        lab = read_labels(recorded[vid]["labels"], cfg.data.label_format, cfg.data.behaviors,
+                          columns=dict(cfg.data.label_columns) or None, fps=float(recorded[vid]["fps"]),
+                          n_frames=n)
+        labels.append(check_length(lab, n, cfg.data.max_frame_mismatch, vid).matrix[start:stop])
+    pick = select_weights(labels, [[v[vid] for vid, _, _ in segments] for v in val])
     for b, w, chosen in zip(behaviors, pick.weights, pick.chosen, strict=True):
-        log.info("ensemble, %s: %s (chosen on %s)", b,
-                 ", ".join(f"{m.name} {x:.2f}" for m, x in zip(finals, w, strict=True) if x), on
-                 + ("" if chosen else "; equal: no positive or no negative frame there to choose by"))
+        log.info("ensemble, %s: %s", b, ", ".join(f"{m.name} {x:.2f}" for m, x in zip(finals, w, strict=True) if x)
+                 + ("" if chosen else " (equal: no positive or no negative validation frame to choose by)"))
     mean = [pick.mean([v[vid] for v in val]) for vid, _, _ in segments]
     post = choose_postprocess_per_behavior(behaviors, labels, mean, list(cfg.postprocess.max_gap),
                                            list(cfg.postprocess.min_len))
     return Predictor(ENSEMBLE, tuple(finals), (None,) * len(behaviors),
-                     *(tuple(post[b][k] for b in behaviors) for k in POST_KEYS), weights=pick.weights,
-                     weights_chosen_on=on)
-
-
-def _recorded_labels(run: RunFolder, cfg: Config, recorded: dict[str, Any], vid: str, n: int | None) -> np.ndarray:
-    """The labels training read for ``vid`` (``n`` frames; None: its recorded frame count)."""
-    if vid not in recorded or not recorded[vid].get("labels"):
-        raise RunError(f"{run.path}: no record of the labels of video {vid!r}; train the run again with "
-                       "this version")
-    n = recorded[vid].get("n_frames") if n is None else n
-    if not isinstance(n, int):
-        raise RunError(f"{run.path}: no record of the frame count of video {vid!r}; train the run again "
-                       "with this version")
-    lab = read_labels(recorded[vid]["labels"], cfg.data.label_format, cfg.data.behaviors,
-                      columns=dict(cfg.data.label_columns) or None, fps=float(recorded[vid]["fps"]), n_frames=n)
-    return check_length(lab, n, cfg.data.max_frame_mismatch, vid).matrix
-
-
-def _final_held_out(run: RunFolder, finals: list[FinalModel]) -> list[dict[str, np.ndarray]] | None:
-    """Per final model, the probabilities of the training videos from the final ``auto``'s
-    held-out fits of its kind and settings; None unless there are some for every model and video."""
-    out = []
-    for m in finals:
-        auto = run.unit(m.backbone, "auto", -1)
-        if not run.is_complete(auto):
-            return None
-        found = held_out_probs(run.read_history(auto), read_held_out(auto, m.behaviors), m.kind,
-                               run.read_history(m.folder).get("params") or {})
-        if found is None or any(v not in found for v in m.fold.train):
-            return None
-        out.append(found)
-    return out
+                     *(tuple(post[b][k] for b in behaviors) for k in POST_KEYS), weights=pick.weights)
 
 
 # --------------------------------------------------------------------------- frame rates

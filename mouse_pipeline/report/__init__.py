@@ -99,8 +99,7 @@ def write_report(run_dir: str | Path) -> Path:
         ensemble = {"members": data.ensemble_members,
                     "postprocess": [{"fold": fr.fold.index, "behavior": b, **fr.post[b],
                                      "weights": fr.meta["weights"][b],
-                                     "weights_chosen_on": fr.meta["weights_chosen_on"],
-                                     "positive_frames_chosen_on": fr.meta["choice_positives"][b]}
+                                     "validation_positive_frames": fr.meta["validation_positives"][b]}
                                     for fr in data.models[ENSEMBLE] for b in data.behaviors]}
     payload = {"version": 1, "run": run.name, "models": list(data.models), "behaviors": list(data.behaviors),
                "incomplete_models": data.incomplete, "ensemble": ensemble, **metrics,

@@ -8,12 +8,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from ..annotations import Labels, check_length, read_labels
 from ..config import Config
 from ..dataset import label_file
-from ..ensemble import held_out_probs, select_weights
+from ..ensemble import select_weights
 from ..errors import CacheError, RunError
 from ..features.store import cache_path, read_attrs
 from ..folds import Fold
@@ -138,22 +136,20 @@ def add_ensemble(data: RunData) -> None:
     (:func:`~mouse_pipeline.predictor.ensemble_members`).
 
     Per fold and behaviour, test and validation probabilities are the weighted mean of the
-    complete models' that :func:`~mouse_pipeline.ensemble.select_weights` chose on the
-    members' held-out probabilities of the fold's training videos where ``auto`` kept them
-    for every member (:func:`_held_out_source`), else on the fold's validation
-    probabilities; threshold, ``max_gap`` and ``min_len`` of each behaviour are then chosen
-    on the validation frames with :func:`~mouse_pipeline.postprocess.choose_postprocess` and
-    the config's ``postprocess`` grids. Test probabilities play no part in any choice. The
-    weights are kept in each fold result's ``meta["weights"]`` (behaviour -> member ->
-    weight), what they were chosen on in ``meta["weights_chosen_on"]`` and the number of
-    positive annotated frames there in ``meta["choice_positives"]``.
+    complete models' that :func:`~mouse_pipeline.ensemble.select_weights` chose on the fold's
+    validation probabilities; threshold, ``max_gap`` and ``min_len`` of each behaviour are
+    then chosen on the same validation frames with
+    :func:`~mouse_pipeline.postprocess.choose_postprocess` and the config's ``postprocess``
+    grids. Test probabilities play no part in any choice. The weights are kept in each
+    fold result's ``meta["weights"]`` (behaviour -> member -> weight), with the number of
+    positive annotated validation frames they were chosen on in ``meta["validation_positives"]``.
     """
     names = ensemble_members(list(data.models))
     if len(names) < 2:
         data.ensemble_note = "not built: it needs at least two complete models other than auto"
         return
     grids = (list(data.cfg.postprocess.max_gap), list(data.cfg.postprocess.min_len))
-    results, sources = [], set()
+    results = []
     for i, fold in enumerate(data.folds):
         parts = [data.models[n][i] for n in names]
         segments = fold.val_segments  # validation videos, inner out-of-fold predictions or blocks
@@ -162,52 +158,18 @@ def add_ensemble(data: RunData) -> None:
             log.warning("ensemble %s", data.ensemble_note)
             return
         val_labels = [data.labels[v].matrix[a:b] for v, a, b in segments]
-        held_out = _held_out_source(data, i, names)
-        if held_out is not None:
-            videos, member_probs = held_out
-            choice_labels = [data.labels[v].matrix for v in videos]
-        else:
-            member_probs = [[p.val[v] for v, _, _ in segments] for p in parts]
-            choice_labels = val_labels
-        pick = select_weights(choice_labels, member_probs)
-        sources.add(HELD_OUT_SOURCE if held_out is not None else VALIDATION_SOURCE)
+        pick = select_weights(val_labels, [[p.val[v] for v, _, _ in segments] for p in parts])
         test = {v: pick.mean([p.test[v] for p in parts]) for v in fold.test}
         val = {v: pick.mean([p.val[v] for p in parts]) for v, _, _ in segments}
         post = choose_postprocess_per_behavior(data.behaviors, val_labels, [val[v] for v, _, _ in segments], *grids)
         windows = {(p.meta.get("window"), p.meta.get("inference_stride")) for p in parts}
         meta = dict(zip(("window", "inference_stride"), windows.pop(), strict=True)) if len(windows) == 1 else {}
         meta["weights"] = {b: dict(zip(names, w, strict=True)) for b, w in zip(data.behaviors, pick.weights, strict=True)}
-        meta["weights_chosen_on"] = HELD_OUT_SOURCE if held_out is not None else VALIDATION_SOURCE
         # how much the weights rest on: a few bouts' frames choose them as surely as many
-        meta["choice_positives"] = {b: sum(int((t[:, j] == 1).sum()) for t in choice_labels)
+        meta["validation_positives"] = {b: sum(int((t[:, j] == 1).sum()) for t in val_labels)
                                         for j, b in enumerate(data.behaviors)}
         results.append(FoldResult(fold, test, val, post, meta=meta))
     data.models[ENSEMBLE] = results
     data.ensemble_members = names
     data.ensemble_note = ("per behaviour and fold, a weighted mean of the probabilities of " + ", ".join(names)
-                          + ", the weights chosen by greedy forward selection on " + " or ".join(sorted(sources)))
-
-
-#: What the ensemble's weights of a fold were chosen on (``meta["weights_chosen_on"]``).
-HELD_OUT_SOURCE = "held-out training videos"
-VALIDATION_SOURCE = "validation"
-
-
-def _held_out_source(data: RunData, i: int, names: list[str]) -> tuple[list[str], list[list[np.ndarray]]] | None:
-    """Fold ``i``'s training videos and, per member, their probabilities from ``auto``'s
-    held-out fits of the member's kind and settings (each video predicted by a fit on the
-    other training videos); None unless the run's ``<backbone>/auto`` kept them for every
-    member and every training video."""
-    videos = list(data.folds[i].train)
-    probs = []
-    for name in names:
-        backbone, kind = name.rsplit("/", 1)
-        auto = data.models.get(f"{backbone}/auto")
-        if auto is None or not auto[i].held_out:
-            return None
-        member = data.models[name][i]
-        found = held_out_probs(auto[i].history or {}, auto[i].held_out, kind, (member.history or {}).get("params") or {})
-        if found is None or any(v not in found for v in videos):
-            return None
-        probs.append([found[v] for v in videos])
-    return videos, probs
+                          + ", the weights chosen on validation (greedy forward selection)")

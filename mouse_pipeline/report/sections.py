@@ -361,19 +361,16 @@ def build_document(data: RunData, metrics: dict[str, Any], cost: tuple[list[dict
 
 
 def _ensemble_weights(doc: Document, data: RunData) -> None:
-    """Per fold and behaviour, the weight of each member of the ensemble and what it was chosen on."""
+    """Per fold and behaviour, the weight of each member of the ensemble."""
     names = data.ensemble_members
-    rows = [[f"{fr.fold.index}", b, fr.meta["weights_chosen_on"], fr.meta["choice_positives"][b],
-             *(fr.meta["weights"][b][n] for n in names)]
+    rows = [[f"{fr.fold.index}", b, fr.meta["validation_positives"][b], *(fr.meta["weights"][b][n] for n in names)]
             for fr in data.models[ENSEMBLE] for b in data.behaviors]
-    doc.table(["fold", "behaviour", "chosen on", "positive frames there", *map(display_name, names)], rows,
+    doc.table(["fold", "behaviour", "positive validation frames", *map(display_name, names)], rows,
               "The ensemble is not trained: per fold and behaviour it is the weighted mean of its members' "
-              "probabilities, the weights chosen by greedy forward selection (a member with weight 0 takes "
-              "no part). Chosen on held-out training videos where auto kept them (each member's predictions "
-              "of each training video by a fit on the other training videos: frames no member trained or "
-              "stopped early on), else on the fold's validation probabilities. Equal weights where those "
+              "probabilities, the weights chosen on the fold's validation probabilities by greedy forward "
+              "selection (a member with weight 0 takes no part). Equal weights where the validation "
               "frames had no positive (or no negative) frame of the behaviour to choose by. Weights chosen "
-              "on the frames of a few bouts are a guess, and validation frames cut from the training videos "
-              "score the members that stopped early on them above what they score on a new video: compare "
-              "the ensemble's cross-validated scores with the best single model's before predicting with it.",
-              digits=2)
+              "on the frames of a few bouts are a guess: validation frames cut from the training videos "
+              "score the members that stopped early on them above what they score on a new video, so "
+              "compare the ensemble's cross-validated scores with the best single model's before "
+              "predicting with it.", digits=2)

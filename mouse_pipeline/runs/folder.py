@@ -34,16 +34,7 @@ from .layout import (
     model_file,
     unit_name,
 )
-from .records import (
-    FinalModel,
-    FoldResult,
-    _read_json,
-    _retrain,
-    read_held_out,
-    read_meta,
-    read_post,
-    read_probs,
-)
+from .records import FinalModel, FoldResult, _read_json, _retrain, read_meta, read_post, read_probs
 from .trials import TrialLog, config_fingerprint
 from .writer import FoldWriter
 
@@ -227,14 +218,7 @@ class RunFolder:
         probs = read_probs(folder, fold, behaviors)
         return FoldResult(fold, probs["test"], probs["val"], read_post(folder, behaviors),
                           _read_json(folder / HISTORY_FILE, _retrain(folder), required=False),
-                          _read_json(folder / TIMINGS_FILE, _retrain(folder), required=False), meta,
-                          read_held_out(folder, behaviors))
-
-    @staticmethod
-    def read_history(folder: Path) -> dict[str, Any]:
-        """A fold folder's ``history.json`` (``{}`` where it has none)."""
-        history = _read_json(folder / HISTORY_FILE, _retrain(folder), required=False)
-        return history if isinstance(history, dict) else {}
+                          _read_json(folder / TIMINGS_FILE, _retrain(folder), required=False), meta)
 
     def read_final(self, cfg: Config, backbone: str, kind: str) -> FinalModel:
         """The final model of ``backbone/kind`` with its post-processing and window."""

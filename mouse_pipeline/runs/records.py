@@ -30,7 +30,6 @@ class FoldResult:
     history: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
-    held_out: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)  # auto: read_held_out
 
 
 @dataclass(frozen=True)
@@ -98,43 +97,6 @@ def read_meta(folder: Path) -> dict[str, Any]:
     return meta
 
 
-#: Where ``auto``'s held-out fits' probabilities are kept in a fold's probs file
-#: (``train.auto.select: inner_videos``): ``held_out/trial_<t>/<training video>``.
-HELD_OUT = "held_out"
-
-
-def held_out_key(trial: int) -> str:
-    """The probs-file group of ``auto`` trial ``trial``'s held-out probabilities."""
-    return f"{HELD_OUT}/trial_{trial}"
-
-
-def read_held_out(folder: Path, behaviors: tuple[str, ...]) -> dict[int, dict[str, np.ndarray]]:
-    """Per ``auto`` trial, the probabilities its held-out fits gave each training video
-    (``{}`` where the fold kept none: another ``select``, a trial replayed from its log, or an
-    older run); the trial numbers are those of ``history.json``'s ``trials``."""
-    path = folder / PROBS_FILE
-    out: dict[int, dict[str, np.ndarray]] = {}
-    try:
-        with h5py.File(path, "r") as f:
-            if HELD_OUT not in f:
-                return out
-            for name, group in f[HELD_OUT].items():
-                out[int(name.removeprefix("trial_"))] = {v: np.asarray(d[()], np.float64) for v, d in group.items()}
-    except (OSError, KeyError, ValueError, TypeError) as err:
-        raise RunError(f"{path}: unreadable ({first_line(err)}); {_retrain(folder)}") from None
-    for t, probs in out.items():
-        for vid, p in probs.items():
-            _check_probs(path, f"{held_out_key(t)}/{vid}", p, behaviors)
-    return out
-
-
-def _check_probs(path: Path, key: str, p: np.ndarray, behaviors: tuple[str, ...]) -> None:
-    """Refuse, naming the file and dataset, probabilities that are not finite ``(frames, K)``."""
-    if p.ndim != 2 or p.shape[1] != len(behaviors) or not np.isfinite(p).all():
-        raise RunError(f"{path}: {key} must be finite probabilities of shape (frames, {len(behaviors)}), "
-                       f"got shape {p.shape}")
-
-
 def read_probs(folder: Path, fold: Fold, behaviors: tuple[str, ...]) -> dict[str, dict[str, np.ndarray]]:
     """A fold folder's probabilities: ``{"test": {video: probs}, "val": {...}}``.
 
@@ -165,5 +127,7 @@ def read_probs(folder: Path, fold: Fold, behaviors: tuple[str, ...]) -> dict[str
         raise RunError(f"{path}: unreadable ({first_line(err)}); {_retrain(folder)}") from None
     for split, probs in out.items():
         for vid, p in probs.items():
-            _check_probs(path, f"{split}/{vid}", p, behaviors)
+            if p.ndim != 2 or p.shape[1] != len(behaviors) or not np.isfinite(p).all():
+                raise RunError(f"{path}: {split}/{vid} must be finite probabilities of shape "
+                               f"(frames, {len(behaviors)}), got shape {p.shape}")
     return out

@@ -114,4 +114,4 @@ def inner_video_choice(cfg: Config, trial: Trial, n_trials: int, by_id: dict[str
               "per_behavior": per_behavior, "per_video": per_video, "standard_error": standard_error(per_video),
               "parameters": parameters}
     return replace(result, choice_score=score if np.isfinite(score) else -np.inf, choice_record=record,
-                   choice_probs=probs, validation_seconds=result.validation_seconds + seconds)
+                   validation_seconds=result.validation_seconds + seconds)

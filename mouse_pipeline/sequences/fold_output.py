@@ -29,7 +29,6 @@ from ..fileio import write_bytes
 from ..folds import Fold
 from ..postprocess import choose_postprocess_per_behavior
 from ..runs import RunFolder
-from ..runs.records import held_out_key
 from .results import PackedHead, TrialResult
 from .search import Trial, trial_config
 from .windows import inference_stride
@@ -79,14 +78,11 @@ def _save_head(head: Any, path: Any) -> None:
 
 def write_unit(cfg: Config, run: RunFolder, unit: Unit, result: TrialResult, trial: Trial,
                trials: list[dict[str, Any]], by_id: dict[str, VideoData], search: dict[str, Any],
-               probs: FoldProbabilities | None = None,
-               held_out: dict[int, dict[str, np.ndarray]] | None = None) -> None:
+               probs: FoldProbabilities | None = None) -> None:
     """Choose post-processing on validation, commit the fold folder with the test videos' probabilities.
 
     ``probs``: what :func:`fold_probabilities` gave in a worker (``result``'s heads may then
-    be :class:`.results.PackedHead`); None: it is called here. ``held_out``: per trial of
-    ``auto`` (``select: inner_videos``), its held-out fits' probabilities of each training
-    video, kept as ``held_out/trial_<t>/<video>`` (:func:`mouse_pipeline.runs.records.read_held_out`).
+    be :class:`.results.PackedHead`); None: it is called here.
     """
     behaviors, fold, heads, params = list(cfg.data.behaviors), unit.fold, result.heads, trial.params
     tcfg: TrainConfig = trial_config(cfg, params)
@@ -103,8 +99,7 @@ def write_unit(cfg: Config, run: RunFolder, unit: Unit, result: TrialResult, tri
                                            list(cfg.postprocess.max_gap), list(cfg.postprocess.min_len))
     n_test, infer_s = sum(by_id[v].n_frames for v in fold.test), probs.infer_s
     with run.fold_writer(unit.backbone, unit.kind, fold.index) as w:
-        w.write_probs(behaviors, {"val": val_probs, "test": probs.test,
-                                  **{held_out_key(t): p for t, p in sorted((held_out or {}).items())}})
+        w.write_probs(behaviors, {"val": val_probs, "test": probs.test})
         for h in heads:
             _save_head(h, w.model_path(None if len(heads) == 1 else behaviors[h.outputs[0]]))
         w.write_normalization(heads[0].mean, heads[0].std)

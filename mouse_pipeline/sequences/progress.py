@@ -11,8 +11,6 @@ from .choice import one_standard_error
 from .results import TrialResult
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from .scheduler import Unit
     from .tuning import UnitSearch
 
@@ -25,7 +23,6 @@ class UnitProgress:
     scores: dict[int, float] = field(default_factory=dict)
     records: dict[int, dict[str, Any]] = field(default_factory=dict)
     choices: dict[int, dict[str, Any]] = field(default_factory=dict)
-    held_out: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)  # choice_probs per trial
     best: tuple[float, int, TrialResult] | None = None
     prefer: str = "best"  # train.auto.prefer for auto's units, "best" for the others
     candidates: dict[int, TrialResult] = field(default_factory=dict)  # with prefer: simplest only
@@ -36,8 +33,6 @@ class UnitProgress:
         self.scores[t], self.records[t] = result.score, result.record
         if result.choice_record:
             self.choices[t] = result.choice_record
-        if result.choice_probs is not None:
-            self.held_out[t] = result.choice_probs
         if result.pruned:
             return
         if result.choice_record and self.prefer == "simplest":

@@ -87,9 +87,7 @@ class TrialResult:
     (``train.search.early_stop``), ``rungs`` are each fit's scores at the rungs it reached,
     and ``pruned`` says that a fit was stopped (the trial then has no heads).
     ``choice_score`` (with ``choice_record``), when set, is what ``auto`` keeps the trial by
-    instead of ``score`` (``train.auto.select: inner_videos``, :mod:`.choice`);
-    ``choice_probs`` are then the probabilities those fits gave each held-out training video
-    (kept in the fold folder, where the report's ensemble chooses its weights on them).
+    instead of ``score`` (``train.auto.select: inner_videos``, :mod:`.choice`).
     """
 
     heads: list[Any]  # FitResult, or PackedHead on the way from a worker
@@ -103,7 +101,6 @@ class TrialResult:
     pruned: bool = False
     choice_score: float | None = None
     choice_record: dict[str, Any] = field(default_factory=dict)
-    choice_probs: dict[str, np.ndarray] | None = None
 
     def pack(self) -> TrialResult:
         return replace(self, heads=[PackedHead.pack(h) for h in self.heads])

@@ -390,8 +390,7 @@ class _Schedule:
         unit, search = self.units[i], self.searches[i]
         write_unit(self.cfg, self.run, unit, best, search.trials[bt], trial_records(unit, search, self.state[i]),
                    self.videos.get(unit.backbone),
-                   {**search.record(), **({"prefer": self.state[i].rule} if self.state[i].rule else {})}, probs,
-                   self.state[i].held_out)
+                   {**search.record(), **({"prefer": self.state[i].rule} if self.state[i].rule else {})}, probs)
         self.logs[i].remove()
         self.done += 1
         log.info("%s done (%d/%d); run ETA %s", unit.label, self.done, len(self.units),

@@ -1,22 +1,17 @@
 """``train.auto.select: inner_videos`` (:mod:`mouse_pipeline.sequences.choice`) and the
 converged ``linear`` head (``train.linear.solver: lbfgs``, :mod:`mouse_pipeline.sequences.converged`)."""
 
-import json
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from mouse_pipeline.annotations import Labels, read_labels
+from mouse_pipeline.annotations import Labels
 from mouse_pipeline.config import Config, load_config
 from mouse_pipeline.dataset import VideoData
-from mouse_pipeline.ensemble import select_weights
 from mouse_pipeline.errors import ConfigError
 from mouse_pipeline.folds import make_folds
-from mouse_pipeline.metrics import mean_pr_auc
-from mouse_pipeline.runs import HISTORY_FILE, PROBS_FILE
 from tests.unit.test_validation import _perturb_video, _train
 from tests.unit.test_workers import assert_same, make_data, outputs
 
@@ -156,16 +151,6 @@ def test_auto_chooses_on_held_out_training_videos_never_the_test_video(data, tmp
     best = trials[int(np.argmax(scores))]["kind"]  # argmax: the first of equal scores
     assert history["kind"] == best
     mine = {k.split("/", 2)[2]: v for k, v in out.items() if k.startswith("auto/fold_0/")}
-    # every trial's held-out probabilities are kept, and are what its held-out score was computed on
-    held = {k: mine.pop(k) for k in [k for k in mine if k.startswith("held_out/")]}
-    assert sorted(held) == [f"held_out/trial_{t}/{v}" for t in range(2) for v in ("m1", "m2", "m3")]
-    labels = {v: read_labels(Path(data.data.labels) / f"{v}.csv", "thesis", ("a", "b")).matrix for v in ("m1", "m2", "m3")}
-    for t, trial in enumerate(trials):
-        probs = {v: held[f"held_out/trial_{t}/{v}"] for v in labels}
-        assert all(probs[v].shape == labels[v].shape for v in labels)
-        assert trial["inner_videos"]["per_behavior"] == pytest.approx(
-            [mean_pr_auc([labels[v][:, [j]] for v in labels], [probs[v][:, [j]] for v in labels])
-             for j in range(labels["m1"].shape[1])])
     theirs = {k.split("/", 2)[2]: v for k, v in out.items() if k.startswith(f"{best}/fold_0/")}
     # auto's own search (its trials are those of both kinds) and selection aside
     mine["history"] = {k: v for k, v in mine["history"].items()
@@ -179,8 +164,6 @@ def test_auto_chooses_on_held_out_training_videos_never_the_test_video(data, tmp
     finally:
         make_data(Path(data.data.videos).parent)
     assert again["auto/fold_0/history"]["trials"] == trials
-    for key, value in held.items():  # the held-out fits never see the test video
-        np.testing.assert_array_equal(again[f"auto/fold_0/{key}"], value)
     assert again["auto/fold_0/history"]["kind"] == best
     assert not np.array_equal(again["auto/fold_0/test/m0"], out["auto/fold_0/test/m0"])
 
@@ -220,71 +203,3 @@ def test_a_full_batch_fit_over_the_memory_budget_is_one_line():
                                           r"\(train.memory_gb, at least 2\); use train.linear.solver: adam"):
         check_memory(tcfg, 100_000, 2048, "[b/linear] fold 1/3")
     check_memory(load_config(None, ["train.memory_gb=4"]).train, 100_000, 2048, "x")  # 3.3 GB fits 4
-
-
-def _held_out_file(folder: Path, kinds: list[str]) -> dict[str, dict[str, np.ndarray]]:
-    """Per kind, auto's held-out probabilities of the training videos, read from its probs file."""
-    history = json.loads((folder / HISTORY_FILE).read_text())
-    trial = {t["kind"]: t["trial"] for t in history["trials"]}
-    with h5py.File(folder / PROBS_FILE) as f:
-        return {k: {v: f[f"held_out/trial_{trial[k]}/{v}"][()] for v in f[f"held_out/trial_{trial[k]}"]}
-                for k in kinds}
-
-
-@pytest.mark.slow
-def test_the_ensemble_chooses_its_weights_on_auto_s_held_out_fits(data, tmp_path):
-    """Beside auto (select: inner_videos), the report's ensemble (per fold) and predict's
-    (final models) choose their weights on the training videos as auto's held-out fits of each
-    member's kind predicted them: frames no member trained or stopped on. Without them, on
-    validation, and each says which."""
-    from mouse_pipeline.predictor import choose
-    from mouse_pipeline.report import add_ensemble, load_run
-    from mouse_pipeline.runs import RunFolder
-
-    kinds = ["linear", "mlp"]
-    run = _train(data, tmp_path / "run", final=True)
-    labels = {v: read_labels(Path(data.data.labels) / f"{v}.csv", "thesis", ("a", "b")).matrix
-              for v in ("m0", "m1", "m2", "m3")}
-    # linear is every behaviour's choice on validation here; make its held-out fits say nothing
-    # and mlp's know behaviour a, so that weights chosen on them differ from those chosen on validation
-    for unit in ("fold_0", "final"):
-        folder = run / "resnet50v2" / "auto" / unit
-        trial = {t["kind"]: t["trial"] for t in json.loads((folder / HISTORY_FILE).read_text())["trials"]}
-        with h5py.File(folder / PROBS_FILE, "r+") as f:
-            for d in f[f"held_out/trial_{trial['linear']}"].values():
-                d[...] = 0.5
-            for v, d in f[f"held_out/trial_{trial['mlp']}"].items():
-                d[:, 0] = labels[v][:, 0] == 1
-    folds = load_run(run)
-    add_ensemble(folds)
-    fr = folds.models["ensemble"][0]
-    held = _held_out_file(run / "resnet50v2" / "auto" / "fold_0", kinds)
-    train = ["m1", "m2", "m3"]
-    pick = select_weights([labels[v] for v in train], [[held[k][v] for v in train] for k in kinds])
-    assert pick.weights[0] == (0.0, 1.0)  # a: mlp alone
-    assert fr.meta["weights_chosen_on"] == "held-out training videos"
-    for j, b in enumerate(("a", "b")):
-        assert [fr.meta["weights"][b][f"resnet50v2/{k}"] for k in kinds] == pytest.approx(pick.weights[j])
-        assert fr.meta["choice_positives"][b] == sum(int((labels[v][:, j] == 1).sum()) for v in train)
-
-    final = _held_out_file(run / "resnet50v2" / "auto" / "final", kinds)
-    everyone = ["m0", "m1", "m2", "m3"]
-    pick = select_weights([labels[v] for v in everyone], [[final[k][v] for v in everyone] for k in kinds])
-    assert pick.weights[0] == (0.0, 1.0)  # not what validation would choose
-    predictor = choose(RunFolder(run), RunFolder(run).read_config(), "ensemble")
-    np.testing.assert_allclose(predictor.weights, pick.weights)
-    assert predictor.record()["behaviors"]["a"]["weights_chosen_on"] == "held-out training videos"
-
-    # without auto's held-out probabilities: chosen on the members' validation probabilities
-    with h5py.File(run / "resnet50v2" / "auto" / "fold_0" / PROBS_FILE, "r+") as f:
-        del f["held_out"]
-    folds = load_run(run)
-    add_ensemble(folds)
-    fr = folds.models["ensemble"][0]
-    segments = folds.folds[0].val_segments
-    val = [[folds.models[f"resnet50v2/{k}"][0].val[v] for v, _, _ in segments] for k in kinds]
-    pick = select_weights([labels[v][a:b] for v, a, b in segments], val)
-    assert fr.meta["weights_chosen_on"] == "validation"
-    assert pick.weights[0] == (1.0, 0.0)  # a: linear alone
-    for j, b in enumerate(("a", "b")):
-        assert [fr.meta["weights"][b][f"resnet50v2/{k}"] for k in kinds] == pytest.approx(pick.weights[j])

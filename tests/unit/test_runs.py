@@ -3,7 +3,6 @@ damaged file in one RunError."""
 
 import json
 
-import h5py
 import numpy as np
 import pytest
 
@@ -101,28 +100,6 @@ def test_a_damaged_fold_file_is_one_run_error_naming_it(run, name, content, matc
     with pytest.raises(RunError, match=match) as err:
         run.read_fold("resnet50v2/lstm", FOLD, BEHAVIORS)
     assert str(folder / name) in str(err.value) and "\n" not in str(err.value)
-
-
-def test_held_out_probabilities_read_back_and_damaged_ones_are_one_run_error(run):
-    """auto's held-out fits' probabilities (held_out/trial_<t>/<video>) come back per trial;
-    a fold without them has none; a NaN row or a wrong width is one line naming the dataset."""
-    write_fold(run)
-    assert run.read_fold("resnet50v2/lstm", FOLD, BEHAVIORS).held_out == {}
-    held = {"a": np.full((4, 2), 0.5, np.float32), "b": np.full((6, 2), 0.25, np.float32)}
-    with run.fold_writer("resnet50v2", "lstm", 0) as w:
-        w.write_probs(list(BEHAVIORS), {"test": {"d": np.zeros((7, 2))}, "held_out/trial_3": held})
-        w.write_records(POST, {}, {}, {**FOLD.to_dict(), "window": 8, "inference_stride": 2})
-    got = run.read_fold("resnet50v2/lstm", FOLD, BEHAVIORS).held_out
-    assert list(got) == [3] and sorted(got[3]) == ["a", "b"]
-    np.testing.assert_array_equal(got[3]["b"], held["b"])
-    path = run.unit("resnet50v2", "lstm", 0) / PROBS_FILE
-    for bad, match in ((np.nan, "held_out/trial_3/a must be finite"), (None, r"held_out/trial_3/a .* shape \(4, 3\)")):
-        with h5py.File(path, "r+") as f:
-            del f["held_out/trial_3/a"]
-            f["held_out/trial_3/a"] = np.full((4, 2), bad) if bad is not None else np.zeros((4, 3))
-        with pytest.raises(RunError, match=match) as err:
-            run.read_fold("resnet50v2/lstm", FOLD, BEHAVIORS)
-        assert str(path) in str(err.value) and "\n" not in str(err.value)
 
 
 def test_a_truncated_probability_file_is_a_run_error(run):

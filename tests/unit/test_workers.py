@@ -197,10 +197,10 @@ def outputs(run: Path) -> dict:
     out = {}
     for folder in sorted(run.glob("resnet50v2/*/*")):
         key = f"{folder.parent.name}/{folder.name}"
-        with h5py.File(folder / PROBS_FILE) as f:  # val/<video>, test/<video>, held_out/trial_<t>/<video>
-            names: list[str] = []
-            f.visit(names.append)
-            out.update({f"{key}/{n}": f[n][()] for n in names if isinstance(f[n], h5py.Dataset)})
+        with h5py.File(folder / PROBS_FILE) as f:
+            for split in f:
+                for vid in f[split]:
+                    out[f"{key}/{split}/{vid}"] = f[split][vid][()]
         history = json.loads((folder / HISTORY_FILE).read_text())
         out[f"{key}/history"] = history
         out[f"{key}/postprocess"] = json.loads((folder / POSTPROCESS_FILE).read_text())
