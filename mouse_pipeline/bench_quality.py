@@ -221,15 +221,28 @@ def random_features(cfg: Config) -> None:
     extract(cfg, progress=False)
 
 
+#: The development tool that makes the ``pretrained`` regime's features (``../shared`` beside the checkout).
+TOOL = Path(__file__).resolve().parent.parent.parent / "shared" / "tools" / "pretrained_features.py"
+
+
+def check_pretrained(regimes: list[str], work: Path, pt_python: str | None) -> None:
+    """Refuse, in one line and before any regime runs, a ``pretrained`` regime whose features
+    are still to be made when the development tool is not there (it would otherwise stop the
+    bench after the regimes before it)."""
+    done = (work / "base" / "pretrained_npy" / ".complete").is_file()
+    if "pretrained" in regimes and pt_python and not done and not TOOL.is_file():
+        raise InputError(f"{TOOL}: the pretrained-features tool is not there (the bench looks for "
+                         "../shared/tools beside the checkout); put the shared folder there, or leave "
+                         "--regime pretrained out")
+
+
 def pretrained_features(cfg: Config, data: Path, work: Path, pt_python: str) -> None:
     """EfficientNet-Lite0 features from the development tool, imported into the cache."""
     from .features.importing import import_features
 
-    tool = Path(__file__).resolve().parent.parent.parent / "shared" / "tools" / "pretrained_features.py"
+    tool = TOOL
     out = work / "base" / "pretrained_npy"
     if not (out / ".complete").is_file():
-        if not tool.is_file():
-            raise FileNotFoundError(f"{tool}: the pretrained-features tool is not there")
         subprocess.run([pt_python, str(tool), str(data / "videos"), str(out), "--pose", str(data / "pose"),
                         "--bodypart", "midbody", "--crop", str(CROP)], check=True)
         (out / ".complete").write_text("ok\n")
@@ -372,6 +385,7 @@ def run_quality(work: Path, regimes: list[str], models: list[str], validations: 
     """
     from .bench_streams import MODELS, run_streams
 
+    check_pretrained(regimes, work, pt_python)
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     results: list[dict[str, Any]] = []

@@ -116,6 +116,25 @@ def test_a_work_folder_made_for_one_seed_is_refused_for_another(tmp_path):
         prepare_dataset("base", tmp_path)
 
 
+def test_a_missing_features_tool_is_refused_before_any_regime_runs(tmp_path, monkeypatch):
+    """--regime pretrained with PT_PYTHON but no ../shared/tools: one line, before the regimes
+    asked ahead of it spend their time, and nothing written; features already made need no tool."""
+    from mouse_pipeline import bench_quality as bq
+    from mouse_pipeline.errors import InputError
+
+    monkeypatch.setattr(bq, "TOOL", tmp_path / "shared" / "tools" / "pretrained_features.py")
+    monkeypatch.setattr(bq, "run_regime", lambda *a, **k: pytest.fail("a regime ran"))
+    with pytest.raises(InputError, match=r"pretrained_features.py: the pretrained-features tool is not there") as err:
+        bq.run_quality(tmp_path / "work", ["few_videos", "pretrained"], ["linear"], ["blocks"], pt_python="python3")
+    assert "\n" not in str(err.value) and not (tmp_path / "work").exists()
+    bq.check_pretrained(["few_videos"], tmp_path / "work", "python3")  # not asked
+    bq.check_pretrained(["pretrained"], tmp_path / "work", None)  # skipped, and says so
+    made = tmp_path / "work" / "base" / "pretrained_npy"
+    made.mkdir(parents=True)
+    (made / ".complete").write_text("ok\n")
+    bq.check_pretrained(["pretrained"], tmp_path / "work", "python3")
+
+
 def _seed_result(seed, auto, linear, lr, prevalence=0.15, ensemble=None):
     scores = {"auto": [auto], "linear": [linear], **({"ensemble": [ensemble]} if ensemble is not None else {})}
     run = {"seconds": 60.0, "scores": scores, "fold_means": {k: [v[0] + 0.1] for k, v in scores.items()}}
