@@ -225,11 +225,16 @@ def random_features(cfg: Config) -> None:
 TOOL = Path(__file__).resolve().parent.parent.parent / "shared" / "tools" / "pretrained_features.py"
 
 
+def _pretrained_npy(work: Path) -> Path:
+    """Where the tool writes the regime's features (with ``.complete`` once they are all there)."""
+    return work / "base" / "pretrained_npy"
+
+
 def check_pretrained(regimes: list[str], work: Path, pt_python: str | None) -> None:
     """Refuse, in one line and before any regime runs, a ``pretrained`` regime whose features
     are still to be made when the development tool is not there (it would otherwise stop the
     bench after the regimes before it)."""
-    done = (work / "base" / "pretrained_npy" / ".complete").is_file()
+    done = (_pretrained_npy(work) / ".complete").is_file()
     if "pretrained" in regimes and pt_python and not done and not TOOL.is_file():
         raise InputError(f"{TOOL}: the pretrained-features tool is not there (the bench looks for "
                          "../shared/tools beside the checkout); put the shared folder there, or leave "
@@ -240,10 +245,9 @@ def pretrained_features(cfg: Config, data: Path, work: Path, pt_python: str) -> 
     """EfficientNet-Lite0 features from the development tool, imported into the cache."""
     from .features.importing import import_features
 
-    tool = TOOL
-    out = work / "base" / "pretrained_npy"
+    out = _pretrained_npy(work)
     if not (out / ".complete").is_file():
-        subprocess.run([pt_python, str(tool), str(data / "videos"), str(out), "--pose", str(data / "pose"),
+        subprocess.run([pt_python, str(TOOL), str(data / "videos"), str(out), "--pose", str(data / "pose"),
                         "--bodypart", "midbody", "--crop", str(CROP)], check=True)
         (out / ".complete").write_text("ok\n")
     import_features(cfg, PRETRAINED_NAME, out, tool="shared/tools/pretrained_features.py "
