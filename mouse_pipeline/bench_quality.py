@@ -223,18 +223,15 @@ def random_features(cfg: Config) -> None:
 
 #: The development tool that makes the ``pretrained`` regime's features (``../shared`` beside the checkout).
 TOOL = Path(__file__).resolve().parent.parent.parent / "shared" / "tools" / "pretrained_features.py"
-
-
-def _pretrained_npy(work: Path) -> Path:
-    """Where the tool writes the regime's features (with ``.complete`` once they are all there)."""
-    return work / "base" / "pretrained_npy"
+#: Where, in the work folder, the tool writes the regime's features (``.complete`` once all are there).
+PRETRAINED_NPY = Path("base", "pretrained_npy")
 
 
 def check_pretrained(regimes: list[str], work: Path, pt_python: str | None) -> None:
     """Refuse, in one line and before any regime runs, a ``pretrained`` regime whose features
     are still to be made when the development tool is not there (it would otherwise stop the
     bench after the regimes before it)."""
-    done = (_pretrained_npy(work) / ".complete").is_file()
+    done = (work / PRETRAINED_NPY / ".complete").is_file()
     if "pretrained" in regimes and pt_python and not done and not TOOL.is_file():
         raise InputError(f"{TOOL}: the pretrained-features tool is not there (the bench looks for "
                          "../shared/tools beside the checkout); put the shared folder there, or leave "
@@ -245,7 +242,7 @@ def pretrained_features(cfg: Config, data: Path, work: Path, pt_python: str) -> 
     """EfficientNet-Lite0 features from the development tool, imported into the cache."""
     from .features.importing import import_features
 
-    out = _pretrained_npy(work)
+    out = work / PRETRAINED_NPY
     if not (out / ".complete").is_file():
         subprocess.run([pt_python, str(TOOL), str(data / "videos"), str(out), "--pose", str(data / "pose"),
                         "--bodypart", "midbody", "--crop", str(CROP)], check=True)
